@@ -1,0 +1,53 @@
+// Calling another service: tern::call<Resp>(ctx, "service.x", "endpoint", req).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include <google/protobuf/message_lite.h>
+
+#include "tern/context.h"
+#include "tern/error.h"
+
+namespace tern {
+
+struct CallOptions {
+  std::chrono::milliseconds timeout{2000};  // per call; never past the caller's deadline
+};
+
+// Carries serialized requests to services and their replies back.
+// Implemented by the AMQP runtime, and by tern::testing::FakeTransport for
+// unit tests without a broker.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Suspends the calling fiber (never blocks its thread) until the reply or
+  // an error; returns by min(ctx's deadline, now + opts.timeout) at the latest.
+  // On success the result holds the serialized endpoint response.
+  virtual Result<std::string> call(const Context& ctx, std::string_view service,
+                                   std::string_view endpoint, std::string body,
+                                   const CallOptions& opts) = 0;
+};
+
+namespace detail {
+// Non-template core of tern::call: serializes req, sends it through ctx's
+// transport, and parses the reply into *resp. Returns code kOk on success.
+Error call_message(const Context& ctx, std::string_view service, std::string_view endpoint,
+                   const google::protobuf::MessageLite& req, google::protobuf::MessageLite* resp,
+                   const CallOptions& opts);
+}  // namespace detail
+
+// Calls service/endpoint with req and returns its reply or a typed error.
+// From a fiber of a tern runtime (a handler, Client::run) it suspends only
+// the calling fiber. The request inherits ctx's trace and remaining deadline.
+template <class Resp, class Req>
+Result<Resp> call(const Context& ctx, std::string_view service, std::string_view endpoint,
+                  const Req& req, const CallOptions& opts = {}) {
+  Resp resp;
+  Error err = detail::call_message(ctx, service, endpoint, req, &resp, opts);
+  if (err.code != Code::kOk) return err;
+  return resp;
+}
+
+}  // namespace tern

@@ -1,0 +1,95 @@
+// Context: what a request carries through a service and into its downstream
+// calls — the absolute deadline, the trace, metadata and cancellation.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace tern {
+
+class Transport;
+
+// A Context is owned by one fiber at a time; it is not safe to use from two
+// fibers or threads at once, except cancel()/cancelled(), which are.
+class Context {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Metadata = std::map<std::string, std::string>;
+
+  // A root context: a new trace, the deadline `timeout` from now.
+  static Context with_timeout(std::chrono::milliseconds timeout);
+  static Context with_deadline(Clock::time_point deadline);
+
+  // The absolute deadline (steady clock) and the same instant as Unix
+  // milliseconds, the form it takes on the wire.
+  Clock::time_point deadline() const { return deadline_; }
+  int64_t deadline_unix_ms() const;
+  // Time left before the deadline; zero once it has passed.
+  std::chrono::milliseconds remaining() const;
+  bool expired() const { return Clock::now() >= deadline_; }
+
+  const std::string& trace_id() const { return trace_id_; }
+  const std::string& span_id() const { return span_id_; }
+  const std::string& parent_span_id() const { return parent_span_id_; }
+  // In a handler: the request's id, the calling service's name and the attempt.
+  const std::string& request_id() const { return request_id_; }
+  const std::string& caller() const { return caller_; }
+
+  // Metadata travels to every downstream call made with this context.
+  const Metadata& metadata() const { return metadata_; }
+  void set_metadata(std::string key, std::string value) {
+    metadata_[std::move(key)] = std::move(value);
+  }
+
+  // Cancelling a context cancels every context derived from it afterwards.
+  void cancel() { cancel_->cancelled.store(true, std::memory_order_relaxed); }
+  bool cancelled() const;
+
+  // The context of an outgoing call made from this one: same trace, a new
+  // span whose parent is this context's span, and a deadline of
+  // min(this deadline, now + timeout) — never later than this one's.
+  Context child(std::chrono::milliseconds timeout) const;
+
+  // Where tern::call sends requests made with this context. Null means the
+  // tern runtime of the current thread (a service's or a Client's fibers).
+  Transport* transport() const { return transport_; }
+  void set_transport(Transport* t) { transport_ = t; }
+
+  // Builds a server-side context from what arrived on the wire. For the
+  // platform and for tests; handlers receive theirs ready-made.
+  static Context from_wire(int64_t deadline_unix_ms, std::string trace_id, std::string span_id,
+                           std::string parent_span_id, std::string request_id,
+                           std::string caller, Metadata metadata);
+
+ private:
+  struct CancelState {
+    std::atomic<bool> cancelled{false};
+    std::shared_ptr<CancelState> parent;
+  };
+  Context();
+
+  Clock::time_point deadline_;
+  std::string trace_id_;
+  std::string span_id_;
+  std::string parent_span_id_;
+  std::string request_id_;
+  std::string caller_;
+  Metadata metadata_;
+  std::shared_ptr<CancelState> cancel_;
+  Transport* transport_ = nullptr;
+};
+
+namespace detail {
+// Random lowercase-hex identifiers: 32 chars for traces and request ids,
+// 16 for spans. Fast (per-thread generator), not cryptographic.
+std::string new_trace_id();
+std::string new_span_id();
+// Conversions between the steady clock and Unix milliseconds.
+int64_t to_unix_ms(Context::Clock::time_point t);
+Context::Clock::time_point from_unix_ms(int64_t unix_ms);
+}  // namespace detail
+
+}  // namespace tern

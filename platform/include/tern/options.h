@@ -1,0 +1,43 @@
+// Runtime configuration, parsed once at start-up: environment first, then flags.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace tern {
+
+struct Options {
+  // TERN_AMQP_URL, --amqp-url
+  std::string amqp_url = "amqp://guest:guest@localhost:5672/";
+  // TERN_THREADS, --threads: worker threads, each with its own broker
+  // connection and fibers. 0 means the number of cores.
+  int threads = 0;
+  // TERN_CONCURRENCY, --concurrency: requests one instance handles at once
+  // (the prefetch, split across threads).
+  int concurrency = 256;
+  // TERN_HEARTBEAT_S, --heartbeat-s: AMQP heartbeat; a dead broker is noticed
+  // within about twice this. 0 disables heartbeats.
+  int heartbeat_s = 10;
+  // TERN_DRAIN_TIMEOUT_MS, --drain-timeout-ms: on SIGTERM, how long in-flight
+  // handlers get to finish before the connection closes.
+  int drain_timeout_ms = 10000;
+  // TERN_STACK_KB, --stack-kb: stack of each handler fiber.
+  int stack_kb = 128;
+
+  // Defaults overridden by the TERN_* variables present in the environment.
+  // Throws ConfigError on a malformed value.
+  static Options from_env();
+  // Applies --name=value or --name value flags over *this. Throws ConfigError
+  // on an unknown flag or a malformed value; --help throws with the usage text.
+  void parse_args(int argc, char** argv);
+  // threads, with 0 resolved to the core count.
+  int resolved_threads() const;
+};
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace tern

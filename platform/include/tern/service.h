@@ -1,0 +1,111 @@
+// A service: endpoints registered by name, served from the request queue
+// named after the service.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <google/protobuf/descriptor.h>
+
+#include "tern/context.h"
+#include "tern/error.h"
+#include "tern/options.h"
+
+namespace tern {
+
+namespace detail {
+
+// What the server keeps per endpoint. `invoke` parses `body` as the request
+// type, runs the handler and serializes its reply into *out; it returns an
+// Error (code kOk on success). It may throw whatever the handler throws.
+struct Endpoint {
+  const google::protobuf::Descriptor* request_type = nullptr;
+  const google::protobuf::Descriptor* response_type = nullptr;
+  std::function<Error(Context&, std::string_view body, std::string* out)> invoke;
+};
+
+Error unparsable_request(const google::protobuf::Descriptor* type);
+
+// Deduces Req and Resp from `Result<Resp>(Context&, const Req&)`, for
+// functions, function pointers, lambdas and other callables.
+template <class F>
+struct handler_traits : handler_traits<decltype(&std::remove_cvref_t<F>::operator())> {};
+template <class R, class Req>
+struct handler_traits<R (*)(Context&, const Req&)> {
+  using Request = Req;
+  using Response = typename R::value_type;
+};
+template <class R, class Req>
+struct handler_traits<R(Context&, const Req&)> : handler_traits<R (*)(Context&, const Req&)> {};
+template <class C, class R, class Req>
+struct handler_traits<R (C::*)(Context&, const Req&) const>
+    : handler_traits<R (*)(Context&, const Req&)> {};
+template <class C, class R, class Req>
+struct handler_traits<R (C::*)(Context&, const Req&)>
+    : handler_traits<R (*)(Context&, const Req&)> {};
+
+class ServiceCore;
+}  // namespace detail
+
+class Service {
+ public:
+  // name: the service's name and request queue, e.g. "service.greeter".
+  explicit Service(std::string name);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  const std::string& name() const;
+
+  // Registers a handler `Result<Resp>(Context&, const Req&)` for `endpoint`.
+  // Handlers run in their own fiber, many at once on each worker thread: they
+  // must not block the thread (use tern::call, boost::this_fiber::sleep_for,
+  // fiber mutexes). A handler that throws answers INTERNAL. Register all
+  // endpoints before start() or run().
+  template <class F>
+  Service& handle(std::string endpoint, F handler) {
+    using Traits = detail::handler_traits<std::decay_t<F>>;
+    using Req = typename Traits::Request;
+    using Resp = typename Traits::Response;
+    detail::Endpoint ep;
+    ep.request_type = Req::descriptor();
+    ep.response_type = Resp::descriptor();
+    ep.invoke = [h = std::move(handler)](Context& ctx, std::string_view body,
+                                         std::string* out) -> Error {
+      Req req;
+      if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
+        return detail::unparsable_request(Req::descriptor());
+      Result<Resp> result = h(ctx, req);
+      if (!result.ok()) return std::move(result.error());
+      result->SerializeToString(out);
+      return Error{Code::kOk, {}};
+    };
+    add_endpoint(std::move(endpoint), std::move(ep));
+    return *this;
+  }
+
+  // Options from the environment and argv, start(), then serve until SIGTERM
+  // or SIGINT, then stop(). Returns the process exit code.
+  int run(int argc, char** argv);
+
+  // Connects, declares the request queue and starts consuming; returns once
+  // the service is serving. Throws std::runtime_error if the broker cannot be
+  // reached or the queue cannot be declared.
+  void start(const Options& options);
+  // Stops consuming, lets in-flight handlers finish (up to
+  // options.drain_timeout_ms), replies and acks them, then disconnects.
+  // Deliveries not yet handled are left unacked and the broker requeues them.
+  void stop();
+
+  // Requests currently being handled by this instance.
+  int in_flight() const;
+
+ private:
+  void add_endpoint(std::string name, detail::Endpoint endpoint);
+  std::unique_ptr<detail::ServiceCore> core_;
+};
+
+}  // namespace tern

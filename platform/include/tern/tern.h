@@ -1,0 +1,10 @@
+// Everything a service author needs.
+#pragma once
+
+#include "tern/call.h"
+#include "tern/client.h"
+#include "tern/context.h"
+#include "tern/error.h"
+#include "tern/log.h"
+#include "tern/options.h"
+#include "tern/service.h"

@@ -1,0 +1,276 @@
+#include "amqp.h"
+
+#include <amqp_tcp_socket.h>
+#include <fmt/format.h>
+#include <sys/time.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tern/log.h"
+
+namespace tern::detail {
+namespace {
+
+amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
+std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
+
+std::string describe(const amqp_rpc_reply_t& r) {
+  switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return "ok";
+    case AMQP_RESPONSE_NONE:
+      return "no reply from the broker";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
+        return fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      }
+      if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+        return fmt::format("channel closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      }
+      return fmt::format("unexpected broker method 0x{:08x}", r.reply.id);
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
+                               const std::string& connection_name) {
+  std::vector<char> buf(url.begin(), url.end());
+  buf.push_back('\0');
+  amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK)
+    throw AmqpError(fmt::format("malformed AMQP URL '{}'", url));
+  // "amqp://host:5672/" names the empty vhost by the letter of the URI spec;
+  // like most clients we take it as the default vhost "/".
+  if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
+
+  conn_ = amqp_new_connection();
+  amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
+  if (socket == nullptr) throw AmqpError("cannot create a TCP socket");
+  timeval connect_timeout{5, 0};
+  int rc = amqp_socket_open_noblock(socket, info.host, info.port, &connect_timeout);
+  if (rc != AMQP_STATUS_OK) {
+    amqp_destroy_connection(conn_);
+    conn_ = nullptr;
+    throw AmqpError(fmt::format("cannot connect to {}:{}: {}", info.host, info.port,
+                                amqp_error_string2(rc)));
+  }
+
+  amqp_table_entry_t entry;
+  entry.key = amqp_cstring_bytes("connection_name");
+  entry.value.kind = AMQP_FIELD_KIND_UTF8;
+  entry.value.value.bytes = bytes(connection_name);
+  amqp_table_t props{1, &entry};
+  amqp_rpc_reply_t r = amqp_login_with_properties(conn_, info.vhost, 0, 131072, heartbeat_s,
+                                                  &props, AMQP_SASL_METHOD_PLAIN, info.user,
+                                                  info.password);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    std::string why = describe(r);
+    amqp_destroy_connection(conn_);
+    conn_ = nullptr;
+    throw AmqpError(fmt::format("cannot log in to {}:{}: {}", info.host, info.port, why));
+  }
+  amqp_channel_open(conn_, kChannel);
+  r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    std::string why = describe(r);
+    amqp_destroy_connection(conn_);
+    conn_ = nullptr;
+    throw AmqpError("cannot open a channel: " + why);
+  }
+}
+
+AmqpConnection::~AmqpConnection() {
+  if (conn_ == nullptr) return;
+  close();
+  amqp_destroy_connection(conn_);
+}
+
+int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
+
+void AmqpConnection::declare_queue(const std::string& name) {
+  // Durable, so a service's queue outlives its instances and the broker's
+  // restarts; requests themselves are transient and expire at their deadline.
+  amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1,
+                     /*exclusive=*/0, /*auto_delete=*/0, amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
+}
+
+void AmqpConnection::qos(uint16_t prefetch) {
+  amqp_basic_qos(conn_, kChannel, 0, prefetch, 0);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("basic.qos failed: " + describe(r));
+}
+
+void AmqpConnection::consume(const std::string& queue, const std::string& consumer_tag,
+                             bool no_ack) {
+  amqp_basic_consume(conn_, kChannel, bytes(queue), bytes(consumer_tag), /*no_local=*/0,
+                     no_ack ? 1 : 0, /*exclusive=*/0, amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot consume from '{}': {}", queue, describe(r)));
+}
+
+void AmqpConnection::cancel(const std::string& consumer_tag) {
+  if (failed_) return;
+  amqp_basic_cancel_t m{};
+  m.consumer_tag = bytes(consumer_tag);
+  m.nowait = 0;
+  int rc = amqp_send_method(conn_, kChannel, AMQP_BASIC_CANCEL_METHOD, &m);
+  if (rc != AMQP_STATUS_OK) fail(std::string("basic.cancel: ") + amqp_error_string2(rc));
+}
+
+bool AmqpConnection::publish(const Publish& p) {
+  if (failed_) return false;
+  amqp_basic_properties_t props;
+  std::memset(&props, 0, sizeof props);
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                 AMQP_BASIC_CORRELATION_ID_FLAG;
+  props.content_type = amqp_cstring_bytes("application/x-protobuf");
+  props.delivery_mode = AMQP_DELIVERY_NONPERSISTENT;
+  props.correlation_id = bytes(p.correlation_id);
+  if (!p.reply_to.empty()) {
+    props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    props.reply_to = bytes(p.reply_to);
+  }
+  if (!p.expiration_ms.empty()) {
+    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    props.expiration = bytes(p.expiration_ms);
+  }
+  if (!p.type.empty()) {
+    props._flags |= AMQP_BASIC_TYPE_FLAG;
+    props.type = bytes(p.type);
+  }
+  int rc = amqp_basic_publish(conn_, kChannel, amqp_empty_bytes, bytes(p.routing_key),
+                              p.mandatory ? 1 : 0, 0, &props, bytes(p.body));
+  if (rc != AMQP_STATUS_OK) return fail(std::string("publish: ") + amqp_error_string2(rc));
+  return true;
+}
+
+bool AmqpConnection::ack(uint64_t delivery_tag) {
+  if (failed_) return false;
+  int rc = amqp_basic_ack(conn_, kChannel, delivery_tag, 0);
+  if (rc != AMQP_STATUS_OK) return fail(std::string("ack: ") + amqp_error_string2(rc));
+  return true;
+}
+
+bool AmqpConnection::fail(std::string why) {
+  if (!failed_) {
+    failed_ = true;
+    error_ = std::move(why);
+  }
+  return false;
+}
+
+bool AmqpConnection::poll_messages(const std::function<void(Message&&)>& on_message) {
+  if (failed_) return false;
+  for (;;) {
+    amqp_frame_t f;
+    timeval now{0, 0};
+    int rc = amqp_simple_wait_frame_noblock(conn_, &f, &now);
+    if (rc == AMQP_STATUS_TIMEOUT) break;
+    if (rc != AMQP_STATUS_OK) {
+      fail(amqp_error_string2(rc));
+      break;
+    }
+    if (f.frame_type == AMQP_FRAME_METHOD) {
+      on_method(f);
+      if (failed_) break;
+      continue;
+    }
+    if (f.frame_type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
+      auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
+      if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
+      if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
+      if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
+      body_size_ = f.payload.properties.body_size;
+      current_.body.reserve(body_size_);
+      expect_ = Expect::kBody;
+    } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
+      const amqp_bytes_t& frag = f.payload.body_fragment;
+      current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
+    } else {
+      fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
+      break;
+    }
+    if (expect_ == Expect::kBody && current_.body.size() >= body_size_) {
+      expect_ = Expect::kMethod;
+      Message done = std::move(current_);
+      current_ = Message{};
+      on_message(std::move(done));
+    }
+  }
+  amqp_maybe_release_buffers(conn_);
+  return !failed_;
+}
+
+void AmqpConnection::on_method(const amqp_frame_t& f) {
+  switch (f.payload.method.id) {
+    case AMQP_BASIC_DELIVER_METHOD: {
+      auto* d = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded);
+      current_ = Message{};
+      current_.delivery_tag = d->delivery_tag;
+      current_.redelivered = d->redelivered != 0;
+      current_.consumer_tag = str(d->consumer_tag);
+      current_.routing_key = str(d->routing_key);
+      expect_ = Expect::kHeader;
+      break;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+      auto* r = static_cast<amqp_basic_return_t*>(f.payload.method.decoded);
+      current_ = Message{};
+      current_.returned = true;
+      current_.reply_code = r->reply_code;
+      current_.reply_text = str(r->reply_text);
+      current_.routing_key = str(r->routing_key);
+      expect_ = Expect::kHeader;
+      break;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
+      std::string why = fmt::format("channel closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      amqp_channel_close_ok_t ok{};
+      amqp_send_method(conn_, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      fail(std::move(why));
+      break;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
+      std::string why = fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      amqp_connection_close_ok_t ok{};
+      amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      closed_ = true;
+      fail(std::move(why));
+      break;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+      // The broker cancelled one of our consumers (its queue was deleted).
+      fail("consumer cancelled by the broker (queue deleted?)");
+      break;
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+    case AMQP_BASIC_ACK_METHOD:
+    case AMQP_BASIC_NACK_METHOD:
+    default:
+      break;
+  }
+}
+
+void AmqpConnection::close() {
+  if (closed_ || conn_ == nullptr) return;
+  closed_ = true;
+  if (failed_) return;
+  amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+  fail("connection closed");
+}
+
+}  // namespace tern::detail

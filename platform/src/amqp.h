@@ -1,0 +1,98 @@
+// A thin C++ layer over one rabbitmq-c connection with one channel.
+// Not thread-safe: owned and used by exactly one Loop thread.
+#pragma once
+
+#include <amqp.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace tern::detail {
+
+// A message received from the broker: a delivery to one of our consumers, or
+// a mandatory publish the broker returned as unroutable.
+struct Message {
+  bool returned = false;          // basic.return rather than basic.deliver
+  uint64_t delivery_tag = 0;
+  bool redelivered = false;
+  std::string consumer_tag;
+  std::string routing_key;
+  uint16_t reply_code = 0;        // for returns: 312 NO_ROUTE, ...
+  std::string reply_text;
+  std::string correlation_id;
+  std::string reply_to;
+  std::string content_type;
+  std::string body;
+};
+
+struct AmqpError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class AmqpConnection {
+ public:
+  static constexpr amqp_channel_t kChannel = 1;
+
+  // Connects, logs in and opens the channel. Blocks; throws AmqpError.
+  AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name);
+  ~AmqpConnection();
+  AmqpConnection(const AmqpConnection&) = delete;
+  AmqpConnection& operator=(const AmqpConnection&) = delete;
+
+  int fd() const;
+
+  // Synchronous set-up methods; they block until the broker answers and
+  // throw AmqpError. Call only before serving.
+  void declare_queue(const std::string& name);
+  void qos(uint16_t prefetch);
+  void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
+
+  // Asynchronous: the cancel-ok arrives later and is ignored.
+  void cancel(const std::string& consumer_tag);
+
+  struct Publish {
+    std::string_view routing_key;
+    std::string_view body;
+    std::string_view correlation_id;
+    std::string_view reply_to;       // empty: none
+    std::string_view expiration_ms;  // empty: none
+    std::string_view type;           // empty: none
+    bool mandatory = false;
+  };
+  // Writes the publish to the socket (default exchange). false if the
+  // connection failed; error() tells why.
+  bool publish(const Publish& p);
+  bool ack(uint64_t delivery_tag);
+
+  // Reads every frame already available without blocking and calls
+  // on_message for each complete message. Also sends heartbeats when due and
+  // notices missed ones. Returns false once the connection is unusable.
+  bool poll_messages(const std::function<void(Message&&)>& on_message);
+
+  // Why the connection failed, once it has.
+  const std::string& error() const { return error_; }
+  bool failed() const { return failed_; }
+
+  // Closes gracefully (blocks briefly for close-ok).
+  void close();
+
+ private:
+  bool fail(std::string why);
+  void on_method(const amqp_frame_t& f);
+
+  amqp_connection_state_t conn_ = nullptr;
+  bool failed_ = false;
+  bool closed_ = false;
+  std::string error_;
+
+  // Content being assembled: method, then header, then body frames.
+  enum class Expect { kMethod, kHeader, kBody } expect_ = Expect::kMethod;
+  Message current_;
+  size_t body_size_ = 0;
+};
+
+}  // namespace tern::detail

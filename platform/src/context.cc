@@ -1,0 +1,116 @@
+#include "tern/context.h"
+
+#include <random>
+#include <thread>
+
+namespace tern {
+
+Context::Context() : cancel_(std::make_shared<CancelState>()) {}
+
+Context Context::with_deadline(Clock::time_point deadline) {
+  Context c;
+  c.deadline_ = deadline;
+  c.trace_id_ = detail::new_trace_id();
+  c.span_id_ = detail::new_span_id();
+  return c;
+}
+
+Context Context::with_timeout(std::chrono::milliseconds timeout) {
+  return with_deadline(Clock::now() + timeout);
+}
+
+Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::string span_id,
+                           std::string parent_span_id, std::string request_id,
+                           std::string caller, Metadata metadata) {
+  Context c;
+  c.deadline_ = detail::from_unix_ms(deadline_unix_ms);
+  c.trace_id_ = trace_id.empty() ? detail::new_trace_id() : std::move(trace_id);
+  c.span_id_ = span_id.empty() ? detail::new_span_id() : std::move(span_id);
+  c.parent_span_id_ = std::move(parent_span_id);
+  c.request_id_ = std::move(request_id);
+  c.caller_ = std::move(caller);
+  c.metadata_ = std::move(metadata);
+  return c;
+}
+
+int64_t Context::deadline_unix_ms() const { return detail::to_unix_ms(deadline_); }
+
+std::chrono::milliseconds Context::remaining() const {
+  auto left = deadline_ - Clock::now();
+  if (left <= Clock::duration::zero()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(left);
+}
+
+bool Context::cancelled() const {
+  for (const CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
+    if (s->cancelled.load(std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+Context Context::child(std::chrono::milliseconds timeout) const {
+  Context c;
+  c.deadline_ = std::min(deadline_, Clock::now() + timeout);
+  c.trace_id_ = trace_id_;
+  c.span_id_ = detail::new_span_id();
+  c.parent_span_id_ = span_id_;
+  c.caller_ = caller_;
+  c.metadata_ = metadata_;
+  c.cancel_->parent = cancel_;
+  c.transport_ = transport_;
+  return c;
+}
+
+namespace detail {
+namespace {
+
+// splitmix64, seeded per thread from the OS.
+uint64_t next_random() {
+  thread_local uint64_t state = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           std::hash<std::thread::id>{}(std::this_thread::get_id());
+  }();
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void append_hex(std::string* out, uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(v >> shift) & 0xf]);
+}
+
+}  // namespace
+
+std::string new_trace_id() {
+  std::string s;
+  s.reserve(32);
+  append_hex(&s, next_random());
+  append_hex(&s, next_random());
+  return s;
+}
+
+std::string new_span_id() {
+  std::string s;
+  s.reserve(16);
+  append_hex(&s, next_random());
+  return s;
+}
+
+int64_t to_unix_ms(Context::Clock::time_point t) {
+  auto from_now = t - Context::Clock::now();
+  auto wall = std::chrono::system_clock::now() +
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(from_now);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
+}
+
+Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
+  auto wall = std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
+  auto from_now = wall - std::chrono::system_clock::now();
+  return Context::Clock::now() + std::chrono::duration_cast<Context::Clock::duration>(from_now);
+}
+
+}  // namespace detail
+}  // namespace tern

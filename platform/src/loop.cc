@@ -1,0 +1,342 @@
+#include "loop.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+
+#include "tern/envelope.pb.h"
+#include "tern/log.h"
+#include "wire.h"
+
+namespace tern::detail {
+namespace {
+
+constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
+constexpr const char* kReplyTag = "tern.replies";
+constexpr const char* kRequestTag = "tern.requests";
+constexpr auto kMaxIdleWait = std::chrono::seconds(1);  // heartbeat servicing
+
+thread_local Loop* t_current = nullptr;
+
+// Round-robin over this thread's fibers; when none is ready it sleeps in
+// poll() on the broker socket instead of a condition variable.
+class LoopScheduler final : public boost::fibers::algo::algorithm {
+ public:
+  explicit LoopScheduler(Loop* loop) : loop_(loop) { loop->set_scheduler(this); }
+
+  void awakened(boost::fibers::context* ctx) noexcept override { ctx->ready_link(queue_); }
+  boost::fibers::context* pick_next() noexcept override {
+    if (queue_.empty()) return nullptr;
+    boost::fibers::context* ctx = &queue_.front();
+    queue_.pop_front();
+    return ctx;
+  }
+  bool has_ready_fibers() const noexcept override { return !queue_.empty(); }
+  void suspend_until(std::chrono::steady_clock::time_point const& t) noexcept override {
+    loop_->wait_for_io(t);
+  }
+  void notify() noexcept override { loop_->wake(); }
+
+ private:
+  Loop* loop_;
+  boost::fibers::scheduler::ready_queue_type queue_;
+};
+
+}  // namespace
+
+struct Loop::PendingCall {
+  boost::fibers::mutex mu;
+  boost::fibers::condition_variable cv;
+  bool done = false;
+  bool failed = false;   // error holds why; otherwise reply holds a tern.v1.Response
+  Error error;
+  std::string reply;
+};
+
+Loop::Loop(Options options, std::string name)
+    : options_(std::move(options)), name_(std::move(name)) {
+  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
+  stacks_ = std::make_unique<boost::fibers::pooled_fixedsize_stack>(
+      static_cast<size_t>(std::max(options_.stack_kb, 16)) * 1024);
+}
+
+Loop::~Loop() {
+  shutdown();
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+Loop* Loop::current() { return t_current; }
+
+void Loop::serve(std::string queue, int prefetch, RequestHandler handler) {
+  queue_ = std::move(queue);
+  prefetch_ = std::clamp(prefetch, 1, 65535);
+  handler_ = std::move(handler);
+}
+
+void Loop::start() {
+  std::promise<void> ready;
+  std::future<void> started = ready.get_future();
+  thread_ = std::thread([this, &ready] { thread_main(&ready); });
+  try {
+    started.get();
+  } catch (...) {
+    thread_.join();
+    throw;
+  }
+}
+
+void Loop::setup() {
+  conn_ = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_);
+  // Direct reply-to: consumed without acks on the channel requests go out on.
+  conn_->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
+  if (!queue_.empty()) {
+    conn_->declare_queue(queue_);
+    conn_->qos(static_cast<uint16_t>(prefetch_));
+    conn_->consume(queue_, kRequestTag, /*no_ack=*/false);
+    consuming_ = true;
+  }
+}
+
+void Loop::thread_main(std::promise<void>* ready) {
+  t_current = this;
+  boost::fibers::use_scheduling_algorithm<LoopScheduler>(this);
+  try {
+    setup();
+  } catch (...) {
+    conn_.reset();
+    ready->set_exception(std::current_exception());
+    t_current = nullptr;
+    return;
+  }
+  ready->set_value();  // `ready` is gone after this line
+
+  boost::fibers::fiber io([this] { io_fiber(); });
+  io.join();
+
+  // Stopping: close the connection (the broker requeues what we did not
+  // ack), fail calls still waiting, and let handler fibers run to their end;
+  // their replies and acks are no-ops now.
+  conn_->close();
+  broken_ = true;
+  broken_reason_ = "the tern runtime is shutting down";
+  fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+  while (in_flight_.load() > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(2));
+  run_posted();
+  t_current = nullptr;
+}
+
+void Loop::io_fiber() {
+  for (;;) {
+    run_posted();
+    if (stopping_.load(std::memory_order_acquire)) break;
+    if (cancel_requested_.exchange(false) && consuming_) {
+      conn_->cancel(kRequestTag);
+      consuming_ = false;
+    }
+    if (!broken_ && !pump()) {
+      broken_ = true;
+      broken_reason_ = "broker connection lost: " + conn_->error();
+      log::error("{}: {}", name_, broken_reason_);
+      fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+    }
+    if (algo_->has_ready_fibers()) {
+      boost::this_fiber::yield();
+    } else {
+      parked_io_ = boost::fibers::context::active();
+      parked_io_->suspend();
+    }
+  }
+}
+
+bool Loop::pump() {
+  last_pump_ = std::chrono::steady_clock::now();
+  return conn_->poll_messages([this](Message&& m) { dispatch(std::move(m)); });
+}
+
+void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
+  auto now = std::chrono::steady_clock::now();
+  auto wake_at = std::min(until, now + kMaxIdleWait);
+  auto left = std::max(wake_at - now, std::chrono::steady_clock::duration::zero());
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+
+  pollfd fds[2];
+  nfds_t n = 1;
+  fds[0] = pollfd{event_fd_, POLLIN, 0};
+  if (conn_ && !broken_) fds[n++] = pollfd{conn_->fd(), POLLIN, 0};
+  int rc = ppoll(fds, n, &ts, nullptr);
+
+  bool input = false;
+  if (rc > 0) {
+    if (fds[0].revents != 0) {
+      uint64_t drained;
+      [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
+      input = true;
+    }
+    if (n > 1 && fds[1].revents != 0) input = true;
+  }
+  if (std::chrono::steady_clock::now() - last_pump_ >= kMaxIdleWait) input = true;
+  if (input && parked_io_ != nullptr) {
+    boost::fibers::context* io = parked_io_;
+    parked_io_ = nullptr;
+    boost::fibers::context::active()->schedule(io);
+  }
+}
+
+void Loop::wake() noexcept {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = write(event_fd_, &one, sizeof one);
+}
+
+void Loop::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    posted_.push_back(std::move(fn));
+  }
+  wake();
+}
+
+void Loop::run_posted() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    batch.swap(posted_);
+  }
+  for (auto& fn : batch) boost::fibers::fiber(std::allocator_arg, *stacks_, std::move(fn)).detach();
+}
+
+void Loop::stop_consuming() {
+  cancel_requested_.store(true);
+  wake();
+}
+
+void Loop::shutdown() {
+  if (!thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
+  wake();
+  thread_.join();
+  conn_.reset();
+}
+
+void Loop::dispatch(Message&& m) {
+  if (m.returned || m.consumer_tag == kReplyTag) {
+    auto it = pending_.find(m.correlation_id);
+    if (it == pending_.end()) {
+      if (!m.returned) {
+        late_replies_.fetch_add(1, std::memory_order_relaxed);
+        log::debug("{}: dropped a late reply for {}", name_, m.correlation_id);
+      }
+      return;
+    }
+    PendingCall* pc = it->second;
+    pending_.erase(it);
+    if (m.returned) {
+      pc->failed = true;
+      pc->error = Error{Code::kUnavailable,
+                        fmt::format("no route to '{}' ({} {}): is the service running?",
+                                    m.routing_key, m.reply_code, m.reply_text)}
+                      .with_param("service", m.routing_key);
+    } else {
+      pc->reply = std::move(m.body);
+    }
+    pc->done = true;
+    pc->cv.notify_one();
+    return;
+  }
+  if (m.consumer_tag == kRequestTag && handler_) {
+    in_flight_.fetch_add(1, std::memory_order_acq_rel);
+    boost::fibers::fiber(std::allocator_arg, *stacks_, [this, msg = std::move(m)]() mutable {
+      handler_(*this, std::move(msg));
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    }).detach();
+  }
+}
+
+void Loop::fail_all_pending(const Error& error) {
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [id, pc] : pending) {
+    pc->failed = true;
+    pc->error = error;
+    pc->done = true;
+    pc->cv.notify_one();
+  }
+}
+
+Result<std::string> Loop::call(const Context& ctx, std::string_view service,
+                               std::string_view endpoint, std::string body,
+                               const CallOptions& opts) {
+  if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+  const auto now = std::chrono::steady_clock::now();
+  const auto deadline = std::min(ctx.deadline(), now + opts.timeout);
+  const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+  if (budget.count() <= 0)
+    return Error{Code::kDeadlineExceeded,
+                 fmt::format("deadline passed before calling {}/{}", service, endpoint)};
+  if (broken_) return Error{Code::kUnavailable, broken_reason_};
+
+  std::string wire;
+  std::string id = new_trace_id();
+  {
+    tern::v1::Request req;
+    req.set_id(id);
+    req.set_service(std::string(service));
+    req.set_endpoint(std::string(endpoint));
+    req.set_body(std::move(body));
+    req.set_deadline_unix_ms(to_unix_ms(deadline));
+    req.set_trace_id(ctx.trace_id().empty() ? new_trace_id() : ctx.trace_id());
+    req.set_span_id(new_span_id());
+    req.set_parent_span_id(ctx.span_id());
+    req.set_from(name_);
+    for (const auto& [k, v] : ctx.metadata()) (*req.mutable_metadata())[k] = v;
+    req.set_attempt(1);
+    req.SerializeToString(&wire);
+  }
+
+  PendingCall pc;
+  pending_.emplace(id, &pc);
+  const std::string expiration = std::to_string(budget.count());
+  AmqpConnection::Publish p;
+  p.routing_key = service;
+  p.body = wire;
+  p.correlation_id = id;
+  p.reply_to = kReplyTo;
+  p.expiration_ms = expiration;
+  p.type = endpoint;
+  p.mandatory = true;
+  if (!conn_->publish(p)) {
+    pending_.erase(id);
+    return Error{Code::kUnavailable, "broker connection lost: " + conn_->error()};
+  }
+
+  {
+    std::unique_lock<boost::fibers::mutex> lock(pc.mu);
+    if (!pc.cv.wait_until(lock, deadline, [&] { return pc.done; })) {
+      pending_.erase(id);
+      return Error{Code::kDeadlineExceeded,
+                   fmt::format("no reply from {}/{} within {} ms", service, endpoint,
+                               budget.count())}
+          .with_param("service", std::string(service))
+          .with_param("endpoint", std::string(endpoint));
+    }
+  }
+  if (pc.failed) return std::move(pc.error);
+  return decode_response(pc.reply, service, endpoint);
+}
+
+void Loop::reply_and_ack(const Message& request, const std::string& reply) {
+  AmqpConnection::Publish p;
+  p.routing_key = request.reply_to;
+  p.body = reply;
+  p.correlation_id = request.correlation_id;
+  if (!conn_->publish(p)) return;  // connection gone: the broker redelivers the request
+  conn_->ack(request.delivery_tag);
+}
+
+void Loop::ack(uint64_t delivery_tag) { conn_->ack(delivery_tag); }
+
+}  // namespace tern::detail

@@ -1,0 +1,121 @@
+// A Loop is one OS thread running Boost.Fiber fibers around one AMQP
+// connection. It is the only user of that connection: rabbitmq-c is not
+// thread-safe, and every call into it happens on the loop's thread, between
+// fiber switches, so frames of different fibers never interleave.
+//
+// When no fiber is ready, the loop's scheduler sleeps in poll() on the
+// connection's socket and an eventfd (cross-thread wake-ups), never longer
+// than the next fiber timer or one second, so heartbeats keep flowing while
+// handlers are parked.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/fiber/all.hpp>
+
+#include "amqp.h"
+#include "tern/call.h"
+#include "tern/options.h"
+
+namespace tern::detail {
+
+class Loop;
+
+// Runs in its own fiber on the loop for every delivery from the request
+// queue. It must end by acking the delivery (Loop::reply_and_ack or
+// Loop::ack), unless the loop is stopping.
+using RequestHandler = std::function<void(Loop&, Message&&)>;
+
+class Loop final : public Transport {
+ public:
+  // name: sent as `from` on outgoing requests.
+  Loop(Options options, std::string name);
+  ~Loop() override;
+
+  // Before start(): also consume `queue` (declared durable) with the given
+  // prefetch, handing each delivery to `handler` in a new fiber.
+  void serve(std::string queue, int prefetch, RequestHandler handler);
+
+  // Starts the thread, connects, declares and consumes. Returns once ready;
+  // throws std::runtime_error (with the broker's reason) on failure.
+  void start();
+
+  // Thread-safe. Runs fn in a new fiber on this loop.
+  void post(std::function<void()> fn);
+
+  // Thread-safe. Cancels the request consumer; deliveries already received
+  // still run. Returns at once.
+  void stop_consuming();
+
+  // Thread-safe. Closes the connection (unacked deliveries go back to the
+  // queue) and joins the thread. Idempotent.
+  void shutdown();
+
+  // Handler fibers currently running. Thread-safe.
+  int in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  uint64_t late_replies() const { return late_replies_.load(std::memory_order_relaxed); }
+
+  // The loop whose thread is calling, or null.
+  static Loop* current();
+
+  // --- loop thread only ---
+  Result<std::string> call(const Context& ctx, std::string_view service, std::string_view endpoint,
+                           std::string body, const CallOptions& opts) override;
+  // Publishes the reply to the request's reply_to, then acks the request.
+  void reply_and_ack(const Message& request, const std::string& reply);
+  void ack(uint64_t delivery_tag);
+  const std::string& name() const { return name_; }
+
+  // Scheduler hooks (see loop.cc).
+  void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;
+  void wake() noexcept;
+  void set_scheduler(boost::fibers::algo::algorithm* algo) { algo_ = algo; }
+
+ private:
+  struct PendingCall;
+
+  void thread_main(std::promise<void>* ready);
+  void setup();  // connect, declare, consume; throws
+  void io_fiber();
+  bool pump();   // reads every available frame; false when the connection is gone
+  void dispatch(Message&& m);
+  void fail_all_pending(const Error& error);
+  void run_posted();
+
+  const Options options_;
+  const std::string name_;
+  std::string queue_;
+  int prefetch_ = 0;
+  RequestHandler handler_;
+
+  std::thread thread_;
+  int event_fd_ = -1;
+  std::unique_ptr<AmqpConnection> conn_;
+  boost::fibers::algo::algorithm* algo_ = nullptr;
+  boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits for input
+  std::chrono::steady_clock::time_point last_pump_{};
+  bool broken_ = false;                           // the connection failed
+  std::string broken_reason_;
+
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> cancel_requested_{false};
+  bool consuming_ = false;
+
+  std::unordered_map<std::string, PendingCall*> pending_;
+  std::atomic<int> in_flight_{0};
+  std::atomic<uint64_t> late_replies_{0};
+  boost::fibers::fiber::id io_id_;
+  std::unique_ptr<boost::fibers::pooled_fixedsize_stack> stacks_;
+};
+
+}  // namespace tern::detail

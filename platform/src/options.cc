@@ -1,0 +1,91 @@
+#include "tern/options.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <string_view>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace tern {
+namespace {
+
+struct Field {
+  const char* flag;  // without the leading --
+  const char* env;
+  const char* help;
+  std::string Options::*text = nullptr;
+  int Options::*number = nullptr;
+  int min = 0;
+};
+
+const Field kFields[] = {
+    {"amqp-url", "TERN_AMQP_URL", "broker URL", &Options::amqp_url, nullptr},
+    {"threads", "TERN_THREADS", "worker threads (0: cores)", nullptr, &Options::threads, 0},
+    {"concurrency", "TERN_CONCURRENCY", "requests handled at once", nullptr, &Options::concurrency, 1},
+    {"heartbeat-s", "TERN_HEARTBEAT_S", "AMQP heartbeat seconds (0: off)", nullptr, &Options::heartbeat_s, 0},
+    {"drain-timeout-ms", "TERN_DRAIN_TIMEOUT_MS", "drain time on SIGTERM", nullptr, &Options::drain_timeout_ms, 0},
+    {"stack-kb", "TERN_STACK_KB", "handler fiber stack KiB", nullptr, &Options::stack_kb, 16},
+};
+
+void assign(Options& o, const Field& f, std::string_view value, std::string_view source) {
+  if (f.text != nullptr) {
+    o.*f.text = std::string(value);
+    return;
+  }
+  int v = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || end != value.data() + value.size() || v < f.min)
+    throw ConfigError(fmt::format("{}: '{}' is not an integer >= {}", source, value, f.min));
+  o.*f.number = v;
+}
+
+std::string usage(const char* program) {
+  std::string s = fmt::format("usage: {} [flags]\n", program);
+  for (const Field& f : kFields) s += fmt::format("  --{:<18} {} (env {})\n", f.flag, f.help, f.env);
+  return s;
+}
+
+}  // namespace
+
+Options Options::from_env() {
+  Options o;
+  for (const Field& f : kFields) {
+    if (const char* v = std::getenv(f.env); v != nullptr && *v != '\0') assign(o, f, v, f.env);
+  }
+  return o;
+}
+
+void Options::parse_args(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") throw ConfigError(usage(argv[0]));
+    if (!arg.starts_with("--")) throw ConfigError(fmt::format("unexpected argument '{}'", arg));
+    arg.remove_prefix(2);
+    std::string_view value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const Field* field = nullptr;
+    for (const Field& f : kFields) {
+      if (arg == f.flag) field = &f;
+    }
+    if (field == nullptr) throw ConfigError(fmt::format("unknown flag --{}\n{}", arg, usage(argv[0])));
+    if (!has_value) {
+      if (i + 1 >= argc) throw ConfigError(fmt::format("--{} needs a value", arg));
+      value = argv[++i];
+    }
+    assign(*this, *field, value, fmt::format("--{}", arg));
+  }
+}
+
+int Options::resolved_threads() const {
+  if (threads > 0) return threads;
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace tern

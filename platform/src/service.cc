@@ -1,0 +1,221 @@
+#include "tern/service.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "loop.h"
+#include "tern/envelope.pb.h"
+#include "tern/log.h"
+#include "wire.h"
+
+namespace tern {
+namespace detail {
+
+Error unparsable_request(const google::protobuf::Descriptor* type) {
+  return Error{Code::kInvalidArgument,
+               fmt::format("request body is not a valid {}", type->full_name())};
+}
+
+class ServiceCore {
+ public:
+  explicit ServiceCore(std::string service_name) : name(std::move(service_name)) {
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    instance = fmt::format("{}:{}", host, getpid());
+  }
+
+  // Runs in the delivery's own fiber. Always ends with a reply and an ack,
+  // except for messages that cannot be answered (no reply_to), which are
+  // acked and logged. Never throws.
+  void handle(Loop& loop, Message&& m) {
+    if (m.reply_to.empty()) {
+      log::warn("{}: dropped a message with no reply_to (correlation_id '{}')", name,
+                m.correlation_id);
+      loop.ack(m.delivery_tag);
+      return;
+    }
+    tern::v1::Response resp;
+    resp.set_request_id(m.correlation_id);
+    std::string out;
+    Error err = run(loop, m, &out);
+    if (err.code == Code::kOk) {
+      resp.set_body(std::move(out));
+    } else {
+      to_wire(err, resp.mutable_error());
+    }
+    loop.reply_and_ack(m, resp.SerializeAsString());
+  }
+
+  Error run(Loop& loop, const Message& m, std::string* out) {
+    tern::v1::Request req;
+    if (!req.ParseFromString(m.body))
+      return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"};
+    if (req.deadline_unix_ms() <= 0)
+      return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
+    Context ctx = Context::from_wire(
+        req.deadline_unix_ms(), std::move(*req.mutable_trace_id()),
+        std::move(*req.mutable_span_id()), std::move(*req.mutable_parent_span_id()),
+        req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
+        Context::Metadata(req.metadata().begin(), req.metadata().end()));
+    ctx.set_transport(&loop);
+    if (ctx.expired())
+      return Error{Code::kDeadlineExceeded,
+                   fmt::format("the deadline passed before {}/{} was handled", name,
+                               req.endpoint())};
+    auto it = endpoints.find(req.endpoint());
+    if (it == endpoints.end())
+      return Error{Code::kUnimplemented,
+                   fmt::format("{} has no endpoint '{}'", name, req.endpoint())}
+          .with_param("endpoint", req.endpoint());
+    try {
+      return it->second.invoke(ctx, req.body(), out);
+    } catch (const std::exception& e) {
+      log::error("{}/{} threw: {}", name, req.endpoint(), e.what());
+      return Error{Code::kInternal, fmt::format("{}/{} failed: {}", name, req.endpoint(), e.what())};
+    } catch (...) {
+      log::error("{}/{} threw a non-exception", name, req.endpoint());
+      return Error{Code::kInternal, fmt::format("{}/{} failed", name, req.endpoint())};
+    }
+  }
+
+  tern::v1::DescribeResponse describe() const {
+    tern::v1::DescribeResponse d;
+    d.set_service(name);
+    std::set<std::string> seen;
+    for (const auto& [ep_name, ep] : endpoints) {
+      auto* e = d.add_endpoints();
+      e->set_name(ep_name);
+      e->set_request_type(ep.request_type->full_name());
+      e->set_response_type(ep.response_type->full_name());
+      add_file(ep.request_type->file(), &seen, d.mutable_files());
+      add_file(ep.response_type->file(), &seen, d.mutable_files());
+    }
+    return d;
+  }
+
+  static void add_file(const google::protobuf::FileDescriptor* f, std::set<std::string>* seen,
+                       google::protobuf::FileDescriptorSet* set) {
+    if (!seen->insert(f->name()).second) return;
+    for (int i = 0; i < f->dependency_count(); ++i) add_file(f->dependency(i), seen, set);
+    f->CopyTo(set->add_file());
+  }
+
+  int in_flight() const {
+    int n = 0;
+    for (const auto& l : loops) n += l->in_flight();
+    return n;
+  }
+
+  const std::string name;
+  std::string instance;
+  Options options;
+  std::map<std::string, Endpoint, std::less<>> endpoints;
+  std::vector<std::unique_ptr<Loop>> loops;
+};
+
+}  // namespace detail
+
+Service::Service(std::string name) : core_(std::make_unique<detail::ServiceCore>(std::move(name))) {
+  detail::ServiceCore* core = core_.get();
+  handle("_health", [core](Context&, const v1::HealthRequest&) -> Result<v1::HealthResponse> {
+    v1::HealthResponse r;
+    r.set_service(core->name);
+    r.set_status("SERVING");
+    r.set_instance(core->instance);
+    return r;
+  });
+  handle("_describe", [core](Context&, const v1::DescribeRequest&) -> Result<v1::DescribeResponse> {
+    return core->describe();
+  });
+}
+
+Service::~Service() { stop(); }
+
+const std::string& Service::name() const { return core_->name; }
+
+void Service::add_endpoint(std::string name, detail::Endpoint endpoint) {
+  core_->endpoints[std::move(name)] = std::move(endpoint);
+}
+
+int Service::in_flight() const { return core_->in_flight(); }
+
+void Service::start(const Options& options) {
+  core_->options = options;
+  const int threads = options.resolved_threads();
+  const int per_thread = std::max(1, (options.concurrency + threads - 1) / threads);
+  detail::ServiceCore* core = core_.get();
+  for (int i = 0; i < threads; ++i) {
+    auto loop = std::make_unique<detail::Loop>(options, core->name);
+    loop->serve(core->name, per_thread, [core](detail::Loop& l, detail::Message&& m) {
+      core->handle(l, std::move(m));
+    });
+    try {
+      loop->start();
+    } catch (...) {
+      core->loops.clear();
+      throw;
+    }
+    core->loops.push_back(std::move(loop));
+  }
+  log::info("{} serving: {} threads, {} requests at once", core->name, threads,
+            per_thread * threads);
+}
+
+void Service::stop() {
+  auto& loops = core_->loops;
+  if (loops.empty()) return;
+  for (auto& l : loops) l->stop_consuming();
+  const auto give_up = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(core_->options.drain_timeout_ms);
+  while (core_->in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (int left = core_->in_flight(); left > 0)
+    log::warn("{}: {} requests still running after the drain timeout; they go back to the queue",
+              core_->name, left);
+  loops.clear();  // closes each connection and joins its thread
+  log::info("{} stopped", core_->name);
+}
+
+int Service::run(int argc, char** argv) {
+  log::set_process_name(core_->name);
+  Options options;
+  try {
+    options = Options::from_env();
+    options.parse_args(argc, argv);
+  } catch (const ConfigError& e) {
+    std::string_view what = e.what();
+    if (what.starts_with("usage:")) {
+      fmt::print("{}", what);
+      return 0;
+    }
+    log::error("{}", what);
+    return 2;
+  }
+  // Block the stop signals in every thread; this one waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  try {
+    start(options);
+  } catch (const std::exception& e) {
+    log::error("cannot start: {}", e.what());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::info("{}: {} received, draining", core_->name, sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stop();
+  return 0;
+}
+
+}  // namespace tern
