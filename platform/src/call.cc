@@ -4,15 +4,26 @@
 
 #include "loop.h"
 
-namespace tern::detail {
+namespace tern {
+namespace detail {
+namespace {
+
+Transport* transport_for(const Context& ctx) {
+  return ctx.transport() ? ctx.transport() : Loop::current();
+}
+
+Error no_runtime() {
+  return Error{Code::kFailedPrecondition,
+               "tern::call outside a tern runtime: call from a handler or inside Client::run"};
+}
+
+}  // namespace
 
 Error call_message(const Context& ctx, std::string_view service, std::string_view endpoint,
                    const google::protobuf::MessageLite& req, google::protobuf::MessageLite* resp,
                    const CallOptions& opts) {
-  Transport* transport = ctx.transport() ? ctx.transport() : Loop::current();
-  if (transport == nullptr)
-    return Error{Code::kFailedPrecondition,
-                 "tern::call outside a tern runtime: call from a handler or inside Client::run"};
+  Transport* transport = transport_for(ctx);
+  if (transport == nullptr) return no_runtime();
   Result<std::string> reply = transport->call(ctx, service, endpoint, req.SerializeAsString(), opts);
   if (!reply.ok()) return std::move(reply.error());
   if (!resp->ParseFromString(*reply))
@@ -21,4 +32,14 @@ Error call_message(const Context& ctx, std::string_view service, std::string_vie
   return Error{Code::kOk, {}};
 }
 
-}  // namespace tern::detail
+}  // namespace detail
+
+Result<std::string> call_bytes(const Context& ctx, std::string_view service,
+                               std::string_view endpoint, std::string body,
+                               const CallOptions& opts) {
+  Transport* transport = detail::transport_for(ctx);
+  if (transport == nullptr) return detail::no_runtime();
+  return transport->call(ctx, service, endpoint, std::move(body), opts);
+}
+
+}  // namespace tern

@@ -38,6 +38,13 @@ Error call_message(const Context& ctx, std::string_view service, std::string_vie
                    const CallOptions& opts);
 }  // namespace detail
 
+// Calls service/endpoint with an already serialized request body and returns
+// the serialized reply body: for gateways and tools that do not know the
+// types at compile time.
+Result<std::string> call_bytes(const Context& ctx, std::string_view service,
+                               std::string_view endpoint, std::string body,
+                               const CallOptions& opts = {});
+
 // Calls service/endpoint with req and returns its reply or a typed error.
 // From a fiber of a tern runtime (a handler, Client::run) it suspends only
 // the calling fiber. The request inherits ctx's trace and remaining deadline.

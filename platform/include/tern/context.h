@@ -34,7 +34,7 @@ class Context {
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
   const std::string& parent_span_id() const { return parent_span_id_; }
-  // In a handler: the request's id, the calling service's name and the attempt.
+  // In a handler: the request's id and the calling service's name.
   const std::string& request_id() const { return request_id_; }
   const std::string& caller() const { return caller_; }
 

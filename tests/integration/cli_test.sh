@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The tern CLI against the real greeter binary on the broker at TERN_AMQP_URL.
+# usage: cli_test.sh TERN_BIN GREETER_BIN
+set -euo pipefail
+tern=$1 greeter=$2
+: "${TERN_AMQP_URL:?run through scripts/test}"
+passed=0 failed=0
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAILED: $name"; fi
+}
+
+log=$(mktemp)
+"$greeter" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+
+# Wait (bounded) until the greeter answers its health endpoint.
+for _ in $(seq 100); do
+  "$tern" call service.greeter _health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+out=$("$tern" call service.greeter hello '{"name":"Ada"}')
+check "hello prints the greeting as JSON" test "$(tr -d ' \n' <<<"$out")" = '{"greeting":"Hello,Ada!"}'
+
+out=$("$tern" call service.greeter relay_hello '{"name":"Bob"}')
+check "relay_hello greets through a downstream call" test "$(tr -d ' \n' <<<"$out")" = '{"greeting":"Hello,Bob!"}'
+
+set +e
+err=$("$tern" call service.greeter nope '{}' 2>&1 >/dev/null); rc=$?
+check "an unknown endpoint exits 1 with UNIMPLEMENTED" test "$rc:${err%%:*}" = "1:UNIMPLEMENTED"
+err=$("$tern" call service.greeter slow_hello '{"name":"C","delay_ms":5000}' --timeout 300ms 2>&1 >/dev/null); rc=$?
+check "a slow call exits 1 with DEADLINE_EXCEEDED" test "$rc:${err%%:*}" = "1:DEADLINE_EXCEEDED"
+err=$("$tern" call service.nobody hello '{}' 2>&1 >/dev/null); rc=$?
+check "an unknown service exits 1 with UNAVAILABLE" test "$rc:${err%%:*}" = "1:UNAVAILABLE"
+"$tern" call service.greeter hello '{"nom":"x"}' >/dev/null 2>&1; rc=$?
+check "JSON that does not fit the request type exits 2" test "$rc" = 2
+set -e
+
+out=$("$tern" describe service.greeter)
+check "describe lists hello with its types" grep -q '^hello  greeter.HelloRequest -> greeter.HelloResponse$' <<<"$out"
+
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e
+check "SIGTERM stops the greeter cleanly (exit 0)" test "$rc" = 0
+check "the greeter logged its drain" grep -q "SIGTERM received, draining" "$log"
+
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]

@@ -1,0 +1,78 @@
+#include <catch2/catch.hpp>
+
+#include "tern/context.h"
+
+using namespace std::chrono_literals;
+using tern::Context;
+
+TEST_CASE("a root context has a new trace and span and its deadline") {
+  auto before = Context::Clock::now();
+  Context ctx = Context::with_timeout(500ms);
+  CHECK(ctx.trace_id().size() == 32);
+  CHECK(ctx.span_id().size() == 16);
+  CHECK(ctx.parent_span_id().empty());
+  CHECK(ctx.deadline() >= before + 500ms);
+  CHECK(ctx.deadline() <= Context::Clock::now() + 500ms);
+  CHECK(Context::with_timeout(1s).trace_id() != ctx.trace_id());
+}
+
+TEST_CASE("a child inherits the remaining deadline and never more") {
+  Context parent = Context::with_timeout(300ms);
+  Context longer = parent.child(10s);
+  CHECK(longer.deadline() == parent.deadline());
+  Context shorter = parent.child(100ms);
+  CHECK(shorter.deadline() < parent.deadline());
+  CHECK(shorter.deadline() <= Context::Clock::now() + 100ms);
+}
+
+TEST_CASE("a child continues the trace with the parent's span as its parent") {
+  Context parent = Context::with_timeout(1s);
+  parent.set_metadata("user", "42");
+  Context child = parent.child(1s);
+  CHECK(child.trace_id() == parent.trace_id());
+  CHECK(child.parent_span_id() == parent.span_id());
+  CHECK(child.span_id() != parent.span_id());
+  CHECK(child.metadata().at("user") == "42");
+}
+
+TEST_CASE("remaining time is never negative and expiry is reported") {
+  Context ctx = Context::with_deadline(Context::Clock::now() - 5ms);
+  CHECK(ctx.expired());
+  CHECK(ctx.remaining() == 0ms);
+  Context live = Context::with_timeout(1h);
+  CHECK_FALSE(live.expired());
+  CHECK(live.remaining() > 59min);
+}
+
+TEST_CASE("unix-millisecond deadlines round-trip through the wire form") {
+  Context ctx = Context::with_timeout(1500ms);
+  int64_t wire = ctx.deadline_unix_ms();
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(wire - now_ms > 1400);
+  CHECK(wire - now_ms <= 1500);
+  Context back = Context::from_wire(wire, ctx.trace_id(), "s", "p", "id", "caller", {});
+  auto drift = back.deadline() - ctx.deadline();
+  CHECK(std::chrono::abs(drift) < 3ms);
+  CHECK(back.trace_id() == ctx.trace_id());
+  CHECK(back.request_id() == "id");
+  CHECK(back.caller() == "caller");
+}
+
+TEST_CASE("a context from the wire without a trace starts one") {
+  Context c = Context::from_wire(1, "", "", "", "id", "", {});
+  CHECK(c.trace_id().size() == 32);
+  CHECK(c.expired());
+}
+
+TEST_CASE("cancelling a parent cancels its children but not the other way round") {
+  Context parent = Context::with_timeout(1s);
+  Context child = parent.child(1s);
+  Context sibling = parent.child(1s);
+  child.cancel();
+  CHECK(child.cancelled());
+  CHECK_FALSE(parent.cancelled());
+  CHECK_FALSE(sibling.cancelled());
+  parent.cancel();
+  CHECK(sibling.cancelled());
+}
