@@ -52,6 +52,9 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
   if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
 
   conn_ = amqp_new_connection();
+  // Bounds every synchronous method (set-up, close) so none can hang.
+  timeval rpc_timeout{10, 0};
+  amqp_set_rpc_timeout(conn_, &rpc_timeout);
   amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
   if (socket == nullptr) throw AmqpError("cannot create a TCP socket");
   timeval connect_timeout{5, 0};

@@ -17,9 +17,10 @@ namespace {
 constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
 constexpr const char* kReplyTag = "tern.replies";
 constexpr const char* kRequestTag = "tern.requests";
-constexpr auto kMaxIdleWait = std::chrono::seconds(1);  // heartbeat servicing
 
 thread_local Loop* t_current = nullptr;
+
+}  // namespace
 
 // Round-robin over this thread's fibers; when none is ready it sleeps in
 // poll() on the broker socket instead of a condition variable.
@@ -27,11 +28,25 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
  public:
   explicit LoopScheduler(Loop* loop) : loop_(loop) { loop->set_scheduler(this); }
 
-  void awakened(boost::fibers::context* ctx) noexcept override { ctx->ready_link(queue_); }
+  // Fibers other than Boost's dispatcher (which sits in the ready queue
+  // whenever a fiber runs) are ready to run.
+  bool has_ready_workers() const noexcept { return ready_workers_ > 0; }
+
+  void awakened(boost::fibers::context* ctx) noexcept override {
+    if (!ctx->is_context(boost::fibers::type::dispatcher_context)) ++ready_workers_;
+    ctx->ready_link(queue_);
+  }
   boost::fibers::context* pick_next() noexcept override {
+    // While other fibers keep the thread busy, still look at the socket
+    // every so often, so replies and heartbeats are not starved.
+    if (++picks_ >= kPicksBetweenIoChecks) {
+      picks_ = 0;
+      loop_->check_io_while_busy();
+    }
     if (queue_.empty()) return nullptr;
     boost::fibers::context* ctx = &queue_.front();
     queue_.pop_front();
+    if (!ctx->is_context(boost::fibers::type::dispatcher_context)) --ready_workers_;
     return ctx;
   }
   bool has_ready_fibers() const noexcept override { return !queue_.empty(); }
@@ -41,11 +56,12 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   void notify() noexcept override { loop_->wake(); }
 
  private:
+  static constexpr int kPicksBetweenIoChecks = 64;
   Loop* loop_;
+  int picks_ = 0;
+  int ready_workers_ = 0;
   boost::fibers::scheduler::ready_queue_type queue_;
 };
-
-}  // namespace
 
 struct Loop::PendingCall {
   boost::fibers::mutex mu;
@@ -58,6 +74,10 @@ struct Loop::PendingCall {
 
 Loop::Loop(Options options, std::string name)
     : options_(std::move(options)), name_(std::move(name)) {
+  // Even with nothing to read, look at the connection this often, so
+  // heartbeats go out on time (rabbitmq-c sends them from inside its calls).
+  if (options_.heartbeat_s > 0)
+    idle_wait_ = std::min<std::chrono::milliseconds>(idle_wait_, std::chrono::milliseconds(options_.heartbeat_s * 1000 / 4));
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
   stacks_ = std::make_unique<boost::fibers::pooled_fixedsize_stack>(
@@ -143,7 +163,7 @@ void Loop::io_fiber() {
       log::error("{}: {}", name_, broken_reason_);
       fail_all_pending(Error{Code::kUnavailable, broken_reason_});
     }
-    if (algo_->has_ready_fibers()) {
+    if (sched_->has_ready_workers()) {
       boost::this_fiber::yield();
     } else {
       parked_io_ = boost::fibers::context::active();
@@ -159,7 +179,7 @@ bool Loop::pump() {
 
 void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   auto now = std::chrono::steady_clock::now();
-  auto wake_at = std::min(until, now + kMaxIdleWait);
+  auto wake_at = std::min(until, now + idle_wait_);
   auto left = std::max(wake_at - now, std::chrono::steady_clock::duration::zero());
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
@@ -179,8 +199,19 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
     }
     if (n > 1 && fds[1].revents != 0) input = true;
   }
-  if (std::chrono::steady_clock::now() - last_pump_ >= kMaxIdleWait) input = true;
+  if (std::chrono::steady_clock::now() - last_pump_ >= idle_wait_) input = true;
   if (input && parked_io_ != nullptr) {
+    boost::fibers::context* io = parked_io_;
+    parked_io_ = nullptr;
+    boost::fibers::context::active()->schedule(io);
+  }
+}
+
+void Loop::check_io_while_busy() noexcept {
+  if (parked_io_ == nullptr || broken_ || !conn_) return;
+  pollfd p{conn_->fd(), POLLIN, 0};
+  bool heartbeat_due = std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
+  if (heartbeat_due || poll(&p, 1, 0) > 0) {
     boost::fibers::context* io = parked_io_;
     parked_io_ = nullptr;
     boost::fibers::context::active()->schedule(io);

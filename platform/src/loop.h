@@ -28,6 +28,7 @@
 namespace tern::detail {
 
 class Loop;
+class LoopScheduler;
 
 // Runs in its own fiber on the loop for every delivery from the request
 // queue. It must end by acking the delivery (Loop::reply_and_ack or
@@ -77,7 +78,8 @@ class Loop final : public Transport {
   // Scheduler hooks (see loop.cc).
   void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;
   void wake() noexcept;
-  void set_scheduler(boost::fibers::algo::algorithm* algo) { algo_ = algo; }
+  void check_io_while_busy() noexcept;
+  void set_scheduler(LoopScheduler* sched) { sched_ = sched; }
 
  private:
   struct PendingCall;
@@ -99,9 +101,10 @@ class Loop final : public Transport {
   std::thread thread_;
   int event_fd_ = -1;
   std::unique_ptr<AmqpConnection> conn_;
-  boost::fibers::algo::algorithm* algo_ = nullptr;
+  LoopScheduler* sched_ = nullptr;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits for input
   std::chrono::steady_clock::time_point last_pump_{};
+  std::chrono::milliseconds idle_wait_{1000};
   bool broken_ = false;                           // the connection failed
   std::string broken_reason_;
 

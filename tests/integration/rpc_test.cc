@@ -309,3 +309,30 @@ TEST_CASE("stop() lets in-flight requests finish and reply") {
   CHECK(r.ok());
   CHECK(s->svc.in_flight() == 0);
 }
+
+TEST_CASE("heartbeats keep flowing while a busy handler keeps its thread running for seconds") {
+  const std::string name = unique_service("heartbeat");
+  tern::Options o = broker_options();
+  o.heartbeat_s = 1;  // the broker drops a connection silent for ~2 heartbeats
+  tern::Service svc(name);
+  // Cooperative but busy: the thread never idles for 3.5 s, so the socket is
+  // only looked at because the scheduler makes room for it.
+  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
+    if (req.sleep_ms() == 0) return ProbeResponse{};
+    boost::this_fiber::sleep_for(10ms);  // the loop goes idle: its IO fiber parks
+    auto until = Clock::now() + std::chrono::milliseconds(req.sleep_ms());
+    while (Clock::now() < until) boost::this_fiber::yield();
+    return ProbeResponse{};
+  });
+  svc.start(o);
+  tern::Client client(o);
+  auto ctx = tern::Context::with_timeout(10s);
+  ProbeRequest busy;
+  busy.set_sleep_ms(3500);
+  auto r = client.call<ProbeResponse>(ctx, name, "probe", busy, {.timeout = 10s});
+  INFO((r.ok() ? "ok" : r.error().to_string()));
+  CHECK(r.ok());
+  auto again = call_probe(client, name, ProbeRequest{}, 5s);
+  INFO((again.ok() ? "ok" : again.error().to_string()));
+  CHECK(again.ok());
+}

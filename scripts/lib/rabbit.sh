@@ -1,0 +1,172 @@
+# shellcheck shell=bash
+# Private, throw-away RabbitMQ nodes for tests and local runs.  Source me.
+#
+#   rabbit_start [--management]
+#       Starts a node of our own: own node name, own free ports, own Erlang
+#       cookie, all state in a fresh temp dir.  Never touches the system node
+#       (rabbit@HOST, 5672/25672) nor other private nodes; only epmd (4369) is
+#       shared.  Returns once the node accepts AMQP, then exports:
+#         TERN_AMQP_URL         amqp://guest:guest@127.0.0.1:PORT/
+#         TERN_RABBIT_NODE      node name, e.g. tern-1234-5678@localhost
+#         TERN_RABBIT_DIR       temp dir (node log: $TERN_RABBIT_DIR/log/)
+#         TERN_RABBIT_MGMT_URL  http://127.0.0.1:MPORT/  (only with --management)
+#       On failure prints the node's log tail, cleans up, returns non-zero.
+#   rabbit_stop
+#       Stops the node named by TERN_RABBIT_DIR (graceful, then kill) and
+#       removes the dir.  Safe to call twice, or after a failed start.
+#   rabbit_ctl ARGS...
+#       rabbitmqctl against the private node, e.g. rabbit_ctl list_queues -q name consumers
+#       (-q drops the "Timeout: ..." / "Listing ..." header lines).  Needs only
+#       TERN_RABBIT_DIR and TERN_RABBIT_NODE, so it also works in child processes.
+#
+# One node per shell (the TERN_* variables are the handle).  Works as root
+# (the node runs as user rabbitmq, as Debian's wrappers would do) or as a
+# normal user.  A fresh node takes ~5 s to start.
+
+_RABBIT_BIN=/usr/lib/rabbitmq/bin   # the real scripts, not Debian's su wrappers
+
+# _rabbit_prefix DIR: sets array _rabbit_cmd to a command prefix that runs
+# with the node's private environment (HOME holds the node's own
+# .erlang.cookie), as user rabbitmq when we are root.
+_rabbit_prefix() {
+    _rabbit_cmd=(env HOME="$1/home" ERL_CRASH_DUMP="$1/erl_crash.dump"
+                 RABBITMQ_CONF_ENV_FILE="$1/rabbitmq-env.conf")
+    [[ $EUID -ne 0 ]] || _rabbit_cmd=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "${_rabbit_cmd[@]}")
+}
+# _rabbit_as DIR CMD...: runs CMD that way, in DIR (Erlang wants to read its
+# cwd, which user rabbitmq may not be allowed to, e.g. under /root).
+_rabbit_as() { local _rabbit_cmd; _rabbit_prefix "$1"; (cd "$1" && shift && exec "${_rabbit_cmd[@]}" "$@"); }
+
+# _rabbit_free_port: prints a random TCP port in 20000..31999 that nobody
+# listens on (below the ephemeral range, so outgoing connections don't take it).
+_rabbit_free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        [[ $port == 25672 || " ${_rabbit_taken:-} " == *" $port "* ]] && continue
+        (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        echo "$port"; return
+    done
+}
+
+# _rabbit_port_open PORT: true if something accepts connections on it.
+_rabbit_port_open() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+rabbit_ctl() {
+    [[ -n ${TERN_RABBIT_DIR:-} && -n ${TERN_RABBIT_NODE:-} ]] || { echo "rabbit_ctl: no private node (call rabbit_start)" >&2; return 1; }
+    _rabbit_as "$TERN_RABBIT_DIR" "$_RABBIT_BIN/rabbitmqctl" -n "$TERN_RABBIT_NODE" "$@"
+}
+
+# _rabbit_launch MGMT: one attempt to start a node (TERN_RABBIT_DIR exists).
+# Returns 0 when ready, 2 when a port was taken meanwhile (retry), 1 otherwise.
+_rabbit_launch() {
+    local mgmt=$1 dir=$TERN_RABBIT_DIR _rabbit_taken=""
+    local node="tern-$$-$RANDOM@localhost" port dport mport=""
+    port=$(_rabbit_free_port); _rabbit_taken+=" $port"
+    dport=$(_rabbit_free_port); _rabbit_taken+=" $dport"
+    rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
+
+    # Plugins: none, or the management UI on its own port (localhost only).
+    : >"$dir/rabbitmq-env.conf"            # instead of /etc/rabbitmq/rabbitmq-env.conf
+    : >"$dir/rabbitmq.conf"
+    echo "[]." >"$dir/enabled_plugins"
+    if [[ $mgmt == 1 ]]; then
+        mport=$(_rabbit_free_port)
+        echo "[rabbitmq_management]." >"$dir/enabled_plugins"
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mport" >"$dir/rabbitmq.conf"
+    fi
+    [[ $EUID -ne 0 ]] || chown -R rabbitmq:rabbitmq "$dir"
+
+    # Own session (setsid), so Ctrl-C on the terminal doesn't reach the node
+    # and rabbit_stop can kill the whole process group; its pid = the pgid.
+    (
+        cd "$dir" || exit
+        export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+            RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dport \
+            RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+            RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+            RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
+            RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+        local _rabbit_cmd; _rabbit_prefix "$dir"
+        exec setsid sh -c 'echo $$ >server.pid; exec "$@"' sh \
+            "${_rabbit_cmd[@]}" "$_RABBIT_BIN/rabbitmq-server"
+    ) </dev/null >>"$dir/server.log" 2>&1 &
+    export TERN_RABBIT_NODE=$node
+
+    # Wait (max 60 s) for the node to log that it is up (all listeners and
+    # plugins started); bail out if it died.  (Not just "port open": someone
+    # else may have grabbed the port since we picked it.)
+    local deadline=$((SECONDS + 60)) pid=""
+    until grep -qs 'Server startup complete' "$dir/log/$node.log"; do
+        [[ -n $pid ]] || pid=$(cat "$dir/server.pid" 2>/dev/null || true)
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            grep -qs eaddrinuse "$dir/server.log" "$dir/log/"*.log && return 2
+            echo "rabbit_start: node $node exited during startup" >&2; return 1
+        fi
+        (( SECONDS < deadline )) || { echo "rabbit_start: node $node not ready after 60 s" >&2; return 1; }
+        sleep 0.2
+    done
+    rabbit_ctl await_startup --timeout 30 >/dev/null || return 1   # CLI + cookie work
+    _rabbit_port_open "$port" || { echo "rabbit_start: AMQP port $port not open" >&2; return 1; }
+
+    export TERN_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
+    [[ -z $mport ]] || export TERN_RABBIT_MGMT_URL="http://127.0.0.1:$mport/"
+}
+
+rabbit_start() {
+    local mgmt=0 rc=0
+    [[ ${1:-} != --management ]] || mgmt=1
+    if [[ -n ${TERN_RABBIT_DIR:-} && -d ${TERN_RABBIT_DIR:-} ]]; then
+        echo "rabbit_start: a node is already running ($TERN_RABBIT_DIR)" >&2; return 1
+    fi
+    export TERN_RABBIT_DIR
+    TERN_RABBIT_DIR=$(mktemp -d /tmp/tern-rabbit.XXXXXX) || return 1
+    mkdir -p "$TERN_RABBIT_DIR/home"
+    # A cookie of our own: CLI tools reach only this node, with no dependence
+    # on /var/lib/rabbitmq/.erlang.cookie.
+    od -An -N20 -tx1 /dev/urandom | tr -dc 0-9a-f >"$TERN_RABBIT_DIR/home/.erlang.cookie"
+    chmod 400 "$TERN_RABBIT_DIR/home/.erlang.cookie"
+
+    for _ in 1 2 3; do     # retry only if another process grabbed a port
+        rc=0; _rabbit_launch "$mgmt" || rc=$?
+        [[ $rc == 2 ]] || break
+        _rabbit_kill
+    done
+    if [[ $rc != 0 ]]; then
+        echo "----- $TERN_RABBIT_DIR/server.log (tail) -----" >&2
+        tail -n 20 "$TERN_RABBIT_DIR/server.log" >&2 2>/dev/null || true
+        echo "----- node log (tail) -----" >&2
+        tail -n 40 "$TERN_RABBIT_DIR/log/"*.log >&2 2>/dev/null || true
+        rabbit_stop
+        return 1
+    fi
+}
+
+# _rabbit_kill: stops the node process group, gracefully if possible.
+_rabbit_kill() {
+    local dir=$TERN_RABBIT_DIR pid i
+    # Launched a moment ago (server.log exists)? Its pid file may be on its way.
+    for ((i = 0; i < 20; i++)); do
+        [[ -e $dir/server.log && ! -s $dir/server.pid ]] || break; sleep 0.1
+    done
+    pid=$(cat "$dir/server.pid" 2>/dev/null || true)
+    [[ -n $pid ]] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        if ! _rabbit_as "$dir" timeout 20 "$_RABBIT_BIN/rabbitmqctl" -n "${TERN_RABBIT_NODE:-?}" stop >/dev/null 2>&1; then
+            kill -TERM "$pid" 2>/dev/null || true    # the wrapper script stops the VM
+        fi
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        # Still there after 10 s: kill its whole process group.
+        ! kill -0 "$pid" 2>/dev/null || kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/server.pid"
+}
+
+rabbit_stop() {
+    if [[ -n ${TERN_RABBIT_DIR:-} && -d ${TERN_RABBIT_DIR:-} ]]; then
+        _rabbit_kill
+        rm -rf "$TERN_RABBIT_DIR"
+    fi
+    unset TERN_AMQP_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
+    return 0
+}
