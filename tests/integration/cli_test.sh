@@ -38,6 +38,9 @@ check "an unknown service exits 1 with UNAVAILABLE" test "$rc:${err%%:*}" = "1:U
 check "JSON that does not fit the request type exits 2" test "$rc" = 2
 set -e
 
+out=$("$tern" bench service.greeter hello '{"name":"Ada"}' -n 200 -c 8 --json)
+check "bench makes -n calls from -c fibers and reports them as JSON" grep -q '^{"requests":200,"errors":{},' <<<"$out"
+
 out=$("$tern" describe service.greeter)
 check "describe lists hello with its types" grep -q '^hello  greeter.HelloRequest -> greeter.HelloResponse$' <<<"$out"
 
