@@ -2,7 +2,12 @@
 
 #include <amqp_tcp_socket.h>
 #include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <cstring>
 #include <vector>
@@ -11,6 +16,8 @@
 
 namespace tern::detail {
 namespace {
+
+constexpr size_t kFlushEarlyBytes = 64 * 1024;
 
 amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
 std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
@@ -80,6 +87,7 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
     conn_ = nullptr;
     throw AmqpError(fmt::format("cannot log in to {}:{}: {}", info.host, info.port, why));
   }
+  frame_max_ = static_cast<size_t>(amqp_get_frame_max(conn_));
   amqp_channel_open(conn_, kChannel);
   r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -128,8 +136,7 @@ void AmqpConnection::cancel(const std::string& consumer_tag) {
   amqp_basic_cancel_t m{};
   m.consumer_tag = bytes(consumer_tag);
   m.nowait = 0;
-  int rc = amqp_send_method(conn_, kChannel, AMQP_BASIC_CANCEL_METHOD, &m);
-  if (rc != AMQP_STATUS_OK) fail(std::string("basic.cancel: ") + amqp_error_string2(rc));
+  append_method(AMQP_BASIC_CANCEL_METHOD, &m);
 }
 
 bool AmqpConnection::publish(const Publish& p) {
@@ -153,16 +160,109 @@ bool AmqpConnection::publish(const Publish& p) {
     props._flags |= AMQP_BASIC_TYPE_FLAG;
     props.type = bytes(p.type);
   }
-  int rc = amqp_basic_publish(conn_, kChannel, amqp_empty_bytes, bytes(p.routing_key),
-                              p.mandatory ? 1 : 0, 0, &props, bytes(p.body));
-  if (rc != AMQP_STATUS_OK) return fail(std::string("publish: ") + amqp_error_string2(rc));
-  return true;
+  amqp_basic_publish_t m{};
+  m.exchange = amqp_empty_bytes;
+  m.routing_key = bytes(p.routing_key);
+  m.mandatory = p.mandatory ? 1 : 0;
+  append_method(AMQP_BASIC_PUBLISH_METHOD, &m);
+  append_content(props, p.body);
+  // Write early when much is queued: bounds memory and keeps the pipe busy.
+  if (out_.size() - sent_ >= kFlushEarlyBytes) flush();
+  return !failed_;
 }
 
 bool AmqpConnection::ack(uint64_t delivery_tag) {
   if (failed_) return false;
-  int rc = amqp_basic_ack(conn_, kChannel, delivery_tag, 0);
-  if (rc != AMQP_STATUS_OK) return fail(std::string("ack: ") + amqp_error_string2(rc));
+  amqp_basic_ack_t m{};
+  m.delivery_tag = delivery_tag;
+  m.multiple = 0;
+  append_method(AMQP_BASIC_ACK_METHOD, &m);
+  return !failed_;
+}
+
+// Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
+// payload size (4), payload, 0xCE. Numbers are big-endian.
+namespace {
+constexpr size_t kFrameHeader = 7;
+void put16(char* p, uint16_t v) { p[0] = static_cast<char>(v >> 8); p[1] = static_cast<char>(v); }
+void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put16(p + 2, static_cast<uint16_t>(v)); }
+void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
+}  // namespace
+
+char* AmqpConnection::begin_frame(uint8_t type, size_t max_payload) {
+  size_t at = out_.size();
+  out_.resize(at + kFrameHeader + max_payload + 1);
+  char* f = out_.data() + at;
+  f[0] = static_cast<char>(type);
+  put16(f + 1, kChannel);
+  return f;
+}
+
+void AmqpConnection::end_frame(char* start, size_t payload) {
+  put32(start + 3, static_cast<uint32_t>(payload));
+  start[kFrameHeader + payload] = static_cast<char>(AMQP_FRAME_END);
+  out_.resize(static_cast<size_t>(start - out_.data()) + kFrameHeader + payload + 1);
+}
+
+void AmqpConnection::append_method(amqp_method_number_t id, void* decoded) {
+  constexpr size_t kMaxMethod = 4096;  // our methods carry two short strings at most
+  char* f = begin_frame(AMQP_FRAME_METHOD, 4 + kMaxMethod);
+  put32(f + kFrameHeader, id);
+  int n = amqp_encode_method(id, decoded, amqp_bytes_t{kMaxMethod, f + kFrameHeader + 4});
+  if (n < 0) {
+    out_.resize(static_cast<size_t>(f - out_.data()));
+    fail(std::string("cannot encode an AMQP method: ") + amqp_error_string2(n));
+    return;
+  }
+  end_frame(f, 4 + static_cast<size_t>(n));
+}
+
+void AmqpConnection::append_content(const amqp_basic_properties_t& props, std::string_view body) {
+  constexpr size_t kMaxProperties = 4096;
+  char* f = begin_frame(AMQP_FRAME_HEADER, 12 + kMaxProperties);
+  put16(f + kFrameHeader, AMQP_BASIC_CLASS);
+  put16(f + kFrameHeader + 2, 0);  // weight
+  put64(f + kFrameHeader + 4, body.size());
+  int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
+                                 amqp_bytes_t{kMaxProperties, f + kFrameHeader + 12});
+  if (n < 0) {
+    out_.resize(static_cast<size_t>(f - out_.data()));
+    fail(std::string("cannot encode AMQP properties: ") + amqp_error_string2(n));
+    return;
+  }
+  end_frame(f, 12 + static_cast<size_t>(n));
+  const size_t chunk = frame_max_ - kFrameHeader - 1;
+  for (size_t at = 0; at < body.size(); at += chunk) {
+    size_t len = std::min(chunk, body.size() - at);
+    char* b = begin_frame(AMQP_FRAME_BODY, len);
+    std::memcpy(b + kFrameHeader, body.data() + at, len);
+    end_frame(b, len);
+  }
+}
+
+bool AmqpConnection::flush() {
+  if (failed_) return false;
+  const int fd = amqp_get_sockfd(conn_);
+  while (sent_ < out_.size()) {
+    ssize_t n = ::send(fd, out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      return fail(std::string("send: ") + std::strerror(errno));
+    }
+  }
+  if (sent_ == out_.size()) {
+    out_.clear();
+    sent_ = 0;
+    if (out_.capacity() > 4 * kFlushEarlyBytes) out_.shrink_to_fit();
+  } else if (sent_ > out_.size() / 2) {
+    out_.erase(0, sent_);
+    sent_ = 0;
+  }
   return true;
 }
 
@@ -176,7 +276,12 @@ bool AmqpConnection::fail(std::string why) {
 
 bool AmqpConnection::poll_messages(const std::function<void(Message&&)>& on_message) {
   if (failed_) return false;
-  for (;;) {
+  for (bool first = true;; first = false) {
+    // The first read may hit the socket (and services heartbeats); after
+    // that, only decode what is already buffered: the caller polls the
+    // socket again before the next round, which saves a recv() and a poll()
+    // per wake-up.
+    if (!first && !amqp_data_in_buffer(conn_) && !amqp_frames_enqueued(conn_)) break;
     amqp_frame_t f;
     timeval now{0, 0};
     int rc = amqp_simple_wait_frame_noblock(conn_, &f, &now);
@@ -271,6 +376,12 @@ void AmqpConnection::close() {
   if (closed_ || conn_ == nullptr) return;
   closed_ = true;
   if (failed_) return;
+  // rabbitmq-c writes the close frames itself: ours must all be out first.
+  for (int i = 0; i < 100 && has_output() && flush(); ++i) {
+    pollfd p{amqp_get_sockfd(conn_), POLLOUT, 0};
+    poll(&p, 1, 10);
+  }
+  if (has_output() || failed_) return;
   amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
   amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
   fail("connection closed");

@@ -51,6 +51,11 @@ class AmqpConnection {
   void qos(uint16_t prefetch);
   void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
 
+  // Output is buffered: publish, ack and cancel append whole frames to an
+  // output buffer, and flush() writes as much of it as the socket takes in
+  // one send(). So a reply and its ack, or many requests, leave in one
+  // system call, and a full socket never blocks the thread.
+
   // Asynchronous: the cancel-ok arrives later and is ignored.
   void cancel(const std::string& consumer_tag);
 
@@ -63,15 +68,23 @@ class AmqpConnection {
     std::string_view type;           // empty: none
     bool mandatory = false;
   };
-  // Writes the publish to the socket (default exchange). false if the
-  // connection failed; error() tells why.
+  // Queues a publish to the default exchange. false if the connection
+  // failed; error() tells why.
   bool publish(const Publish& p);
   bool ack(uint64_t delivery_tag);
+
+  // Writes buffered output without blocking. false if the connection failed.
+  bool flush();
+  // Output is waiting for the socket to take it.
+  bool has_output() const { return sent_ < out_.size(); }
 
   // Reads every frame already available without blocking and calls
   // on_message for each complete message. Also sends heartbeats when due and
   // notices missed ones. Returns false once the connection is unusable.
+  // Must not be called while a frame is half written (has_partial_output()):
+  // rabbitmq-c may write a heartbeat frame of its own.
   bool poll_messages(const std::function<void(Message&&)>& on_message);
+  bool has_partial_output() const { return sent_ > 0 && sent_ < out_.size(); }
 
   // Why the connection failed, once it has.
   const std::string& error() const { return error_; }
@@ -83,11 +96,18 @@ class AmqpConnection {
  private:
   bool fail(std::string why);
   void on_method(const amqp_frame_t& f);
+  void append_method(amqp_method_number_t id, void* decoded);
+  void append_content(const amqp_basic_properties_t& props, std::string_view body);
+  char* begin_frame(uint8_t type, size_t max_payload);
+  void end_frame(char* start, size_t payload);
 
   amqp_connection_state_t conn_ = nullptr;
   bool failed_ = false;
   bool closed_ = false;
   std::string error_;
+  size_t frame_max_ = 131072;
+  std::string out_;   // whole frames; out_[0, sent_) already written
+  size_t sent_ = 0;
 
   // Content being assembled: method, then header, then body frames.
   enum class Expect { kMethod, kHeader, kBody } expect_ = Expect::kMethod;

@@ -28,12 +28,7 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
  public:
   explicit LoopScheduler(Loop* loop) : loop_(loop) { loop->set_scheduler(this); }
 
-  // Fibers other than Boost's dispatcher (which sits in the ready queue
-  // whenever a fiber runs) are ready to run.
-  bool has_ready_workers() const noexcept { return ready_workers_ > 0; }
-
   void awakened(boost::fibers::context* ctx) noexcept override {
-    if (!ctx->is_context(boost::fibers::type::dispatcher_context)) ++ready_workers_;
     ctx->ready_link(queue_);
   }
   boost::fibers::context* pick_next() noexcept override {
@@ -46,7 +41,6 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
     if (queue_.empty()) return nullptr;
     boost::fibers::context* ctx = &queue_.front();
     queue_.pop_front();
-    if (!ctx->is_context(boost::fibers::type::dispatcher_context)) --ready_workers_;
     return ctx;
   }
   bool has_ready_fibers() const noexcept override { return !queue_.empty(); }
@@ -59,7 +53,6 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   static constexpr int kPicksBetweenIoChecks = 64;
   Loop* loop_;
   int picks_ = 0;
-  int ready_workers_ = 0;
   boost::fibers::scheduler::ready_queue_type queue_;
 };
 
@@ -157,18 +150,23 @@ void Loop::io_fiber() {
       conn_->cancel(kRequestTag);
       consuming_ = false;
     }
-    if (!broken_ && !pump()) {
-      broken_ = true;
-      broken_reason_ = "broker connection lost: " + conn_->error();
-      log::error("{}: {}", name_, broken_reason_);
-      fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+    if (!broken_) {
+      bool ok = conn_->flush();
+      if (ok && input_ready_ && !conn_->has_partial_output()) {
+        input_ready_ = false;
+        ok = pump();
+      }
+      if (!ok) {
+        broken_ = true;
+        broken_reason_ = "broker connection lost: " + conn_->error();
+        log::error("{}: {}", name_, broken_reason_);
+        fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+      }
     }
-    if (sched_->has_ready_workers()) {
-      boost::this_fiber::yield();
-    } else {
-      parked_io_ = boost::fibers::context::active();
-      parked_io_->suspend();
-    }
+    // Sleep until the scheduler sees input, room for output, posted work or
+    // a heartbeat due.
+    parked_io_ = boost::fibers::context::active();
+    parked_io_->suspend();
   }
 }
 
@@ -177,7 +175,21 @@ bool Loop::pump() {
   return conn_->poll_messages([this](Message&& m) { dispatch(std::move(m)); });
 }
 
+void Loop::wake_io(bool input) noexcept {
+  if (input) input_ready_ = true;
+  if (parked_io_ != nullptr) {
+    boost::fibers::context* io = parked_io_;
+    parked_io_ = nullptr;
+    boost::fibers::context::active()->schedule(io);
+  }
+}
+
 void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
+  // Everything the fibers produced leaves in one write, now that none is ready.
+  if (conn_ && !broken_ && !conn_->flush()) {
+    wake_io(true);  // the IO fiber reports the failure
+    return;
+  }
   auto now = std::chrono::steady_clock::now();
   auto wake_at = std::min(until, now + idle_wait_);
   auto left = std::max(wake_at - now, std::chrono::steady_clock::duration::zero());
@@ -187,35 +199,33 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   pollfd fds[2];
   nfds_t n = 1;
   fds[0] = pollfd{event_fd_, POLLIN, 0};
-  if (conn_ && !broken_) fds[n++] = pollfd{conn_->fd(), POLLIN, 0};
+  if (conn_ && !broken_) {
+    short events = POLLIN;
+    if (conn_->has_output()) events |= POLLOUT;
+    fds[n++] = pollfd{conn_->fd(), events, 0};
+  }
   int rc = ppoll(fds, n, &ts, nullptr);
 
-  bool input = false;
+  bool wake = false, input = false;
   if (rc > 0) {
     if (fds[0].revents != 0) {
       uint64_t drained;
       [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
-      input = true;
+      wake = true;
     }
-    if (n > 1 && fds[1].revents != 0) input = true;
+    if (n > 1 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
+    if (n > 1 && (fds[1].revents & POLLOUT) != 0) wake = true;
   }
   if (std::chrono::steady_clock::now() - last_pump_ >= idle_wait_) input = true;
-  if (input && parked_io_ != nullptr) {
-    boost::fibers::context* io = parked_io_;
-    parked_io_ = nullptr;
-    boost::fibers::context::active()->schedule(io);
-  }
+  if (wake || input) wake_io(input);
 }
 
 void Loop::check_io_while_busy() noexcept {
   if (parked_io_ == nullptr || broken_ || !conn_) return;
+  if (conn_->has_output()) wake_io(false);
   pollfd p{conn_->fd(), POLLIN, 0};
   bool heartbeat_due = std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
-  if (heartbeat_due || poll(&p, 1, 0) > 0) {
-    boost::fibers::context* io = parked_io_;
-    parked_io_ = nullptr;
-    boost::fibers::context::active()->schedule(io);
-  }
+  if (heartbeat_due || poll(&p, 1, 0) > 0) wake_io(true);
 }
 
 void Loop::wake() noexcept {

@@ -79,6 +79,8 @@ class Loop final : public Transport {
   void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;
   void wake() noexcept;
   void check_io_while_busy() noexcept;
+  // Makes the parked IO fiber ready; `input`: it should read the socket.
+  void wake_io(bool input) noexcept;
   void set_scheduler(LoopScheduler* sched) { sched_ = sched; }
 
  private:
@@ -103,6 +105,7 @@ class Loop final : public Transport {
   std::unique_ptr<AmqpConnection> conn_;
   LoopScheduler* sched_ = nullptr;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits for input
+  bool input_ready_ = true;                       // the socket may have input to read
   std::chrono::steady_clock::time_point last_pump_{};
   std::chrono::milliseconds idle_wait_{1000};
   bool broken_ = false;                           // the connection failed
