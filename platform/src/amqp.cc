@@ -189,55 +189,44 @@ void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put1
 void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
 }  // namespace
 
-char* AmqpConnection::begin_frame(uint8_t type, size_t max_payload) {
-  size_t at = out_.size();
-  out_.resize(at + kFrameHeader + max_payload + 1);
-  char* f = out_.data() + at;
-  f[0] = static_cast<char>(type);
-  put16(f + 1, kChannel);
-  return f;
-}
-
-void AmqpConnection::end_frame(char* start, size_t payload) {
-  put32(start + 3, static_cast<uint32_t>(payload));
-  start[kFrameHeader + payload] = static_cast<char>(AMQP_FRAME_END);
-  out_.resize(static_cast<size_t>(start - out_.data()) + kFrameHeader + payload + 1);
+void AmqpConnection::append_frame(uint8_t type, std::string_view head, std::string_view payload) {
+  const size_t size = head.size() + payload.size();
+  char header[kFrameHeader];
+  header[0] = static_cast<char>(type);
+  put16(header + 1, kChannel);
+  put32(header + 3, static_cast<uint32_t>(size));
+  out_.append(header, kFrameHeader);
+  out_.append(head);
+  out_.append(payload);
+  out_.push_back(static_cast<char>(AMQP_FRAME_END));
 }
 
 void AmqpConnection::append_method(amqp_method_number_t id, void* decoded) {
-  constexpr size_t kMaxMethod = 4096;  // our methods carry two short strings at most
-  char* f = begin_frame(AMQP_FRAME_METHOD, 4 + kMaxMethod);
-  put32(f + kFrameHeader, id);
-  int n = amqp_encode_method(id, decoded, amqp_bytes_t{kMaxMethod, f + kFrameHeader + 4});
+  char buf[4 + 1024];  // our methods carry two short strings at most
+  put32(buf, id);
+  int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
   if (n < 0) {
-    out_.resize(static_cast<size_t>(f - out_.data()));
     fail(std::string("cannot encode an AMQP method: ") + amqp_error_string2(n));
     return;
   }
-  end_frame(f, 4 + static_cast<size_t>(n));
+  append_frame(AMQP_FRAME_METHOD, std::string_view(buf, 4 + static_cast<size_t>(n)), {});
 }
 
 void AmqpConnection::append_content(const amqp_basic_properties_t& props, std::string_view body) {
-  constexpr size_t kMaxProperties = 4096;
-  char* f = begin_frame(AMQP_FRAME_HEADER, 12 + kMaxProperties);
-  put16(f + kFrameHeader, AMQP_BASIC_CLASS);
-  put16(f + kFrameHeader + 2, 0);  // weight
-  put64(f + kFrameHeader + 4, body.size());
+  char buf[12 + 2048];
+  put16(buf, AMQP_BASIC_CLASS);
+  put16(buf + 2, 0);  // weight
+  put64(buf + 4, body.size());
   int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
-                                 amqp_bytes_t{kMaxProperties, f + kFrameHeader + 12});
+                                 amqp_bytes_t{sizeof buf - 12, buf + 12});
   if (n < 0) {
-    out_.resize(static_cast<size_t>(f - out_.data()));
     fail(std::string("cannot encode AMQP properties: ") + amqp_error_string2(n));
     return;
   }
-  end_frame(f, 12 + static_cast<size_t>(n));
+  append_frame(AMQP_FRAME_HEADER, std::string_view(buf, 12 + static_cast<size_t>(n)), {});
   const size_t chunk = frame_max_ - kFrameHeader - 1;
-  for (size_t at = 0; at < body.size(); at += chunk) {
-    size_t len = std::min(chunk, body.size() - at);
-    char* b = begin_frame(AMQP_FRAME_BODY, len);
-    std::memcpy(b + kFrameHeader, body.data() + at, len);
-    end_frame(b, len);
-  }
+  for (size_t at = 0; at < body.size(); at += chunk)
+    append_frame(AMQP_FRAME_BODY, {}, body.substr(at, std::min(chunk, body.size() - at)));
 }
 
 bool AmqpConnection::flush() {

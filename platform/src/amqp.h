@@ -98,8 +98,7 @@ class AmqpConnection {
   void on_method(const amqp_frame_t& f);
   void append_method(amqp_method_number_t id, void* decoded);
   void append_content(const amqp_basic_properties_t& props, std::string_view body);
-  char* begin_frame(uint8_t type, size_t max_payload);
-  void end_frame(char* start, size_t payload);
+  void append_frame(uint8_t type, std::string_view head, std::string_view payload);
 
   amqp_connection_state_t conn_ = nullptr;
   bool failed_ = false;

@@ -42,6 +42,7 @@ tern::Result<ProbeResponse> Probe(const std::string& self, const std::string& in
   if (req.sleep_ms() > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
   ProbeResponse out;
   out.set_instance(instance);
+  out.set_payload(req.payload());
   probe::Hop* hop = out.add_hops();
   hop->set_service(self);
   hop->set_trace_id(ctx.trace_id());
@@ -335,4 +336,18 @@ TEST_CASE("heartbeats keep flowing while a busy handler keeps its thread running
   auto again = call_probe(client, name, ProbeRequest{}, 5s);
   INFO((again.ok() ? "ok" : again.error().to_string()));
   CHECK(again.ok());
+}
+
+TEST_CASE("a 1 MiB request and its reply cross many AMQP frames intact") {
+  const std::string name = unique_service("large");
+  ProbeService s(name);
+  tern::Client client(broker_options());
+  ProbeRequest req;
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 + (i >> 11));
+  req.set_payload(payload);
+  auto r = call_probe(client, name, req, 5s);
+  REQUIRE(r.ok());
+  CHECK(r->payload().size() == payload.size());
+  CHECK(r->payload() == payload);
 }
