@@ -2,7 +2,7 @@
 // each waiting on service.greeter/slow_hello, and measures its RSS growth
 // while all K calls are in flight.
 //
-//   tern_memory [-k 10000] [--delay-ms 3000] [--json]
+//   tern_memory [-k 10000] [--delay-ms 3000] [--stack-kb KB] [--json]
 #include <boost/fiber/all.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -33,11 +33,13 @@ int main(int argc, char** argv) {
   int calls = 10000;
   int delay_ms = 3000;
   bool json = false;
+  int stack_kb = 0;  // 0: Boost's default fiber stack
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-k" && i + 1 < argc) calls = std::stoi(argv[++i]);
     else if (a == "--delay-ms" && i + 1 < argc) delay_ms = std::stoi(argv[++i]);
     else if (a == "--json") json = true;
+    else if (a == "--stack-kb" && i + 1 < argc) stack_kb = std::stoi(argv[++i]);
     else {
       fmt::print(stderr, "usage: tern_memory [-k CALLS] [--delay-ms MS] [--json]\n");
       return 2;
@@ -69,14 +71,19 @@ int main(int argc, char** argv) {
     fibers.reserve(static_cast<size_t>(calls));
     int started = 0;
     for (int i = 0; i < calls; ++i) {
-      fibers.emplace_back([&] {
+      auto body = [&] {
         ++started;
         auto ctx = tern::Context::with_timeout(timeout);
         auto r = tern::call<greeter::HelloResponse>(ctx, "service.greeter", "slow_hello", req,
                                                     {.timeout = timeout});
         if (r.ok()) ok.fetch_add(1);
         else errors[std::string(tern::code_name(r.code()))]++;
-      });
+      };
+      if (stack_kb > 0)
+        fibers.emplace_back(std::allocator_arg,
+                            boost::fibers::fixedsize_stack(static_cast<size_t>(stack_kb) * 1024), body);
+      else
+        fibers.emplace_back(body);
     }
     // Every fiber runs up to its wait (the request published) before this
     // one is scheduled again.

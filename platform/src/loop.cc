@@ -56,9 +56,13 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   boost::fibers::scheduler::ready_queue_type queue_;
 };
 
+// A call waiting for its reply. Lives on the caller's fiber stack; the
+// caller parks itself with wait_until(deadline) and the IO fiber (or a
+// failure) sets `done` and makes it ready. All on the loop's thread, so no
+// locks: Boost's fiber mutex and condition variable would also cost each
+// parked call ~5 KiB more stack (their spinlock reserves a random_device).
 struct Loop::PendingCall {
-  boost::fibers::mutex mu;
-  boost::fibers::condition_variable cv;
+  boost::fibers::context* waiter = nullptr;
   bool done = false;
   bool failed = false;   // error holds why; otherwise reply holds a tern.v1.Response
   Error error;
@@ -284,8 +288,7 @@ void Loop::dispatch(Message&& m) {
     } else {
       pc->reply = std::move(m.body);
     }
-    pc->done = true;
-    pc->cv.notify_one();
+    complete(pc);
     return;
   }
   if (m.consumer_tag == kRequestTag && handler_) {
@@ -297,14 +300,21 @@ void Loop::dispatch(Message&& m) {
   }
 }
 
+void Loop::complete(PendingCall* pc) {
+  pc->done = true;
+  // At its deadline the waiter may already be ready (moved there by the
+  // timer) without having run yet; it will see `done` when it does.
+  if (pc->waiter != nullptr && !pc->waiter->ready_is_linked())
+    boost::fibers::context::active()->schedule(pc->waiter);
+}
+
 void Loop::fail_all_pending(const Error& error) {
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& [id, pc] : pending) {
     pc->failed = true;
     pc->error = error;
-    pc->done = true;
-    pc->cv.notify_one();
+    complete(pc);
   }
 }
 
@@ -354,16 +364,14 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     return Error{Code::kUnavailable, "broker connection lost: " + conn_->error()};
   }
 
-  {
-    std::unique_lock<boost::fibers::mutex> lock(pc.mu);
-    if (!pc.cv.wait_until(lock, deadline, [&] { return pc.done; })) {
-      pending_.erase(id);
-      return Error{Code::kDeadlineExceeded,
-                   fmt::format("no reply from {}/{} within {} ms", service, endpoint,
-                               budget.count())}
-          .with_param("service", std::string(service))
-          .with_param("endpoint", std::string(endpoint));
-    }
+  pc.waiter = boost::fibers::context::active();
+  while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
+  if (!pc.done) {
+    pending_.erase(id);
+    return Error{Code::kDeadlineExceeded,
+                 fmt::format("no reply from {}/{} within {} ms", service, endpoint, budget.count())}
+        .with_param("service", std::string(service))
+        .with_param("endpoint", std::string(endpoint));
   }
   if (pc.failed) return std::move(pc.error);
   return decode_response(pc.reply, service, endpoint);

@@ -92,6 +92,7 @@ class Loop final : public Transport {
   bool pump();   // reads every available frame; false when the connection is gone
   void dispatch(Message&& m);
   void fail_all_pending(const Error& error);
+  void complete(PendingCall* pc);
   void run_posted();
 
   const Options options_;

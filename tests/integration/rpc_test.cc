@@ -351,3 +351,35 @@ TEST_CASE("a 1 MiB request and its reply cross many AMQP frames intact") {
   CHECK(r->payload().size() == payload.size());
   CHECK(r->payload() == payload);
 }
+
+TEST_CASE("replies racing the caller's deadline end every call with a reply or DEADLINE_EXCEEDED") {
+  const std::string name = unique_service("race");
+  tern::Service svc(name);
+  // Answers exactly when the caller gives up.
+  svc.handle("probe", [](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    boost::this_fiber::sleep_for(ctx.remaining());
+    return ProbeResponse{};
+  });
+  tern::Options o = broker_options();
+  svc.start(o);
+  tern::Client client(o);
+  int ok = 0, late = 0, other = 0;
+  client.run([&] {
+    std::vector<boost::fibers::fiber> fibers;
+    for (int f = 0; f < 20; ++f) {
+      fibers.emplace_back([&, f] {
+        for (int i = 0; i < 25; ++i) {
+          auto ctx = tern::Context::with_timeout(std::chrono::milliseconds(15 + (f + i) % 10));
+          auto r = tern::call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+          if (r.ok()) ++ok;
+          else if (r.code() == tern::Code::kDeadlineExceeded) ++late;
+          else ++other;
+        }
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  INFO(ok << " ok, " << late << " deadline exceeded, " << other << " other");
+  CHECK(ok + late == 500);
+  CHECK(other == 0);
+}
