@@ -131,22 +131,37 @@ void AmqpConnection::consume(const std::string& queue, const std::string& consum
     throw AmqpError(fmt::format("cannot consume from '{}': {}", queue, describe(r)));
 }
 
+void AmqpConnection::open_event_channel(const std::string& exchange) {
+  amqp_channel_open(conn_, kEventChannel);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("cannot open the event channel: " + describe(r));
+  amqp_confirm_select(conn_, kEventChannel);
+  r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("confirm.select failed: " + describe(r));
+  amqp_exchange_declare(conn_, kEventChannel, bytes(exchange), amqp_cstring_bytes("topic"),
+                        /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
+                        amqp_empty_table);
+  r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot declare exchange '{}': {}", exchange, describe(r)));
+}
+
 void AmqpConnection::cancel(const std::string& consumer_tag) {
   if (failed_) return;
   amqp_basic_cancel_t m{};
   m.consumer_tag = bytes(consumer_tag);
   m.nowait = 0;
-  append_method(AMQP_BASIC_CANCEL_METHOD, &m);
+  append_method(kChannel, AMQP_BASIC_CANCEL_METHOD, &m);
 }
 
-bool AmqpConnection::publish(const Publish& p) {
-  if (failed_) return false;
+uint64_t AmqpConnection::publish(const Publish& p) {
+  if (failed_) return 0;
   amqp_basic_properties_t props;
   std::memset(&props, 0, sizeof props);
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
                  AMQP_BASIC_CORRELATION_ID_FLAG;
   props.content_type = amqp_cstring_bytes("application/x-protobuf");
-  props.delivery_mode = AMQP_DELIVERY_NONPERSISTENT;
+  props.delivery_mode = p.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
   props.correlation_id = bytes(p.correlation_id);
   if (!p.reply_to.empty()) {
     props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
@@ -160,15 +175,20 @@ bool AmqpConnection::publish(const Publish& p) {
     props._flags |= AMQP_BASIC_TYPE_FLAG;
     props.type = bytes(p.type);
   }
+  if (!p.message_id.empty()) {
+    props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.message_id = bytes(p.message_id);
+  }
   amqp_basic_publish_t m{};
-  m.exchange = amqp_empty_bytes;
+  m.exchange = bytes(p.exchange);
   m.routing_key = bytes(p.routing_key);
   m.mandatory = p.mandatory ? 1 : 0;
-  append_method(AMQP_BASIC_PUBLISH_METHOD, &m);
-  append_content(props, p.body);
+  append_method(p.channel, AMQP_BASIC_PUBLISH_METHOD, &m);
+  append_content(p.channel, props, p.body);
   // Write early when much is queued: bounds memory and keeps the pipe busy.
   if (out_.size() - sent_ >= kFlushEarlyBytes) flush();
-  return !failed_;
+  if (failed_) return 0;
+  return p.channel == kEventChannel ? next_event_tag_++ : 1;
 }
 
 bool AmqpConnection::ack(uint64_t delivery_tag) {
@@ -176,7 +196,7 @@ bool AmqpConnection::ack(uint64_t delivery_tag) {
   amqp_basic_ack_t m{};
   m.delivery_tag = delivery_tag;
   m.multiple = 0;
-  append_method(AMQP_BASIC_ACK_METHOD, &m);
+  append_method(kChannel, AMQP_BASIC_ACK_METHOD, &m);
   return !failed_;
 }
 
@@ -189,11 +209,12 @@ void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put1
 void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
 }  // namespace
 
-void AmqpConnection::append_frame(uint8_t type, std::string_view head, std::string_view payload) {
+void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_view head,
+                                  std::string_view payload) {
   const size_t size = head.size() + payload.size();
   char header[kFrameHeader];
   header[0] = static_cast<char>(type);
-  put16(header + 1, kChannel);
+  put16(header + 1, ch);
   put32(header + 3, static_cast<uint32_t>(size));
   out_.append(header, kFrameHeader);
   out_.append(head);
@@ -201,7 +222,7 @@ void AmqpConnection::append_frame(uint8_t type, std::string_view head, std::stri
   out_.push_back(static_cast<char>(AMQP_FRAME_END));
 }
 
-void AmqpConnection::append_method(amqp_method_number_t id, void* decoded) {
+void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) {
   char buf[4 + 1024];  // our methods carry two short strings at most
   put32(buf, id);
   int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
@@ -209,10 +230,11 @@ void AmqpConnection::append_method(amqp_method_number_t id, void* decoded) {
     fail(std::string("cannot encode an AMQP method: ") + amqp_error_string2(n));
     return;
   }
-  append_frame(AMQP_FRAME_METHOD, std::string_view(buf, 4 + static_cast<size_t>(n)), {});
+  append_frame(AMQP_FRAME_METHOD, ch, std::string_view(buf, 4 + static_cast<size_t>(n)), {});
 }
 
-void AmqpConnection::append_content(const amqp_basic_properties_t& props, std::string_view body) {
+void AmqpConnection::append_content(amqp_channel_t ch, const amqp_basic_properties_t& props,
+                                    std::string_view body) {
   char buf[12 + 2048];
   put16(buf, AMQP_BASIC_CLASS);
   put16(buf + 2, 0);  // weight
@@ -223,10 +245,10 @@ void AmqpConnection::append_content(const amqp_basic_properties_t& props, std::s
     fail(std::string("cannot encode AMQP properties: ") + amqp_error_string2(n));
     return;
   }
-  append_frame(AMQP_FRAME_HEADER, std::string_view(buf, 12 + static_cast<size_t>(n)), {});
+  append_frame(AMQP_FRAME_HEADER, ch, std::string_view(buf, 12 + static_cast<size_t>(n)), {});
   const size_t chunk = frame_max_ - kFrameHeader - 1;
   for (size_t at = 0; at < body.size(); at += chunk)
-    append_frame(AMQP_FRAME_BODY, {}, body.substr(at, std::min(chunk, body.size() - at)));
+    append_frame(AMQP_FRAME_BODY, ch, {}, body.substr(at, std::min(chunk, body.size() - at)));
 }
 
 bool AmqpConnection::flush() {
@@ -263,7 +285,7 @@ bool AmqpConnection::fail(std::string why) {
   return false;
 }
 
-bool AmqpConnection::poll_messages(const std::function<void(Message&&)>& on_message) {
+bool AmqpConnection::poll_messages(Sink& sink) {
   if (failed_) return false;
   for (bool first = true;; first = false) {
     // The first read may hit the socket (and services heartbeats); after
@@ -280,7 +302,7 @@ bool AmqpConnection::poll_messages(const std::function<void(Message&&)>& on_mess
       break;
     }
     if (f.frame_type == AMQP_FRAME_METHOD) {
-      on_method(f);
+      on_method(f, sink);
       if (failed_) break;
       continue;
     }
@@ -303,14 +325,14 @@ bool AmqpConnection::poll_messages(const std::function<void(Message&&)>& on_mess
       expect_ = Expect::kMethod;
       Message done = std::move(current_);
       current_ = Message{};
-      on_message(std::move(done));
+      sink.on_message(std::move(done));
     }
   }
   amqp_maybe_release_buffers(conn_);
   return !failed_;
 }
 
-void AmqpConnection::on_method(const amqp_frame_t& f) {
+void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
   switch (f.payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD: {
       auto* d = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded);
@@ -332,11 +354,22 @@ void AmqpConnection::on_method(const amqp_frame_t& f) {
       expect_ = Expect::kHeader;
       break;
     }
+    case AMQP_BASIC_ACK_METHOD: {
+      auto* m = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+      if (f.channel == kEventChannel) sink.on_confirm(m->delivery_tag, m->multiple != 0, true);
+      break;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      auto* m = static_cast<amqp_basic_nack_t*>(f.payload.method.decoded);
+      if (f.channel == kEventChannel) sink.on_confirm(m->delivery_tag, m->multiple != 0, false);
+      break;
+    }
     case AMQP_CHANNEL_CLOSE_METHOD: {
       auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
-      std::string why = fmt::format("channel closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      std::string why = fmt::format("channel {} closed by broker: {} {}", f.channel, m->reply_code,
+                                    str(m->reply_text));
       amqp_channel_close_ok_t ok{};
-      amqp_send_method(conn_, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      amqp_send_method(conn_, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
       fail(std::move(why));
       break;
     }
@@ -354,8 +387,6 @@ void AmqpConnection::on_method(const amqp_frame_t& f) {
       fail("consumer cancelled by the broker (queue deleted?)");
       break;
     case AMQP_BASIC_CANCEL_OK_METHOD:
-    case AMQP_BASIC_ACK_METHOD:
-    case AMQP_BASIC_NACK_METHOD:
     default:
       break;
   }

@@ -35,7 +35,8 @@ struct AmqpError : std::runtime_error {
 
 class AmqpConnection {
  public:
-  static constexpr amqp_channel_t kChannel = 1;
+  static constexpr amqp_channel_t kChannel = 1;       // requests, replies, acks
+  static constexpr amqp_channel_t kEventChannel = 2;  // events, in confirm mode
 
   // Connects, logs in and opens the channel. Blocks; throws AmqpError.
   AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name);
@@ -50,6 +51,9 @@ class AmqpConnection {
   void declare_queue(const std::string& name);
   void qos(uint16_t prefetch);
   void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
+  // Opens kEventChannel in publisher-confirm mode and declares `exchange`
+  // (topic, durable).
+  void open_event_channel(const std::string& exchange);
 
   // Output is buffered: publish, ack and cancel append whole frames to an
   // output buffer, and flush() writes as much of it as the socket takes in
@@ -66,11 +70,16 @@ class AmqpConnection {
     std::string_view reply_to;       // empty: none
     std::string_view expiration_ms;  // empty: none
     std::string_view type;           // empty: none
+    std::string_view message_id;     // empty: none
+    std::string_view exchange;       // empty: the default exchange
+    amqp_channel_t channel = kChannel;
     bool mandatory = false;
+    bool persistent = false;
   };
-  // Queues a publish to the default exchange. false if the connection
-  // failed; error() tells why.
-  bool publish(const Publish& p);
+  // Queues a publish. Returns its delivery tag on kEventChannel (the number
+  // the broker's confirm will carry), 1 on other channels, 0 if the
+  // connection failed (error() tells why).
+  uint64_t publish(const Publish& p);
   bool ack(uint64_t delivery_tag);
 
   // Writes buffered output without blocking. false if the connection failed.
@@ -83,7 +92,12 @@ class AmqpConnection {
   // notices missed ones. Returns false once the connection is unusable.
   // Must not be called while a frame is half written (has_partial_output()):
   // rabbitmq-c may write a heartbeat frame of its own.
-  bool poll_messages(const std::function<void(Message&&)>& on_message);
+  struct Sink {
+    virtual void on_message(Message&& m) = 0;
+    // A publisher confirm on kEventChannel: every tag up to `tag` if multiple.
+    virtual void on_confirm(uint64_t tag, bool multiple, bool ack) = 0;
+  };
+  bool poll_messages(Sink& sink);
   bool has_partial_output() const { return sent_ > 0 && sent_ < out_.size(); }
 
   // Why the connection failed, once it has.
@@ -95,16 +109,17 @@ class AmqpConnection {
 
  private:
   bool fail(std::string why);
-  void on_method(const amqp_frame_t& f);
-  void append_method(amqp_method_number_t id, void* decoded);
-  void append_content(const amqp_basic_properties_t& props, std::string_view body);
-  void append_frame(uint8_t type, std::string_view head, std::string_view payload);
+  void on_method(const amqp_frame_t& f, Sink& sink);
+  void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
+  void append_content(amqp_channel_t ch, const amqp_basic_properties_t& props, std::string_view body);
+  void append_frame(uint8_t type, amqp_channel_t ch, std::string_view head, std::string_view payload);
 
   amqp_connection_state_t conn_ = nullptr;
   bool failed_ = false;
   bool closed_ = false;
   std::string error_;
   size_t frame_max_ = 131072;
+  uint64_t next_event_tag_ = 1;   // delivery tag of the next publish on kEventChannel
   std::string out_;   // whole frames; out_[0, sent_) already written
   size_t sent_ = 0;
 

@@ -8,6 +8,7 @@
 #include <future>
 
 #include "tern/envelope.pb.h"
+#include "tern/events.h"
 #include "tern/log.h"
 #include "wire.h"
 
@@ -69,6 +70,13 @@ struct Loop::PendingCall {
   std::string reply;
 };
 
+// An event publish waiting for the broker's confirm; like PendingCall.
+struct Loop::PendingConfirm {
+  boost::fibers::context* waiter = nullptr;
+  bool done = false;
+  bool ack = false;
+};
+
 Loop::Loop(Options options, std::string name)
     : options_(std::move(options)), name_(std::move(name)) {
   // Even with nothing to read, look at the connection this often, so
@@ -110,6 +118,7 @@ void Loop::setup() {
   conn_ = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_);
   // Direct reply-to: consumed without acks on the channel requests go out on.
   conn_->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
+  conn_->open_event_channel(kEventExchange);
   if (!queue_.empty()) {
     conn_->declare_queue(queue_);
     conn_->qos(static_cast<uint16_t>(prefetch_));
@@ -176,7 +185,7 @@ void Loop::io_fiber() {
 
 bool Loop::pump() {
   last_pump_ = std::chrono::steady_clock::now();
-  return conn_->poll_messages([this](Message&& m) { dispatch(std::move(m)); });
+  return conn_->poll_messages(*this);
 }
 
 void Loop::wake_io(bool input) noexcept {
@@ -308,7 +317,30 @@ void Loop::complete(PendingCall* pc) {
     boost::fibers::context::active()->schedule(pc->waiter);
 }
 
+void Loop::on_confirm(uint64_t tag, bool multiple, bool ack) {
+  auto end = confirms_.upper_bound(tag);
+  auto begin = multiple ? confirms_.begin() : confirms_.find(tag);
+  if (begin == confirms_.end()) return;
+  for (auto it = begin; it != end;) {
+    PendingConfirm* pc = it->second;
+    it = confirms_.erase(it);
+    pc->ack = ack;
+    pc->done = true;
+    if (pc->waiter != nullptr && !pc->waiter->ready_is_linked())
+      boost::fibers::context::active()->schedule(pc->waiter);
+    if (!multiple) break;
+  }
+}
+
 void Loop::fail_all_pending(const Error& error) {
+  auto confirms = std::move(confirms_);
+  confirms_.clear();
+  for (auto& [tag, pc] : confirms) {
+    pc->ack = false;
+    pc->done = true;
+    if (pc->waiter != nullptr && !pc->waiter->ready_is_linked())
+      boost::fibers::context::active()->schedule(pc->waiter);
+  }
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& [id, pc] : pending) {
@@ -375,6 +407,52 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
   }
   if (pc.failed) return std::move(pc.error);
   return decode_response(pc.reply, service, endpoint);
+}
+
+Error Loop::publish(const Context& ctx, std::string_view type, std::string_view routing_key,
+                    std::string body) {
+  if (broken_) return Error{Code::kUnavailable, broken_reason_}.with_param("outcome", "not sent");
+  if (ctx.expired())
+    return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
+  tern::v1::Event event;
+  std::string id = new_trace_id();
+  event.set_id(id);
+  event.set_type(std::string(type));
+  event.set_source(name_);
+  event.set_time_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count());
+  event.set_trace_id(ctx.trace_id());
+  event.set_span_id(ctx.span_id());
+  event.set_body(std::move(body));
+  for (const auto& [k, v] : ctx.metadata()) (*event.mutable_metadata())[k] = v;
+  std::string wire = event.SerializeAsString();
+
+  AmqpConnection::Publish p;
+  p.channel = AmqpConnection::kEventChannel;
+  p.exchange = kEventExchange;
+  p.routing_key = routing_key;
+  p.body = wire;
+  p.message_id = id;
+  p.type = type;
+  p.persistent = true;
+  uint64_t tag = conn_->publish(p);
+  if (tag == 0) return Error{Code::kUnavailable, "broker connection lost: " + conn_->error()}.with_param("outcome", "unknown");
+
+  PendingConfirm pc;
+  confirms_.emplace(tag, &pc);
+  pc.waiter = boost::fibers::context::active();
+  const auto deadline = ctx.deadline();
+  while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
+  if (!pc.done) {
+    confirms_.erase(tag);
+    return Error{Code::kDeadlineExceeded, fmt::format("no confirm for {} event {} by the deadline", type, id)}
+        .with_param("outcome", "unknown");
+  }
+  if (!pc.ack)
+    return Error{Code::kUnavailable,
+                 broken_ ? broken_reason_ : fmt::format("the broker refused {} event {} (nack)", type, id)}
+        .with_param("outcome", "unknown");
+  return Error{Code::kOk, {}};
 }
 
 void Loop::reply_and_ack(const Message& request, const std::string& reply) {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -35,7 +36,7 @@ class LoopScheduler;
 // Loop::ack), unless the loop is stopping.
 using RequestHandler = std::function<void(Loop&, Message&&)>;
 
-class Loop final : public Transport {
+class Loop final : public Transport, private AmqpConnection::Sink {
  public:
   // name: sent as `from` on outgoing requests.
   Loop(Options options, std::string name);
@@ -70,6 +71,8 @@ class Loop final : public Transport {
   // --- loop thread only ---
   Result<std::string> call(const Context& ctx, std::string_view service, std::string_view endpoint,
                            std::string body, const CallOptions& opts) override;
+  Error publish(const Context& ctx, std::string_view type, std::string_view routing_key,
+                std::string body) override;
   // Publishes the reply to the request's reply_to, then acks the request.
   void reply_and_ack(const Message& request, const std::string& reply);
   void ack(uint64_t delivery_tag);
@@ -85,6 +88,11 @@ class Loop final : public Transport {
 
  private:
   struct PendingCall;
+  struct PendingConfirm;
+
+  // AmqpConnection::Sink
+  void on_message(Message&& m) override { dispatch(std::move(m)); }
+  void on_confirm(uint64_t tag, bool multiple, bool ack) override;
 
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws
@@ -119,6 +127,7 @@ class Loop final : public Transport {
   bool consuming_ = false;
 
   std::unordered_map<std::string, PendingCall*> pending_;
+  std::map<uint64_t, PendingConfirm*> confirms_;   // by delivery tag on the event channel
   std::atomic<int> in_flight_{0};
   std::atomic<uint64_t> late_replies_{0};
   boost::fibers::fiber::id io_id_;

@@ -28,6 +28,13 @@ class Transport {
   virtual Result<std::string> call(const Context& ctx, std::string_view service,
                                    std::string_view endpoint, std::string body,
                                    const CallOptions& opts) = 0;
+  // Publishes a serialized event; see tern::publish. Suspends the calling
+  // fiber until the broker confirms or the deadline of ctx.
+  virtual Error publish(const Context& ctx, std::string_view type, std::string_view routing_key,
+                        std::string body) {
+    (void)ctx, (void)type, (void)routing_key, (void)body;
+    return Error{Code::kUnimplemented, "this transport cannot publish events"};
+  }
 };
 
 namespace detail {

@@ -50,6 +50,10 @@ struct Error {
   Error(Code c, std::string msg)
       : code(c), message(std::move(msg)), retryable(retryable_by_default(c)) {}
 
+  // Functions that return an Error rather than a Result (publish) use code
+  // kOk for success.
+  bool ok() const { return code == Code::kOk; }
+
   Error&& with_param(std::string key, std::string value) && {
     params[std::move(key)] = std::move(value);
     return std::move(*this);

@@ -5,6 +5,7 @@
 #include "tern/client.h"
 #include "tern/context.h"
 #include "tern/error.h"
+#include "tern/events.h"
 #include "tern/log.h"
 #include "tern/options.h"
 #include "tern/service.h"

@@ -1,0 +1,39 @@
+#include "tern/events.h"
+
+#include <cctype>
+
+#include <google/protobuf/descriptor.h>
+
+#include "loop.h"
+
+namespace tern {
+
+std::string event_routing_key(const google::protobuf::Descriptor* type) {
+  std::string key = type->file()->package();
+  if (!key.empty()) key += '.';
+  const std::string& name = type->name();
+  for (size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (std::isupper(c)) {
+      if (i > 0) key += '_';
+      key += static_cast<char>(std::tolower(c));
+    } else {
+      key += static_cast<char>(c);
+    }
+  }
+  return key;
+}
+
+namespace detail {
+
+Error publish_message(const Context& ctx, const google::protobuf::Message& event) {
+  Transport* transport = ctx.transport() ? ctx.transport() : Loop::current();
+  if (transport == nullptr)
+    return Error{Code::kFailedPrecondition,
+                 "tern::publish outside a tern runtime: publish from a handler or inside Client::run"};
+  const auto* type = event.GetDescriptor();
+  return transport->publish(ctx, type->full_name(), event_routing_key(type), event.SerializeAsString());
+}
+
+}  // namespace detail
+}  // namespace tern
