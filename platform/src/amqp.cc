@@ -158,11 +158,13 @@ uint64_t AmqpConnection::publish(const Publish& p) {
   if (failed_) return 0;
   amqp_basic_properties_t props;
   std::memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                 AMQP_BASIC_CORRELATION_ID_FLAG;
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
   props.content_type = amqp_cstring_bytes("application/x-protobuf");
   props.delivery_mode = p.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
-  props.correlation_id = bytes(p.correlation_id);
+  if (!p.correlation_id.empty()) {
+    props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    props.correlation_id = bytes(p.correlation_id);
+  }
   if (!p.reply_to.empty()) {
     props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
     props.reply_to = bytes(p.reply_to);

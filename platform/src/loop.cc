@@ -432,9 +432,7 @@ Error Loop::publish(const Context& ctx, std::string_view type, std::string_view 
   p.exchange = kEventExchange;
   p.routing_key = routing_key;
   p.body = wire;
-  p.message_id = id;
-  p.type = type;
-  p.persistent = true;
+  p.persistent = true;  // the envelope carries id and type: no AMQP properties for them
   uint64_t tag = conn_->publish(p);
   if (tag == 0) return Error{Code::kUnavailable, "broker connection lost: " + conn_->error()}.with_param("outcome", "unknown");
 

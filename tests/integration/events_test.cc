@@ -57,7 +57,8 @@ class Inspector {
       entries[1].value.value.bytes = amqp_cstring_bytes("reject-publish");
       args.num_entries = 2;
     }
-    amqp_queue_declare(conn_, 1, amqp_cstring_bytes(name.c_str()), 0, 0, 0, 1, args);
+    // Exclusive: gone with this connection, so no later test routes to it.
+    amqp_queue_declare(conn_, 1, amqp_cstring_bytes(name.c_str()), 0, 0, /*exclusive=*/1, 1, args);
     REQUIRE(amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL);
     amqp_queue_bind(conn_, 1, amqp_cstring_bytes(name.c_str()), amqp_cstring_bytes(tern::kEventExchange),
                     amqp_cstring_bytes(key.c_str()), amqp_empty_table);
