@@ -27,6 +27,7 @@ struct Message {
   std::string reply_to;
   std::string content_type;
   std::string body;
+  uint64_t generation = 0;        // the Loop connection it arrived on
 };
 
 struct AmqpError : std::runtime_error {

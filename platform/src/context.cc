@@ -62,10 +62,9 @@ Context Context::child(std::chrono::milliseconds timeout) const {
 }
 
 namespace detail {
-namespace {
 
 // splitmix64, seeded per thread from the OS.
-uint64_t next_random() {
+uint64_t next_random_u64() {
   thread_local uint64_t state = [] {
     std::random_device rd;
     return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
@@ -77,6 +76,8 @@ uint64_t next_random() {
   return z ^ (z >> 31);
 }
 
+namespace {
+
 void append_hex(std::string* out, uint64_t v) {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(v >> shift) & 0xf]);
@@ -87,15 +88,15 @@ void append_hex(std::string* out, uint64_t v) {
 std::string new_trace_id() {
   std::string s;
   s.reserve(32);
-  append_hex(&s, next_random());
-  append_hex(&s, next_random());
+  append_hex(&s, next_random_u64());
+  append_hex(&s, next_random_u64());
   return s;
 }
 
 std::string new_span_id() {
   std::string s;
   s.reserve(16);
-  append_hex(&s, next_random());
+  append_hex(&s, next_random_u64());
   return s;
 }
 

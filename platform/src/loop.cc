@@ -115,15 +115,48 @@ void Loop::start() {
 }
 
 void Loop::setup() {
-  conn_ = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_);
+  auto conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_);
   // Direct reply-to: consumed without acks on the channel requests go out on.
-  conn_->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
-  conn_->open_event_channel(kEventExchange);
+  conn->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
+  conn->open_event_channel(kEventExchange);
   if (!queue_.empty()) {
-    conn_->declare_queue(queue_);
-    conn_->qos(static_cast<uint16_t>(prefetch_));
-    conn_->consume(queue_, kRequestTag, /*no_ack=*/false);
-    consuming_ = true;
+    conn->declare_queue(queue_);
+    conn->qos(static_cast<uint16_t>(prefetch_));
+    if (!consume_cancelled_) {
+      conn->consume(queue_, kRequestTag, /*no_ack=*/false);
+      consuming_ = true;
+    }
+  }
+  conn_ = std::move(conn);
+  ++generation_;
+  input_ready_ = true;
+}
+
+void Loop::connection_lost() {
+  broken_ = true;
+  consuming_ = false;
+  broken_reason_ = "broker connection lost: " + conn_->error();
+  log::error("{}: {}; reconnecting", name_, broken_reason_);
+  fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+  reconnect_attempt_ = 0;
+  next_reconnect_ = std::chrono::steady_clock::now();
+}
+
+void Loop::try_reconnect() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_reconnect_) return;
+  try {
+    setup();  // blocks this thread while connecting (bounded by connect and RPC timeouts)
+    broken_ = false;
+    log::info("{}: reconnected to the broker after {} attempt(s)", name_, reconnect_attempt_ + 1);
+  } catch (const std::exception& e) {
+    ++reconnect_attempt_;
+    // Exponential backoff with full jitter, 100 ms doubling up to 5 s.
+    auto ceiling = std::min<int64_t>(5000, 100LL << std::min(reconnect_attempt_, 6));
+    auto delay = std::chrono::milliseconds(static_cast<int64_t>(next_random_u64() % static_cast<uint64_t>(ceiling + 1)));
+    next_reconnect_ = std::chrono::steady_clock::now() + delay;
+    if (reconnect_attempt_ == 1 || reconnect_attempt_ % 10 == 0)
+      log::warn("{}: reconnect attempt {} failed: {}", name_, reconnect_attempt_, e.what());
   }
 }
 
@@ -146,7 +179,7 @@ void Loop::thread_main(std::promise<void>* ready) {
   // Stopping: close the connection (the broker requeues what we did not
   // ack), fail calls still waiting, and let handler fibers run to their end;
   // their replies and acks are no-ops now.
-  conn_->close();
+  if (conn_) conn_->close();
   broken_ = true;
   broken_reason_ = "the tern runtime is shutting down";
   fail_all_pending(Error{Code::kUnavailable, broken_reason_});
@@ -159,27 +192,29 @@ void Loop::io_fiber() {
   for (;;) {
     run_posted();
     if (stopping_.load(std::memory_order_acquire)) break;
-    if (cancel_requested_.exchange(false) && consuming_) {
-      conn_->cancel(kRequestTag);
+    if (cancel_requested_.exchange(false)) {
+      consume_cancelled_ = true;
+      if (consuming_ && !broken_) conn_->cancel(kRequestTag);
       consuming_ = false;
     }
+    if (broken_) try_reconnect();
     if (!broken_) {
       bool ok = conn_->flush();
       if (ok && input_ready_ && !conn_->has_partial_output()) {
         input_ready_ = false;
         ok = pump();
       }
-      if (!ok) {
-        broken_ = true;
-        broken_reason_ = "broker connection lost: " + conn_->error();
-        log::error("{}: {}", name_, broken_reason_);
-        fail_all_pending(Error{Code::kUnavailable, broken_reason_});
-      }
+      if (!ok) connection_lost();
     }
-    // Sleep until the scheduler sees input, room for output, posted work or
-    // a heartbeat due.
+    // Sleep until the scheduler sees input, room for output, posted work,
+    // a heartbeat due, or (disconnected) the next reconnect attempt.
     parked_io_ = boost::fibers::context::active();
-    parked_io_->suspend();
+    if (broken_) {
+      parked_io_->wait_until(next_reconnect_);
+      parked_io_ = nullptr;
+    } else {
+      parked_io_->suspend();
+    }
   }
 }
 
@@ -190,7 +225,7 @@ bool Loop::pump() {
 
 void Loop::wake_io(bool input) noexcept {
   if (input) input_ready_ = true;
-  if (parked_io_ != nullptr) {
+  if (parked_io_ != nullptr && !parked_io_->ready_is_linked()) {
     boost::fibers::context* io = parked_io_;
     parked_io_ = nullptr;
     boost::fibers::context::active()->schedule(io);
@@ -301,6 +336,7 @@ void Loop::dispatch(Message&& m) {
     return;
   }
   if (m.consumer_tag == kRequestTag && handler_) {
+    m.generation = generation_;
     in_flight_.fetch_add(1, std::memory_order_acq_rel);
     boost::fibers::fiber(std::allocator_arg, *stacks_, [this, msg = std::move(m)]() mutable {
       handler_(*this, std::move(msg));
@@ -458,10 +494,14 @@ void Loop::reply_and_ack(const Message& request, const std::string& reply) {
   p.routing_key = request.reply_to;
   p.body = reply;
   p.correlation_id = request.correlation_id;
-  if (!conn_->publish(p)) return;  // connection gone: the broker redelivers the request
-  conn_->ack(request.delivery_tag);
+  if (broken_ || !conn_->publish(p)) return;  // the broker redelivers the request
+  // A delivery tag belongs to the connection it came on; after a reconnect
+  // the broker has already requeued that delivery.
+  if (request.generation == generation_) conn_->ack(request.delivery_tag);
 }
 
-void Loop::ack(uint64_t delivery_tag) { conn_->ack(delivery_tag); }
+void Loop::ack(const Message& request) {
+  if (!broken_ && request.generation == generation_) conn_->ack(request.delivery_tag);
+}
 
 }  // namespace tern::detail

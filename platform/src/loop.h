@@ -75,7 +75,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
                 std::string body) override;
   // Publishes the reply to the request's reply_to, then acks the request.
   void reply_and_ack(const Message& request, const std::string& reply);
-  void ack(uint64_t delivery_tag);
+  // Acks a request without replying (one that cannot be answered).
+  void ack(const Message& request);
   const std::string& name() const { return name_; }
 
   // Scheduler hooks (see loop.cc).
@@ -96,6 +97,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
 
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws
+  void connection_lost();
+  void try_reconnect();
   void io_fiber();
   bool pump();   // reads every available frame; false when the connection is gone
   void dispatch(Message&& m);
@@ -125,6 +128,10 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancel_requested_{false};
   bool consuming_ = false;
+  bool consume_cancelled_ = false;   // stop_consuming() was called: never consume again
+  uint64_t generation_ = 0;          // bumped by every (re)connect
+  int reconnect_attempt_ = 0;
+  std::chrono::steady_clock::time_point next_reconnect_{};
 
   std::unordered_map<std::string, PendingCall*> pending_;
   std::map<uint64_t, PendingConfirm*> confirms_;   // by delivery tag on the event channel

@@ -39,7 +39,7 @@ class ServiceCore {
     if (m.reply_to.empty()) {
       log::warn("{}: dropped a message with no reply_to (correlation_id '{}')", name,
                 m.correlation_id);
-      loop.ack(m.delivery_tag);
+      loop.ack(m);
       return;
     }
     tern::v1::Response resp;

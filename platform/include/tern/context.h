@@ -87,6 +87,8 @@ namespace detail {
 // 16 for spans. Fast (per-thread generator), not cryptographic.
 std::string new_trace_id();
 std::string new_span_id();
+// A fast per-thread pseudo-random number (not cryptographic).
+uint64_t next_random_u64();
 // Conversions between the steady clock and Unix milliseconds.
 int64_t to_unix_ms(Context::Clock::time_point t);
 Context::Clock::time_point from_unix_ms(int64_t unix_ms);

@@ -1,0 +1,88 @@
+// A broker restart under a running service and client. Stops and starts the
+// RabbitMQ application of the private node scripts/test started.
+#include <catch2/catch.hpp>
+
+#include <boost/fiber/all.hpp>
+
+#include <cstdlib>
+#include <thread>
+
+#include "probe.pb.h"
+#include "tern/tern.h"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int rabbit_ctl(const std::string& args) {
+  if (std::getenv("TERN_RABBIT_NODE") == nullptr || std::getenv("TERN_RABBIT_DIR") == nullptr)
+    FAIL("TERN_RABBIT_NODE/TERN_RABBIT_DIR are not set: run through scripts/test");
+  std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && rabbit_ctl " +
+                    args + "' >/dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+// Starts the broker again however the test ends.
+struct BrokerStopped {
+  BrokerStopped() { REQUIRE(rabbit_ctl("stop_app") == 0); }
+  ~BrokerStopped() { rabbit_ctl("start_app"); }
+};
+
+}  // namespace
+
+TEST_CASE("a service and a client survive a broker restart without being restarted") {
+  const std::string name = "test.restart." + tern::detail::new_span_id();
+  tern::Service svc(name);
+  svc.handle("probe", [](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
+    if (req.sleep_ms() > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
+    probe::ProbeResponse r;
+    r.set_instance("same");
+    return r;
+  });
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  svc.start(o);
+  tern::Client client(o);
+  auto call = [&](uint32_t sleep_ms, std::chrono::milliseconds timeout) {
+    probe::ProbeRequest req;
+    req.set_sleep_ms(sleep_ms);
+    auto ctx = tern::Context::with_timeout(timeout);
+    return client.call<probe::ProbeResponse>(ctx, name, "probe", req, {.timeout = timeout});
+  };
+  REQUIRE(call(0, 5s).ok());
+
+  tern::Result<probe::ProbeResponse> in_flight = tern::Error{};
+  Clock::time_point stop_at;
+  std::thread caller([&] { in_flight = call(3000, 20s); });
+  auto give_up = Clock::now() + 10s;
+  while (svc.in_flight() == 0 && Clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  {
+    stop_at = Clock::now();
+    BrokerStopped stopped;
+    caller.join();
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stop_at);
+    INFO("the in-flight call ended after " << waited.count() << " ms: "
+                                           << (in_flight.ok() ? "ok" : in_flight.error().to_string()));
+    // It fails at once with a retryable error, not at its 20 s deadline.
+    REQUIRE_FALSE(in_flight.ok());
+    CHECK(in_flight.code() == tern::Code::kUnavailable);
+    CHECK(in_flight.error().retryable);
+    CHECK(waited < 10s);
+    // While the broker is down, calls fail fast too.
+    auto down = call(0, 5s);
+    CHECK(down.code() == tern::Code::kUnavailable);
+  }  // the broker starts again
+
+  // Both reconnect by themselves: calls succeed again within a bounded time.
+  tern::Result<probe::ProbeResponse> after = tern::Error{};
+  auto until = Clock::now() + 60s;
+  while (Clock::now() < until) {
+    after = call(0, 2s);
+    if (after.ok()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  INFO((after.ok() ? "ok" : after.error().to_string()));
+  REQUIRE(after.ok());
+  CHECK(after->instance() == "same");
+}
