@@ -415,6 +415,11 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     req.set_attempt(1);
     req.SerializeToString(&wire);
   }
+  if (wire.size() > max_message_bytes())
+    return Error{Code::kInvalidArgument,
+                 fmt::format("request to {}/{} is {} bytes, over the {} byte limit", service, endpoint,
+                             wire.size(), max_message_bytes())}
+        .with_param("limit_bytes", std::to_string(max_message_bytes()));
 
   PendingCall pc;
   pending_.emplace(id, &pc);
@@ -442,6 +447,9 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
         .with_param("endpoint", std::string(endpoint));
   }
   if (pc.failed) return std::move(pc.error);
+  if (pc.reply.size() > max_message_bytes())
+    return Error{Code::kInternal, fmt::format("reply from {}/{} is {} bytes, over the {} byte limit",
+                                              service, endpoint, pc.reply.size(), max_message_bytes())};
   return decode_response(pc.reply, service, endpoint);
 }
 
@@ -462,6 +470,10 @@ Error Loop::publish(const Context& ctx, std::string_view type, std::string_view 
   event.set_body(std::move(body));
   for (const auto& [k, v] : ctx.metadata()) (*event.mutable_metadata())[k] = v;
   std::string wire = event.SerializeAsString();
+  if (wire.size() > max_message_bytes())
+    return Error{Code::kInvalidArgument, fmt::format("{} event is {} bytes, over the {} byte limit", type,
+                                                     wire.size(), max_message_bytes())}
+        .with_param("outcome", "not sent");
 
   AmqpConnection::Publish p;
   p.channel = AmqpConnection::kEventChannel;

@@ -78,6 +78,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // Acks a request without replying (one that cannot be answered).
   void ack(const Message& request);
   const std::string& name() const { return name_; }
+  size_t max_message_bytes() const { return static_cast<size_t>(options_.max_message_kb) * 1024; }
 
   // Scheduler hooks (see loop.cc).
   void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;

@@ -45,7 +45,17 @@ class ServiceCore {
     tern::v1::Response resp;
     resp.set_request_id(m.correlation_id);
     std::string out;
-    Error err = run(loop, m, &out);
+    Error err = m.body.size() > loop.max_message_bytes()
+                    ? Error{Code::kInvalidArgument,
+                            fmt::format("request is {} bytes, over {}'s {} byte limit", m.body.size(),
+                                        name, loop.max_message_bytes())}
+                    : run(loop, m, &out);
+    if (err.code == Code::kOk && out.size() > loop.max_message_bytes()) {
+      log::error("{}: a reply of {} bytes is over the {} byte limit", name, out.size(),
+                 loop.max_message_bytes());
+      err = Error{Code::kInternal, fmt::format("the reply is {} bytes, over the {} byte limit",
+                                               out.size(), loop.max_message_bytes())};
+    }
     if (err.code == Code::kOk) {
       resp.set_body(std::move(out));
     } else {

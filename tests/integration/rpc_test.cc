@@ -383,3 +383,36 @@ TEST_CASE("replies racing the caller's deadline end every call with a reply or D
   CHECK(ok + late == 500);
   CHECK(other == 0);
 }
+
+TEST_CASE("a request over the message size limit is refused before it is sent") {
+  const std::string name = unique_service("toolarge");
+  ProbeService s(name);
+  tern::Options o = broker_options();
+  o.max_message_kb = 64;
+  tern::Client client(o);
+  ProbeRequest req;
+  req.set_payload(std::string(100 * 1024, 'x'));
+  auto start = Clock::now();
+  auto r = call_probe(client, name, req, 5s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == tern::Code::kInvalidArgument);
+  CHECK(r.error().params.at("limit_bytes") == std::to_string(64 * 1024));
+  CHECK(since(start) < 1s);
+}
+
+TEST_CASE("a service refuses a request over its size limit and keeps serving") {
+  const std::string name = unique_service("limit");
+  tern::Service svc(name);
+  svc.handle("probe", [](tern::Context& ctx, const ProbeRequest& req) { return Probe("l", "a", ctx, req); });
+  tern::Options small = broker_options();
+  small.max_message_kb = 64;
+  svc.start(small);
+  tern::Client client(broker_options());  // the default limit: 4 MiB
+  ProbeRequest req;
+  req.set_payload(std::string(100 * 1024, 'x'));
+  auto r = call_probe(client, name, req, 5s);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == tern::Code::kInvalidArgument);
+  CHECK_THAT(r.error().message, Catch::Contains("limit"));
+  CHECK(call_probe(client, name, ProbeRequest{}, 5s).ok());
+}

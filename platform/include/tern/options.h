@@ -25,6 +25,10 @@ struct Options {
   int drain_timeout_ms = 10000;
   // TERN_STACK_KB, --stack-kb: stack of each handler fiber.
   int stack_kb = 128;
+  // TERN_MAX_MESSAGE_KB, --max-message-kb: the largest request, reply or
+  // event (envelope included) sent or accepted. RabbitMQ's own limit is
+  // 16 MiB by default; past it the broker closes the channel.
+  int max_message_kb = 4096;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.
