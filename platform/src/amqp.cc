@@ -177,6 +177,18 @@ uint64_t AmqpConnection::publish(const Publish& p) {
     props._flags |= AMQP_BASIC_TYPE_FLAG;
     props.type = bytes(p.type);
   }
+  std::vector<amqp_table_entry_t> header_entries;
+  if (p.headers != nullptr && !p.headers->empty()) {
+    for (const auto& [k, v] : *p.headers) {
+      amqp_table_entry_t e;
+      e.key = bytes(k);
+      e.value.kind = AMQP_FIELD_KIND_UTF8;
+      e.value.value.bytes = bytes(v);
+      header_entries.push_back(e);
+    }
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers = amqp_table_t{static_cast<int>(header_entries.size()), header_entries.data()};
+  }
   if (!p.message_id.empty()) {
     props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props.message_id = bytes(p.message_id);

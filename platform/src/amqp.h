@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace tern::detail {
 
@@ -74,6 +76,8 @@ class AmqpConnection {
     std::string_view message_id;     // empty: none
     std::string_view exchange;       // empty: the default exchange
     amqp_channel_t channel = kChannel;
+    // AMQP headers, all string-valued; null for none.
+    const std::vector<std::pair<std::string, std::string>>* headers = nullptr;
     bool mandatory = false;
     bool persistent = false;
   };

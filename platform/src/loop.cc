@@ -121,6 +121,7 @@ void Loop::setup() {
   conn->open_event_channel(kEventExchange);
   if (!queue_.empty()) {
     conn->declare_queue(queue_);
+    conn->declare_queue(dead_letter_queue());
     conn->qos(static_cast<uint16_t>(prefetch_));
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
@@ -510,6 +511,24 @@ void Loop::reply_and_ack(const Message& request, const std::string& reply) {
   // A delivery tag belongs to the connection it came on; after a reconnect
   // the broker has already requeued that delivery.
   if (request.generation == generation_) conn_->ack(request.delivery_tag);
+}
+
+void Loop::dead_letter(const Message& m, std::string_view reason) {
+  if (broken_) return;
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"x-tern-reason", std::string(reason)},
+      {"x-tern-queue", queue_},
+      {"x-tern-correlation-id", m.correlation_id},
+      {"x-tern-reply-to", m.reply_to},
+      {"x-tern-redelivered", m.redelivered ? "true" : "false"},
+  };
+  const std::string dlq = dead_letter_queue();
+  AmqpConnection::Publish p;
+  p.routing_key = dlq;
+  p.body = m.body;
+  p.headers = &headers;
+  p.persistent = true;
+  conn_->publish(p);
 }
 
 void Loop::ack(const Message& request) {

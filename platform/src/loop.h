@@ -77,6 +77,11 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void reply_and_ack(const Message& request, const std::string& reply);
   // Acks a request without replying (one that cannot be answered).
   void ack(const Message& request);
+  // Copies a message that cannot be processed to the service's dead-letter
+  // queue, with the reason in its headers. The caller still acks it.
+  void dead_letter(const Message& m, std::string_view reason);
+  // "<service>.dead-letter": where unprocessable requests are kept.
+  std::string dead_letter_queue() const { return queue_ + ".dead-letter"; }
   const std::string& name() const { return name_; }
   size_t max_message_bytes() const { return static_cast<size_t>(options_.max_message_kb) * 1024; }
 

@@ -37,8 +37,9 @@ class ServiceCore {
   // acked and logged. Never throws.
   void handle(Loop& loop, Message&& m) {
     if (m.reply_to.empty()) {
-      log::warn("{}: dropped a message with no reply_to (correlation_id '{}')", name,
-                m.correlation_id);
+      log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", name,
+                m.correlation_id, loop.dead_letter_queue());
+      loop.dead_letter(m, "no reply_to: nobody to answer");
       loop.ack(m);
       return;
     }
@@ -50,6 +51,12 @@ class ServiceCore {
                             fmt::format("request is {} bytes, over {}'s {} byte limit", m.body.size(),
                                         name, loop.max_message_bytes())}
                     : run(loop, m, &out);
+    if (err.code == Code::kInvalidArgument && err.params.count("envelope") != 0) {
+      // Not a tern request at all: keep it for inspection, answer, never requeue.
+      log::warn("{}: a message that is not a tern.v1.Request went to {}", name,
+                loop.dead_letter_queue());
+      loop.dead_letter(m, err.message);
+    }
     if (err.code == Code::kOk && out.size() > loop.max_message_bytes()) {
       log::error("{}: a reply of {} bytes is over the {} byte limit", name, out.size(),
                  loop.max_message_bytes());
@@ -67,7 +74,8 @@ class ServiceCore {
   Error run(Loop& loop, const Message& m, std::string* out) {
     tern::v1::Request req;
     if (!req.ParseFromString(m.body))
-      return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"};
+      return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"}
+          .with_param("envelope", "invalid");
     if (req.deadline_unix_ms() <= 0)
       return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
     Context ctx = Context::from_wire(

@@ -7,6 +7,7 @@
 #include <map>
 #include <thread>
 
+#include "broker.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 
@@ -414,5 +415,31 @@ TEST_CASE("a service refuses a request over its size limit and keeps serving") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.code() == tern::Code::kInvalidArgument);
   CHECK_THAT(r.error().message, Catch::Contains("limit"));
+  CHECK(call_probe(client, name, ProbeRequest{}, 5s).ok());
+}
+
+TEST_CASE("messages that are not requests go to the dead-letter queue with their reason") {
+  const std::string name = unique_service("poison");
+  ProbeService s(name);
+  Inspector broker;
+  tern::Client client(broker_options());
+  // Garbage with somewhere to answer: the sender hears INVALID_ARGUMENT (the
+  // pika test checks that); here, no reply queue at all, and a body that is
+  // a valid envelope but has no reply_to.
+  broker.publish(name, "\xff\x01 definitely not protobuf", "nowhere");
+  std::map<std::string, std::string> headers;
+  auto dead = broker.await(name + ".dead-letter", 5s, &headers);
+  REQUIRE(dead.has_value());
+  CHECK(*dead == "\xff\x01 definitely not protobuf");
+  CHECK(headers["x-tern-reason"] == "message body is not a tern.v1.Request envelope");
+  CHECK(headers["x-tern-queue"] == name);
+
+  broker.publish(name, "", /*reply_to=*/"");
+  headers.clear();
+  dead = broker.await(name + ".dead-letter", 5s, &headers);
+  REQUIRE(dead.has_value());
+  CHECK(headers["x-tern-reason"] == "no reply_to: nobody to answer");
+  // Each went once, and the service still answers.
+  CHECK_FALSE(broker.get(name + ".dead-letter").has_value());
   CHECK(call_probe(client, name, ProbeRequest{}, 5s).ok());
 }
