@@ -21,7 +21,7 @@ Context Context::with_timeout(std::chrono::milliseconds timeout) {
 
 Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::string span_id,
                            std::string parent_span_id, std::string request_id,
-                           std::string caller, Metadata metadata) {
+                           std::string caller, Metadata metadata, uint32_t attempt) {
   Context c;
   c.deadline_ = detail::from_unix_ms(deadline_unix_ms);
   c.trace_id_ = trace_id.empty() ? detail::new_trace_id() : std::move(trace_id);
@@ -30,6 +30,7 @@ Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::
   c.request_id_ = std::move(request_id);
   c.caller_ = std::move(caller);
   c.metadata_ = std::move(metadata);
+  c.attempt_ = attempt == 0 ? 1 : attempt;
   return c;
 }
 

@@ -78,7 +78,9 @@ struct Loop::PendingConfirm {
 };
 
 Loop::Loop(Options options, std::string name)
-    : options_(std::move(options)), name_(std::move(name)) {
+    : options_(std::move(options)),
+      name_(std::move(name)),
+      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}) {
   // Even with nothing to read, look at the connection this often, so
   // heartbeats go out on time (rabbitmq-c sends them from inside its calls).
   if (options_.heartbeat_s > 0)
@@ -391,8 +393,63 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
                                std::string_view endpoint, std::string body,
                                const CallOptions& opts) {
   if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = std::min(ctx.deadline(), start + opts.timeout);
+  if (deadline <= start)
+    return Error{Code::kDeadlineExceeded,
+                 fmt::format("deadline passed before calling {}/{}", service, endpoint)};
+  CircuitBreaker& breaker = breakers_.get(service, endpoint);
+  retry_budget_.record_call(start);
+  const int max_attempts = std::max(1, opts.max_attempts);
+  for (int n = 1;; ++n) {
+    auto now = std::chrono::steady_clock::now();
+    if (!breaker.allow(now)) {
+      log_transitions(breaker, service, endpoint);
+      return Error{Code::kUnavailable, fmt::format("circuit open for {}/{}: failing fast", service, endpoint)}
+          .with_param("circuit", "open")
+          .with_param("attempts", std::to_string(n - 1));
+    }
+    log_transitions(breaker, service, endpoint);
+    auto attempt_deadline = deadline;
+    if (opts.attempt_timeout.count() > 0) attempt_deadline = std::min(deadline, now + opts.attempt_timeout);
+    Result<std::string> r = attempt(ctx, service, endpoint, n < max_attempts ? body : std::move(body),
+                                    attempt_deadline, static_cast<uint32_t>(n));
+    // The downstream is unhealthy if it cannot be reached, times out or fails internally.
+    const Code code = r.code();
+    breaker.record(!(code == Code::kUnavailable || code == Code::kDeadlineExceeded || code == Code::kInternal),
+                   std::chrono::steady_clock::now());
+    log_transitions(breaker, service, endpoint);
+    if (r.ok()) return r;
+    const bool attempt_timed_out = code == Code::kDeadlineExceeded && attempt_deadline < deadline;
+    const bool retryable = r.error().retryable || (opts.idempotent && attempt_timed_out);
+    auto finish = [&](std::string why) {
+      Error e = std::move(r.error());
+      if (!why.empty()) e.message += why;
+      e.params["attempts"] = std::to_string(n);
+      return e;
+    };
+    if (!retryable) return finish(n > 1 ? fmt::format(" (after {} attempts)", n) : "");
+    if (n >= max_attempts) return finish(fmt::format(" (after {} attempts)", n));
+    now = std::chrono::steady_clock::now();
+    if (!retry_budget_.try_spend_retry(now))
+      return finish(fmt::format(" (after {} attempts; retry budget exhausted)", n));
+    auto delay = backoff_delay(Backoff{}, n, next_random_u64());
+    if (now + delay >= deadline) return finish(fmt::format(" (after {} attempts; no time left to retry)", n));
+    boost::this_fiber::sleep_for(delay);
+    if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+  }
+}
+
+void Loop::log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint) {
+  while (auto t = breaker.take_transition())
+    log::warn("{}: circuit for {}/{} went from {} to {}", name_, service, endpoint, state_name(t->from),
+              state_name(t->to));
+}
+
+Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
+                                  std::string body, std::chrono::steady_clock::time_point deadline,
+                                  uint32_t attempt_number) {
   const auto now = std::chrono::steady_clock::now();
-  const auto deadline = std::min(ctx.deadline(), now + opts.timeout);
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
   if (budget.count() <= 0)
     return Error{Code::kDeadlineExceeded,
@@ -413,7 +470,7 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     req.set_parent_span_id(ctx.span_id());
     req.set_from(name_);
     for (const auto& [k, v] : ctx.metadata()) (*req.mutable_metadata())[k] = v;
-    req.set_attempt(1);
+    req.set_attempt(attempt_number);
     req.SerializeToString(&wire);
   }
   if (wire.size() > max_message_bytes())

@@ -23,6 +23,7 @@
 #include <boost/fiber/all.hpp>
 
 #include "amqp.h"
+#include "resilience.h"
 #include "tern/call.h"
 #include "tern/options.h"
 
@@ -101,6 +102,11 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void on_message(Message&& m) override { dispatch(std::move(m)); }
   void on_confirm(uint64_t tag, bool multiple, bool ack) override;
 
+  // One attempt of a call: publish, wait until `deadline`, decode.
+  Result<std::string> attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
+                              std::string body, std::chrono::steady_clock::time_point deadline,
+                              uint32_t attempt_number);
+  void log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint);
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws
   void connection_lost();
@@ -140,7 +146,9 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::chrono::steady_clock::time_point next_reconnect_{};
 
   std::unordered_map<std::string, PendingCall*> pending_;
-  std::map<uint64_t, PendingConfirm*> confirms_;   // by delivery tag on the event channel
+  std::map<uint64_t, PendingConfirm*> confirms_;
+  RetryBudget retry_budget_;
+  CircuitBreakers breakers_;   // by delivery tag on the event channel
   std::atomic<int> in_flight_{0};
   std::atomic<uint64_t> late_replies_{0};
   boost::fibers::fiber::id io_id_;

@@ -26,6 +26,7 @@ const Field kFields[] = {
     {"heartbeat-s", "TERN_HEARTBEAT_S", "AMQP heartbeat seconds (0: off)", nullptr, &Options::heartbeat_s, 0},
     {"drain-timeout-ms", "TERN_DRAIN_TIMEOUT_MS", "drain time on SIGTERM", nullptr, &Options::drain_timeout_ms, 0},
     {"stack-kb", "TERN_STACK_KB", "handler fiber stack KiB", nullptr, &Options::stack_kb, 16},
+    {"circuit-open-ms", "TERN_CIRCUIT_OPEN_MS", "circuit breaker open time", nullptr, &Options::circuit_open_ms, 1},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 

@@ -82,7 +82,7 @@ class ServiceCore {
         req.deadline_unix_ms(), std::move(*req.mutable_trace_id()),
         std::move(*req.mutable_span_id()), std::move(*req.mutable_parent_span_id()),
         req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
-        Context::Metadata(req.metadata().begin(), req.metadata().end()));
+        Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
     ctx.set_transport(&loop);
     if (ctx.expired())
       return Error{Code::kDeadlineExceeded,

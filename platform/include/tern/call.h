@@ -14,6 +14,15 @@ namespace tern {
 
 struct CallOptions {
   std::chrono::milliseconds timeout{2000};  // per call; never past the caller's deadline
+  // Attempts in all. Only retryable failures are retried (UNAVAILABLE, or an
+  // error a handler marked retryable), with exponential backoff and full
+  // jitter, within the client's retry budget and the deadline.
+  int max_attempts = 3;
+  // Each attempt's own timeout; 0: whatever is left of the call's.
+  std::chrono::milliseconds attempt_timeout{0};
+  // The endpoint is safe to run twice: an attempt that timed out is retried
+  // too (it may still be running).
+  bool idempotent = false;
 };
 
 // Carries serialized requests to services and their replies back.

@@ -37,6 +37,8 @@ class Context {
   // In a handler: the request's id and the calling service's name.
   const std::string& request_id() const { return request_id_; }
   const std::string& caller() const { return caller_; }
+  // Which attempt of the caller's this request is: 1, then 2 for a retry...
+  uint32_t attempt() const { return attempt_; }
 
   // Metadata travels to every downstream call made with this context.
   const Metadata& metadata() const { return metadata_; }
@@ -62,7 +64,7 @@ class Context {
   // platform and for tests; handlers receive theirs ready-made.
   static Context from_wire(int64_t deadline_unix_ms, std::string trace_id, std::string span_id,
                            std::string parent_span_id, std::string request_id,
-                           std::string caller, Metadata metadata);
+                           std::string caller, Metadata metadata, uint32_t attempt = 1);
 
  private:
   struct CancelState {
@@ -78,6 +80,7 @@ class Context {
   std::string request_id_;
   std::string caller_;
   Metadata metadata_;
+  uint32_t attempt_ = 1;
   std::shared_ptr<CancelState> cancel_;
   Transport* transport_ = nullptr;
 };

@@ -29,6 +29,9 @@ struct Options {
   // event (envelope included) sent or accepted. RabbitMQ's own limit is
   // 16 MiB by default; past it the broker closes the channel.
   int max_message_kb = 4096;
+  // TERN_CIRCUIT_OPEN_MS, --circuit-open-ms: how long a circuit to a failing
+  // downstream endpoint stays open before a probe is let through.
+  int circuit_open_ms = 5000;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.

@@ -1,0 +1,147 @@
+// Retries, attempt numbers, idempotent timeouts and circuit breaking, against
+// the real broker.
+#include <catch2/catch.hpp>
+
+#include <boost/fiber/all.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "probe.pb.h"
+#include "tern/tern.h"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using probe::ProbeRequest;
+using probe::ProbeResponse;
+
+namespace {
+
+tern::Options options() {
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  return o;
+}
+
+std::string unique_service(const std::string& what) {
+  return "test." + what + "." + tern::detail::new_span_id();
+}
+
+// A service whose handler is given by the test.
+struct TestService {
+  template <class F>
+  TestService(const std::string& name, F handler, tern::Options o = options()) : svc(name) {
+    svc.handle("probe", std::move(handler));
+    svc.start(o);
+  }
+  tern::Service svc;
+};
+
+}  // namespace
+
+TEST_CASE("a retryable failure is retried and the attempt number travels with each attempt") {
+  const std::string name = unique_service("retry");
+  std::atomic<int> runs{0};
+  TestService s(name, [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    if (ctx.attempt() < 3) return tern::Error{tern::Code::kUnavailable, "not yet"};
+    ProbeResponse r;
+    r.set_instance(std::to_string(ctx.attempt()));
+    return r;
+  });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(5s);
+  auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+  REQUIRE(r.ok());
+  CHECK(r->instance() == "3");
+  CHECK(runs.load() == 3);
+}
+
+TEST_CASE("the final error says how many attempts were made") {
+  const std::string name = unique_service("retries");
+  std::atomic<int> runs{0};
+  TestService s(name, [&](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    return tern::Error{tern::Code::kUnavailable, "down"};
+  });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(5s);
+  auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, {.max_attempts = 4});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == tern::Code::kUnavailable);
+  CHECK(r.error().params.at("attempts") == "4");
+  CHECK_THAT(r.error().message, Catch::Contains("after 4 attempts"));
+  CHECK(runs.load() == 4);
+}
+
+TEST_CASE("failures that are not retryable are not retried") {
+  const std::string name = unique_service("noretry");
+  std::atomic<int> runs{0};
+  TestService s(name, [&](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    return tern::Error{tern::Code::kInvalidArgument, "bad"};
+  });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(5s);
+  auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+  CHECK(r.code() == tern::Code::kInvalidArgument);
+  CHECK(runs.load() == 1);
+}
+
+TEST_CASE("a timed-out attempt is retried only when the endpoint is idempotent") {
+  const std::string name = unique_service("idempotent");
+  std::atomic<int> runs{0};
+  // The first attempt of each call is slow, later ones are fast.
+  TestService s(name, [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    if (ctx.attempt() == 1) boost::this_fiber::sleep_for(400ms);
+    return ProbeResponse{};
+  });
+  tern::Client client(options());
+  {
+    auto ctx = tern::Context::with_timeout(3s);
+    auto start = Clock::now();
+    auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{},
+                                        {.timeout = 3s, .attempt_timeout = 100ms, .idempotent = true});
+    CHECK(r.ok());
+    CHECK(Clock::now() - start < 400ms);
+  }
+  {
+    auto ctx = tern::Context::with_timeout(3s);
+    auto start = Clock::now();
+    auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{},
+                                        {.timeout = 3s, .attempt_timeout = 100ms, .idempotent = false});
+    CHECK(r.code() == tern::Code::kDeadlineExceeded);
+    CHECK(r.error().params.at("attempts") == "1");
+    CHECK(Clock::now() - start < 300ms);
+  }
+}
+
+TEST_CASE("a circuit opens on repeated failures and fails fast then closes after a good probe") {
+  const std::string name = unique_service("circuit");
+  std::atomic<bool> healthy{false};
+  std::atomic<int> runs{0};
+  TestService s(name, [&](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    if (!healthy) return tern::Error{tern::Code::kInternal, "broken"};
+    return ProbeResponse{};
+  });
+  tern::Options o = options();
+  o.circuit_open_ms = 300;
+  tern::Client client(o);
+  auto call = [&] {
+    auto ctx = tern::Context::with_timeout(2s);
+    return client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+  };
+  // INTERNAL is not retried: one run per call. 20 failures open the circuit.
+  for (int i = 0; i < 20; ++i) CHECK(call().code() == tern::Code::kInternal);
+  const int before = runs.load();
+  auto fast = call();
+  CHECK(fast.code() == tern::Code::kUnavailable);
+  CHECK(fast.error().params.at("circuit") == "open");
+  CHECK(runs.load() == before);  // failed fast: the service never saw it
+  healthy = true;
+  std::this_thread::sleep_for(350ms);  // open_for passes: the next call is the probe
+  CHECK(call().ok());
+  CHECK(call().ok());  // closed again
+}
