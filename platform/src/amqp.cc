@@ -106,11 +106,28 @@ AmqpConnection::~AmqpConnection() {
 
 int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
 
-void AmqpConnection::declare_queue(const std::string& name) {
+void AmqpConnection::declare_queue(const std::string& name, const QueueLimit* limit) {
   // Durable, so a service's queue outlives its instances and the broker's
   // restarts; requests themselves are transient and expire at their deadline.
+  amqp_table_entry_t entries[4];
+  amqp_table_t args = amqp_empty_table;
+  if (limit != nullptr) {
+    entries[0].key = amqp_cstring_bytes("x-max-length");
+    entries[0].value.kind = AMQP_FIELD_KIND_I64;
+    entries[0].value.value.i64 = limit->max_length;
+    entries[1].key = amqp_cstring_bytes("x-overflow");
+    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[1].value.value.bytes = amqp_cstring_bytes("reject-publish-dlx");
+    entries[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
+    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[2].value.value.bytes = amqp_empty_bytes;
+    entries[3].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+    entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[3].value.value.bytes = bytes(limit->overflow_queue);
+    args = amqp_table_t{4, entries};
+  }
   amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1,
-                     /*exclusive=*/0, /*auto_delete=*/0, amqp_empty_table);
+                     /*exclusive=*/0, /*auto_delete=*/0, args);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));

@@ -51,7 +51,13 @@ class AmqpConnection {
 
   // Synchronous set-up methods; they block until the broker answers and
   // throw AmqpError. Call only before serving.
-  void declare_queue(const std::string& name);
+  // A request queue's bound: past max_length messages the broker refuses
+  // publishes and dead-letters them to overflow_queue (default exchange).
+  struct QueueLimit {
+    int64_t max_length;
+    std::string overflow_queue;
+  };
+  void declare_queue(const std::string& name, const QueueLimit* limit = nullptr);
   void qos(uint16_t prefetch);
   void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
   // Opens kEventChannel in publisher-confirm mode and declares `exchange`

@@ -18,6 +18,7 @@ namespace {
 constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
 constexpr const char* kReplyTag = "tern.replies";
 constexpr const char* kRequestTag = "tern.requests";
+constexpr const char* kOverflowTag = "tern.overflow";
 
 thread_local Loop* t_current = nullptr;
 
@@ -122,8 +123,13 @@ void Loop::setup() {
   conn->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
   conn->open_event_channel(kEventExchange);
   if (!queue_.empty()) {
-    conn->declare_queue(queue_);
+    const std::string overflow = queue_ + ".overflow";
+    AmqpConnection::QueueLimit limit{options_.max_queue_length, overflow};
+    conn->declare_queue(overflow);
+    conn->declare_queue(queue_, &limit);
     conn->declare_queue(dead_letter_queue());
+    // Requests refused by the full queue come back here to be answered.
+    conn->consume(overflow, kOverflowTag, /*no_ack=*/true);
     conn->qos(static_cast<uint16_t>(prefetch_));
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
@@ -336,6 +342,10 @@ void Loop::dispatch(Message&& m) {
       pc->reply = std::move(m.body);
     }
     complete(pc);
+    return;
+  }
+  if (m.consumer_tag == kOverflowTag) {
+    refuse_overflow(m);
     return;
   }
   if (m.consumer_tag == kRequestTag && handler_) {
@@ -568,6 +578,25 @@ void Loop::reply_and_ack(const Message& request, const std::string& reply) {
   // A delivery tag belongs to the connection it came on; after a reconnect
   // the broker has already requeued that delivery.
   if (request.generation == generation_) conn_->ack(request.delivery_tag);
+}
+
+void Loop::refuse_overflow(const Message& m) {
+  // Expired requests are dead-lettered here too: nobody waits for those.
+  tern::v1::Request req;
+  if (m.reply_to.empty() || !req.ParseFromString(m.body)) return;
+  if (req.deadline_unix_ms() <= to_unix_ms(std::chrono::steady_clock::now())) return;
+  tern::v1::Response resp;
+  resp.set_request_id(m.correlation_id);
+  to_wire(Error{Code::kResourceExhausted,
+                fmt::format("{} is overloaded: its queue holds {} requests already", queue_,
+                            options_.max_queue_length)},
+          resp.mutable_error());
+  std::string wire = resp.SerializeAsString();
+  AmqpConnection::Publish p;
+  p.routing_key = m.reply_to;
+  p.body = wire;
+  p.correlation_id = m.correlation_id;
+  if (!broken_) conn_->publish(p);
 }
 
 void Loop::dead_letter(const Message& m, std::string_view reason) {

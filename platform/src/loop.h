@@ -81,6 +81,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // Copies a message that cannot be processed to the service's dead-letter
   // queue, with the reason in its headers. The caller still acks it.
   void dead_letter(const Message& m, std::string_view reason);
+  // Answers a request the full queue refused with RESOURCE_EXHAUSTED.
+  void refuse_overflow(const Message& m);
   // "<service>.dead-letter": where unprocessable requests are kept.
   std::string dead_letter_queue() const { return queue_ + ".dead-letter"; }
   const std::string& name() const { return name_; }

@@ -27,6 +27,7 @@ const Field kFields[] = {
     {"drain-timeout-ms", "TERN_DRAIN_TIMEOUT_MS", "drain time on SIGTERM", nullptr, &Options::drain_timeout_ms, 0},
     {"stack-kb", "TERN_STACK_KB", "handler fiber stack KiB", nullptr, &Options::stack_kb, 16},
     {"circuit-open-ms", "TERN_CIRCUIT_OPEN_MS", "circuit breaker open time", nullptr, &Options::circuit_open_ms, 1},
+    {"max-queue-length", "TERN_MAX_QUEUE_LENGTH", "requests queued at most", nullptr, &Options::max_queue_length, 1},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 

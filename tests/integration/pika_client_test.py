@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -67,10 +68,6 @@ class Client:
 
     def _on_return(self, _ch, method, props, _body):
         self.returned[props.correlation_id] = (method.reply_code, method.reply_text)
-
-    def declare_service_queue(self, service):
-        # Exactly as the service declares it, so the two declarations agree.
-        self.ch.queue_declare(service, durable=True, exclusive=False, auto_delete=False)
 
     def new_request(self, endpoint, body, deadline_ms_from_now):
         req = self.pb.Request(
@@ -220,14 +217,10 @@ def main():
         except pika.exceptions.AMQPError as e:
             print(f"FAIL cannot connect to {url}: {e!r}", file=sys.stderr)
             return 2
-        # Declared before the greeter starts, so the first _health waits in
-        # the queue until the greeter consumes it: no polling.
-        client.declare_service_queue(SERVICE)
-
         log_path = os.path.join(tmp, "greeter.log")
         log = open(log_path, "wb")
         try:
-            proc = subprocess.Popen([greeter_bin], stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([greeter_bin], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as e:
             print(f"FAIL cannot start the greeter: {e}", file=sys.stderr)
             client.close()
@@ -244,7 +237,22 @@ def main():
             print("----- greeter output (tail) -----", file=sys.stderr)
             print("\n".join(tail), file=sys.stderr)
 
+        # The greeter declares its own queue (with its limits) and logs
+        # "serving" once it consumes it: wait for that line, not a timer.
+        serving = threading.Event()
+
+        def copy_output():
+            for raw in proc.stdout:
+                log.write(raw)
+                if b" serving: " in raw:
+                    serving.set()
+
+        threading.Thread(target=copy_output, daemon=True).start()
+
         try:
+            if not serving.wait(STARTUP_TIMEOUT_S):
+                alive()
+                raise CheckFailed(f"startup: the greeter did not serve within {STARTUP_TIMEOUT_S} s")
             try:
                 _, _, resp = client.call(
                     "_health", pb.HealthRequest().SerializeToString(),

@@ -145,3 +145,38 @@ TEST_CASE("a circuit opens on repeated failures and fails fast then closes after
   CHECK(call().ok());
   CHECK(call().ok());  // closed again
 }
+
+TEST_CASE("an overloaded service pushes back with RESOURCE_EXHAUSTED instead of queueing without limit") {
+  const std::string name = unique_service("overload");
+  tern::Options o = options();
+  o.concurrency = 1;
+  o.max_queue_length = 3;
+  TestService s(name, [](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    boost::this_fiber::sleep_for(300ms);
+    return ProbeResponse{};
+  }, o);
+  tern::Client client(options());
+  int ok = 0, exhausted = 0, other = 0;
+  Clock::duration slowest_refusal{};
+  client.run([&] {
+    std::vector<boost::fibers::fiber> fibers;
+    for (int i = 0; i < 20; ++i) {
+      fibers.emplace_back([&] {
+        auto ctx = tern::Context::with_timeout(5s);
+        auto start = Clock::now();
+        auto r = tern::call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, {.timeout = 5s});
+        if (r.ok()) ++ok;
+        else if (r.code() == tern::Code::kResourceExhausted) {
+          ++exhausted;
+          slowest_refusal = std::max(slowest_refusal, Clock::now() - start);
+        } else ++other;
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  INFO(ok << " ok, " << exhausted << " refused, " << other << " other");
+  CHECK(ok + exhausted == 20);
+  CHECK(ok >= 4);          // one running and three queued at least
+  CHECK(exhausted >= 10);  // the rest are refused
+  CHECK(slowest_refusal < 1s);  // at once, not at the deadline
+}

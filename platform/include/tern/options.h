@@ -32,6 +32,10 @@ struct Options {
   // TERN_CIRCUIT_OPEN_MS, --circuit-open-ms: how long a circuit to a failing
   // downstream endpoint stays open before a probe is let through.
   int circuit_open_ms = 5000;
+  // TERN_MAX_QUEUE_LENGTH, --max-queue-length: requests a service's queue
+  // holds; past it callers get RESOURCE_EXHAUSTED at once. All instances of
+  // a service must agree (it is part of the queue's declaration).
+  int max_queue_length = 10000;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.
