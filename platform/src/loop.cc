@@ -423,7 +423,7 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     auto attempt_deadline = deadline;
     if (opts.attempt_timeout.count() > 0) attempt_deadline = std::min(deadline, now + opts.attempt_timeout);
     Result<std::string> r = attempt(ctx, service, endpoint, n < max_attempts ? body : std::move(body),
-                                    attempt_deadline, static_cast<uint32_t>(n));
+                                    attempt_deadline, static_cast<uint32_t>(n), opts.idempotency_key);
     // The downstream is unhealthy if it cannot be reached, times out or fails internally.
     const Code code = r.code();
     breaker.record(!(code == Code::kUnavailable || code == Code::kDeadlineExceeded || code == Code::kInternal),
@@ -431,7 +431,8 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     log_transitions(breaker, service, endpoint);
     if (r.ok()) return r;
     const bool attempt_timed_out = code == Code::kDeadlineExceeded && attempt_deadline < deadline;
-    const bool retryable = r.error().retryable || (opts.idempotent && attempt_timed_out);
+    const bool idempotent = opts.idempotent || !opts.idempotency_key.empty();
+    const bool retryable = r.error().retryable || (idempotent && attempt_timed_out);
     auto finish = [&](std::string why) {
       Error e = std::move(r.error());
       if (!why.empty()) e.message += why;
@@ -458,7 +459,7 @@ void Loop::log_transitions(CircuitBreaker& breaker, std::string_view service, st
 
 Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
                                   std::string body, std::chrono::steady_clock::time_point deadline,
-                                  uint32_t attempt_number) {
+                                  uint32_t attempt_number, const std::string& idempotency_key) {
   const auto now = std::chrono::steady_clock::now();
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
   if (budget.count() <= 0)
@@ -481,6 +482,7 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
     req.set_from(name_);
     for (const auto& [k, v] : ctx.metadata()) (*req.mutable_metadata())[k] = v;
     req.set_attempt(attempt_number);
+    if (!idempotency_key.empty()) req.set_idempotency_key(idempotency_key);
     req.SerializeToString(&wire);
   }
   if (wire.size() > max_message_bytes())

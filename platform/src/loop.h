@@ -107,7 +107,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // One attempt of a call: publish, wait until `deadline`, decode.
   Result<std::string> attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
                               std::string body, std::chrono::steady_clock::time_point deadline,
-                              uint32_t attempt_number);
+                              uint32_t attempt_number, const std::string& idempotency_key);
   void log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint);
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws

@@ -9,10 +9,12 @@
 #include <set>
 #include <thread>
 
+#include <boost/fiber/operations.hpp>
 #include <fmt/format.h>
 
 #include "loop.h"
 #include "tern/envelope.pb.h"
+#include "tern/idempotency.h"
 #include "tern/log.h"
 #include "wire.h"
 
@@ -93,8 +95,46 @@ class ServiceCore {
       return Error{Code::kUnimplemented,
                    fmt::format("{} has no endpoint '{}'", name, req.endpoint())}
           .with_param("endpoint", req.endpoint());
+    if (!req.idempotency_key().empty() && idempotency != nullptr)
+      return run_once(it->second, ctx, req, out);
+    return invoke(it->second, ctx, req, out);
+  }
+
+  // Runs the handler at most once per (endpoint, idempotency key) within the
+  // store's window; repeats get the stored answer. A repeat that arrives
+  // while the first is still running waits for it (or for its own deadline).
+  Error run_once(const Endpoint& ep, Context& ctx, const tern::v1::Request& req, std::string* out) {
+    const std::string key = req.endpoint() + '\n' + req.idempotency_key();
+    for (;;) {
+      IdempotencyStore::Entry e = idempotency->begin(key);
+      if (e.state == IdempotencyStore::State::kNew) break;
+      if (e.state == IdempotencyStore::State::kDone) {
+        tern::v1::Response stored;
+        stored.ParseFromString(e.reply);
+        if (stored.has_error() && stored.error().code() != tern::v1::OK) return from_wire(stored.error());
+        *out = std::move(*stored.mutable_body());
+        return Error{Code::kOk, {}};
+      }
+      if (ctx.expired())
+        return Error{Code::kDeadlineExceeded, "the deadline passed while the first request with "
+                                              "this idempotency key was still running"};
+      boost::this_fiber::sleep_for(std::chrono::milliseconds(5));
+    }
+    Error err = invoke(ep, ctx, req, out);
+    if (err.retryable) {
+      idempotency->abandon(key);
+    } else {
+      tern::v1::Response stored;
+      if (err.code == Code::kOk) stored.set_body(*out);
+      else to_wire(err, stored.mutable_error());
+      idempotency->finish(key, stored.SerializeAsString());
+    }
+    return err;
+  }
+
+  Error invoke(const Endpoint& ep, Context& ctx, const tern::v1::Request& req, std::string* out) {
     try {
-      return it->second.invoke(ctx, req.body(), out);
+      return ep.invoke(ctx, req.body(), out);
     } catch (const std::exception& e) {
       log::error("{}/{} threw: {}", name, req.endpoint(), e.what());
       return Error{Code::kInternal, fmt::format("{}/{} failed: {}", name, req.endpoint(), e.what())};
@@ -136,6 +176,7 @@ class ServiceCore {
   std::string instance;
   Options options;
   std::map<std::string, Endpoint, std::less<>> endpoints;
+  std::shared_ptr<IdempotencyStore> idempotency = std::make_shared<MemoryIdempotencyStore>();
   std::vector<std::unique_ptr<Loop>> loops;
 };
 
@@ -164,6 +205,10 @@ void Service::add_endpoint(std::string name, detail::Endpoint endpoint) {
 }
 
 int Service::in_flight() const { return core_->in_flight(); }
+
+void Service::set_idempotency_store(std::shared_ptr<IdempotencyStore> store) {
+  core_->idempotency = std::move(store);
+}
 
 void Service::start(const Options& options) {
   core_->options = options;

@@ -180,3 +180,30 @@ TEST_CASE("an overloaded service pushes back with RESOURCE_EXHAUSTED instead of 
   CHECK(exhausted >= 10);  // the rest are refused
   CHECK(slowest_refusal < 1s);  // at once, not at the deadline
 }
+
+TEST_CASE("a call with an idempotency key runs its handler once across retries and repeats") {
+  const std::string name = unique_service("once");
+  std::atomic<int> runs{0};
+  TestService s(name, [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    int run = ++runs;
+    if (ctx.attempt() == 1) boost::this_fiber::sleep_for(300ms);  // the first attempt times out
+    ProbeResponse r;
+    r.set_instance("run " + std::to_string(run));
+    return r;
+  });
+  tern::Client client(options());
+  const std::string key = tern::detail::new_trace_id();
+  tern::CallOptions opts{.timeout = 3s, .max_attempts = 5, .attempt_timeout = 100ms, .idempotency_key = key};
+  auto ctx = tern::Context::with_timeout(3s);
+  auto first = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
+  REQUIRE(first.ok());
+  CHECK(first->instance() == "run 1");  // the retry waited for the first run's answer
+  auto again = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
+  REQUIRE(again.ok());
+  CHECK(again->instance() == "run 1");
+  CHECK(runs.load() == 1);
+  // Another key is another operation.
+  opts.idempotency_key = tern::detail::new_trace_id();
+  auto other = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
+  CHECK(runs.load() == 2);
+}

@@ -23,6 +23,9 @@ struct CallOptions {
   // The endpoint is safe to run twice: an attempt that timed out is retried
   // too (it may still be running).
   bool idempotent = false;
+  // Makes the call idempotent whatever the endpoint: the server runs the
+  // handler once per key and replays its answer to retries and repeats.
+  std::string idempotency_key;
 };
 
 // Carries serialized requests to services and their replies back.

@@ -12,6 +12,7 @@
 
 #include "tern/context.h"
 #include "tern/error.h"
+#include "tern/idempotency.h"
 #include "tern/options.h"
 
 namespace tern {
@@ -102,6 +103,11 @@ class Service {
 
   // Requests currently being handled by this instance.
   int in_flight() const;
+
+  // Where answers to requests with an idempotency key are kept; by default a
+  // MemoryIdempotencyStore per process. Null turns replaying off. Set it
+  // before start().
+  void set_idempotency_store(std::shared_ptr<IdempotencyStore> store);
 
  private:
   void add_endpoint(std::string name, detail::Endpoint endpoint);

@@ -1,0 +1,45 @@
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "tern/idempotency.h"
+
+using State = tern::IdempotencyStore::State;
+
+TEST_CASE("the first request with a key runs and repeats see it in progress then done") {
+  tern::MemoryIdempotencyStore store;
+  CHECK(store.begin("k").state == State::kNew);
+  CHECK(store.begin("k").state == State::kInProgress);
+  store.finish("k", "answer");
+  auto e = store.begin("k");
+  CHECK(e.state == State::kDone);
+  CHECK(e.reply == "answer");
+  CHECK(store.begin("other").state == State::kNew);
+}
+
+TEST_CASE("an abandoned key runs again") {
+  tern::MemoryIdempotencyStore store;
+  REQUIRE(store.begin("k").state == State::kNew);
+  store.abandon("k");
+  CHECK(store.begin("k").state == State::kNew);
+}
+
+TEST_CASE("the store keeps at most its capacity and forgets the oldest first") {
+  tern::MemoryIdempotencyStore store({.capacity = 3});
+  for (std::string k : {"a", "b", "c", "d"}) {
+    REQUIRE(store.begin(k).state == State::kNew);
+    store.finish(k, k);
+  }
+  CHECK(store.size() <= 3);
+  CHECK(store.begin("d").state == State::kDone);
+  CHECK(store.begin("a").state == State::kNew);  // forgotten
+}
+
+TEST_CASE("answers are replayed only within the window") {
+  tern::MemoryIdempotencyStore store({.window = std::chrono::milliseconds(30)});
+  REQUIRE(store.begin("k").state == State::kNew);
+  store.finish("k", "x");
+  CHECK(store.begin("k").state == State::kDone);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  CHECK(store.begin("k").state == State::kNew);
+}
