@@ -466,6 +466,9 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
     return Error{Code::kDeadlineExceeded,
                  fmt::format("deadline passed before calling {}/{}", service, endpoint)};
   if (broken_) return Error{Code::kUnavailable, broken_reason_};
+  if (pending_.size() >= static_cast<size_t>(options_.max_in_flight))
+    return Error{Code::kResourceExhausted,
+                 fmt::format("{} calls already await replies (TERN_MAX_IN_FLIGHT)", pending_.size())};
 
   std::string wire;
   std::string id = new_trace_id();

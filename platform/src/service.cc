@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -25,6 +26,27 @@ Error unparsable_request(const google::protobuf::Descriptor* type) {
   return Error{Code::kInvalidArgument,
                fmt::format("request body is not a valid {}", type->full_name())};
 }
+
+// A token bucket, shared by the service's threads.
+class TokenBucket {
+ public:
+  TokenBucket(double per_second, double burst) : rate_(per_second), burst_(burst), tokens_(burst) {}
+  bool take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  const double rate_, burst_;
+  double tokens_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
 
 class ServiceCore {
  public:
@@ -94,6 +116,10 @@ class ServiceCore {
     if (it == endpoints.end())
       return Error{Code::kUnimplemented,
                    fmt::format("{} has no endpoint '{}'", name, req.endpoint())}
+          .with_param("endpoint", req.endpoint());
+    if (auto limit = limits.find(req.endpoint()); limit != limits.end() && !limit->second->take())
+      return Error{Code::kResourceExhausted,
+                   fmt::format("{}/{} is rate limited", name, req.endpoint())}
           .with_param("endpoint", req.endpoint());
     if (!req.idempotency_key().empty() && idempotency != nullptr)
       return run_once(it->second, ctx, req, out);
@@ -176,6 +202,7 @@ class ServiceCore {
   std::string instance;
   Options options;
   std::map<std::string, Endpoint, std::less<>> endpoints;
+  std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>> limits;
   std::shared_ptr<IdempotencyStore> idempotency = std::make_shared<MemoryIdempotencyStore>();
   std::vector<std::unique_ptr<Loop>> loops;
 };
@@ -205,6 +232,11 @@ void Service::add_endpoint(std::string name, detail::Endpoint endpoint) {
 }
 
 int Service::in_flight() const { return core_->in_flight(); }
+
+Service& Service::rate_limit(std::string endpoint, double per_second, double burst) {
+  core_->limits[std::move(endpoint)] = std::make_unique<detail::TokenBucket>(per_second, std::max(1.0, burst));
+  return *this;
+}
 
 void Service::set_idempotency_store(std::shared_ptr<IdempotencyStore> store) {
   core_->idempotency = std::move(store);

@@ -207,3 +207,53 @@ TEST_CASE("a call with an idempotency key runs its handler once across retries a
   auto other = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
   CHECK(runs.load() == 2);
 }
+
+TEST_CASE("an endpoint over its rate limit answers RESOURCE_EXHAUSTED without running the handler") {
+  const std::string name = unique_service("ratelimit");
+  std::atomic<int> runs{0};
+  tern::Service svc(name);
+  svc.handle("probe", [&](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    ++runs;
+    return ProbeResponse{};
+  });
+  svc.rate_limit("probe", /*per_second=*/1, /*burst=*/5);
+  svc.start(options());
+  tern::Client client(options());
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto ctx = tern::Context::with_timeout(2s);
+    auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+    if (r.ok()) ++ok;
+    else if (r.code() == tern::Code::kResourceExhausted) ++limited;
+  }
+  CHECK(ok >= 5);
+  CHECK(ok <= 6);  // the burst, plus at most one token refilled meanwhile
+  CHECK(limited == 10 - ok);
+  CHECK(runs.load() == ok);
+}
+
+TEST_CASE("a client over its in-flight bound gets RESOURCE_EXHAUSTED at once") {
+  const std::string name = unique_service("inflight");
+  TestService s(name, [](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    boost::this_fiber::sleep_for(300ms);
+    return ProbeResponse{};
+  });
+  tern::Options o = options();
+  o.max_in_flight = 5;
+  tern::Client client(o);
+  int ok = 0, refused = 0;
+  client.run([&] {
+    std::vector<boost::fibers::fiber> fibers;
+    for (int i = 0; i < 8; ++i) {
+      fibers.emplace_back([&] {
+        auto ctx = tern::Context::with_timeout(3s);
+        auto r = tern::call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, {.timeout = 3s});
+        if (r.ok()) ++ok;
+        else if (r.code() == tern::Code::kResourceExhausted) ++refused;
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  CHECK(ok == 5);
+  CHECK(refused == 3);
+}

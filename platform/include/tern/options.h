@@ -36,6 +36,9 @@ struct Options {
   // holds; past it callers get RESOURCE_EXHAUSTED at once. All instances of
   // a service must agree (it is part of the queue's declaration).
   int max_queue_length = 10000;
+  // TERN_MAX_IN_FLIGHT, --max-in-flight: calls one worker thread (or a
+  // Client) may have waiting for replies; more fail with RESOURCE_EXHAUSTED.
+  int max_in_flight = 100000;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.

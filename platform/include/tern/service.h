@@ -88,6 +88,11 @@ class Service {
     return *this;
   }
 
+  // Limits `endpoint` to `per_second` requests on average across this
+  // instance's threads, with bursts of up to `burst`; requests over the limit
+  // are answered RESOURCE_EXHAUSTED without running the handler.
+  Service& rate_limit(std::string endpoint, double per_second, double burst);
+
   // Options from the environment and argv, start(), then serve until SIGTERM
   // or SIGINT, then stop(). Returns the process exit code.
   int run(int argc, char** argv);
