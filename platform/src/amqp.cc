@@ -133,6 +133,30 @@ void AmqpConnection::declare_queue(const std::string& name, const QueueLimit* li
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
 }
 
+std::string AmqpConnection::declare_private_queue() {
+  amqp_queue_declare_ok_t* ok = amqp_queue_declare(conn_, kChannel, amqp_empty_bytes, 0, 0,
+                                                   /*exclusive=*/1, /*auto_delete=*/1, amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL || ok == nullptr)
+    throw AmqpError("cannot declare a private queue: " + describe(r));
+  return str(ok->queue);
+}
+
+void AmqpConnection::declare_exchange(const std::string& name, const char* type) {
+  amqp_exchange_declare(conn_, kChannel, bytes(name), amqp_cstring_bytes(type), 0, /*durable=*/1, 0, 0,
+                        amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot declare exchange '{}': {}", name, describe(r)));
+}
+
+void AmqpConnection::bind(const std::string& queue, const std::string& exchange, const std::string& key) {
+  amqp_queue_bind(conn_, kChannel, bytes(queue), bytes(exchange), bytes(key), amqp_empty_table);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot bind '{}' to '{}': {}", queue, exchange, describe(r)));
+}
+
 void AmqpConnection::qos(uint16_t prefetch) {
   amqp_basic_qos(conn_, kChannel, 0, prefetch, 0);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);

@@ -58,6 +58,10 @@ class AmqpConnection {
     std::string overflow_queue;
   };
   void declare_queue(const std::string& name, const QueueLimit* limit = nullptr);
+  // An exclusive, auto-delete queue with a broker-chosen name; returns it.
+  std::string declare_private_queue();
+  void declare_exchange(const std::string& name, const char* type);
+  void bind(const std::string& queue, const std::string& exchange, const std::string& key);
   void qos(uint16_t prefetch);
   void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
   // Opens kEventChannel in publisher-confirm mode and declares `exchange`

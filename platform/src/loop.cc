@@ -19,6 +19,9 @@ constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
 constexpr const char* kReplyTag = "tern.replies";
 constexpr const char* kRequestTag = "tern.requests";
 constexpr const char* kOverflowTag = "tern.overflow";
+constexpr const char* kCancelTag = "tern.cancel";
+// Cancel notices: body = the request id, routing key = the service.
+constexpr const char* kCancelExchange = "tern.cancel";
 
 thread_local Loop* t_current = nullptr;
 
@@ -65,7 +68,9 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
 // parked call ~5 KiB more stack (their spinlock reserves a random_device).
 struct Loop::PendingCall {
   boost::fibers::context* waiter = nullptr;
+  const Context* ctx = nullptr;  // the caller's: cancelling it cancels this call
   bool done = false;
+  bool cancelled = false;
   bool failed = false;   // error holds why; otherwise reply holds a tern.v1.Response
   Error error;
   std::string reply;
@@ -122,6 +127,7 @@ void Loop::setup() {
   // Direct reply-to: consumed without acks on the channel requests go out on.
   conn->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
   conn->open_event_channel(kEventExchange);
+  conn->declare_exchange(kCancelExchange, "direct");
   if (!queue_.empty()) {
     const std::string overflow = queue_ + ".overflow";
     AmqpConnection::QueueLimit limit{options_.max_queue_length, overflow};
@@ -130,6 +136,10 @@ void Loop::setup() {
     conn->declare_queue(dead_letter_queue());
     // Requests refused by the full queue come back here to be answered.
     conn->consume(overflow, kOverflowTag, /*no_ack=*/true);
+    // Cancel notices for this service reach every instance and thread.
+    std::string notices = conn->declare_private_queue();
+    conn->bind(notices, kCancelExchange, queue_);
+    conn->consume(notices, kCancelTag, /*no_ack=*/true);
     conn->qos(static_cast<uint16_t>(prefetch_));
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
@@ -344,6 +354,10 @@ void Loop::dispatch(Message&& m) {
     complete(pc);
     return;
   }
+  if (m.consumer_tag == kCancelTag) {
+    cancel_request(m.body);
+    return;
+  }
   if (m.consumer_tag == kOverflowTag) {
     refuse_overflow(m);
     return;
@@ -511,9 +525,14 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
   }
 
   pc.waiter = boost::fibers::context::active();
+  pc.ctx = &ctx;
   while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
-  if (!pc.done) {
+  if (!pc.done || pc.cancelled) {
+    // The caller gives up: tell the service, so the handler's context
+    // reports cancellation where the request still runs.
     pending_.erase(id);
+    send_cancel(service, id);
+    if (pc.cancelled) return std::move(pc.error);
     return Error{Code::kDeadlineExceeded,
                  fmt::format("no reply from {}/{} within {} ms", service, endpoint, budget.count())}
         .with_param("service", std::string(service))
@@ -584,6 +603,34 @@ void Loop::reply_and_ack(const Message& request, const std::string& reply) {
   // the broker has already requeued that delivery.
   if (request.generation == generation_) conn_->ack(request.delivery_tag);
 }
+
+void Loop::send_cancel(std::string_view service, const std::string& request_id) {
+  if (broken_) return;
+  AmqpConnection::Publish p;
+  p.exchange = kCancelExchange;
+  p.routing_key = service;
+  p.body = request_id;
+  conn_->publish(p);
+}
+
+void Loop::cancel_request(const std::string& request_id) {
+  auto it = running_.find(request_id);
+  if (it == running_.end()) return;  // not here, or already finished
+  Context* ctx = it->second;
+  ctx->cancel();
+  std::vector<PendingCall*> downstream;
+  for (auto& [id, pc] : pending_)
+    if (pc->ctx == ctx) downstream.push_back(pc);
+  for (PendingCall* pc : downstream) {
+    pc->cancelled = true;
+    pc->failed = true;
+    pc->error = Error{Code::kCancelled, "the caller of this request gave up"};
+    complete(pc);  // its fiber erases it and passes the cancel on downstream
+  }
+}
+
+void Loop::track(const std::string& request_id, Context* ctx) { running_[request_id] = ctx; }
+void Loop::untrack(const std::string& request_id) { running_.erase(request_id); }
 
 void Loop::refuse_overflow(const Message& m) {
   // Expired requests are dead-lettered here too: nobody waits for those.

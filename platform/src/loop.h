@@ -83,6 +83,10 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void dead_letter(const Message& m, std::string_view reason);
   // Answers a request the full queue refused with RESOURCE_EXHAUSTED.
   void refuse_overflow(const Message& m);
+  // While a handler runs, its context can be cancelled by the caller's
+  // cancel notice (loop thread only).
+  void track(const std::string& request_id, Context* ctx);
+  void untrack(const std::string& request_id);
   // "<service>.dead-letter": where unprocessable requests are kept.
   std::string dead_letter_queue() const { return queue_ + ".dead-letter"; }
   const std::string& name() const { return name_; }
@@ -108,6 +112,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   Result<std::string> attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
                               std::string body, std::chrono::steady_clock::time_point deadline,
                               uint32_t attempt_number, const std::string& idempotency_key);
+  void send_cancel(std::string_view service, const std::string& request_id);
+  void cancel_request(const std::string& request_id);
   void log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint);
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws
@@ -148,6 +154,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::chrono::steady_clock::time_point next_reconnect_{};
 
   std::unordered_map<std::string, PendingCall*> pending_;
+  std::unordered_map<std::string, Context*> running_;   // handlers by request id
   std::map<uint64_t, PendingConfirm*> confirms_;
   RetryBudget retry_budget_;
   CircuitBreakers breakers_;   // by delivery tag on the event channel

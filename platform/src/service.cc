@@ -108,6 +108,14 @@ class ServiceCore {
         req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
         Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
     ctx.set_transport(&loop);
+    // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
+    const std::string request_id = ctx.request_id();
+    loop.track(request_id, &ctx);
+    struct Untrack {
+      Loop& loop;
+      const std::string& id;
+      ~Untrack() { loop.untrack(id); }
+    } untrack{loop, request_id};
     if (ctx.expired())
       return Error{Code::kDeadlineExceeded,
                    fmt::format("the deadline passed before {}/{} was handled", name,

@@ -60,6 +60,10 @@ class Inspector {
     // Exclusive: gone with this connection, so no later test routes to it.
     amqp_queue_declare(conn_, 1, amqp_cstring_bytes(name.c_str()), 0, 0, /*exclusive=*/1, 1, args);
     REQUIRE(amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL);
+    // As tern declares it: on a fresh broker no tern runtime may have yet.
+    amqp_exchange_declare(conn_, 1, amqp_cstring_bytes(tern::kEventExchange), amqp_cstring_bytes("topic"),
+                          0, /*durable=*/1, 0, 0, amqp_empty_table);
+    REQUIRE(amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL);
     amqp_queue_bind(conn_, 1, amqp_cstring_bytes(name.c_str()), amqp_cstring_bytes(tern::kEventExchange),
                     amqp_cstring_bytes(key.c_str()), amqp_empty_table);
     REQUIRE(amqp_get_rpc_reply(conn_).reply_type == AMQP_RESPONSE_NORMAL);

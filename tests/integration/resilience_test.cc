@@ -257,3 +257,67 @@ TEST_CASE("a client over its in-flight bound gets RESOURCE_EXHAUSTED at once") {
   CHECK(ok == 5);
   CHECK(refused == 3);
 }
+
+namespace {
+// Works until its context is cancelled (or 5 s pass); reports what it saw.
+struct CancelWatch {
+  std::atomic<bool> saw_cancel{false};
+  std::atomic<bool> finished{false};
+  Clock::time_point cancelled_at{};
+  tern::Result<ProbeResponse> operator()(tern::Context& ctx, const ProbeRequest&) {
+    auto until = Clock::now() + 5s;
+    while (!ctx.cancelled() && Clock::now() < until) boost::this_fiber::sleep_for(5ms);
+    if (ctx.cancelled()) {
+      cancelled_at = Clock::now();
+      saw_cancel = true;
+    }
+    finished = true;
+    return tern::Error{tern::Code::kCancelled, "stopped"};
+  }
+};
+
+bool await_flag(const std::atomic<bool>& flag, std::chrono::milliseconds timeout) {
+  auto until = Clock::now() + timeout;
+  while (!flag && Clock::now() < until) std::this_thread::sleep_for(2ms);
+  return flag;
+}
+}  // namespace
+
+TEST_CASE("a caller that gives up cancels the context of the handler still running its request") {
+  const std::string name = unique_service("interrupt");
+  CancelWatch watch;
+  TestService s(name, [&](tern::Context& ctx, const ProbeRequest& req) { return watch(ctx, req); });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(200ms);
+  auto start = Clock::now();
+  auto r = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
+  CHECK(r.code() == tern::Code::kDeadlineExceeded);
+  REQUIRE(await_flag(watch.finished, 3s));
+  CHECK(watch.saw_cancel);
+  CHECK(watch.cancelled_at - start < 1s);  // at the caller's timeout, not the handler's 5 s
+}
+
+TEST_CASE("cancellation reaches the downstream calls of a cancelled handler") {
+  const std::string front = unique_service("cancelfront");
+  const std::string back = unique_service("cancelback");
+  CancelWatch watch;
+  TestService b(back, [&](tern::Context& ctx, const ProbeRequest& req) { return watch(ctx, req); });
+  std::atomic<int> front_code{-1};
+  TestService f(front, [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    auto r = tern::call<ProbeResponse>(ctx, back, "probe", ProbeRequest{}, {.timeout = 10s});
+    front_code = static_cast<int>(r.code());
+    return r;
+  });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(300ms);
+  auto start = Clock::now();
+  auto r = client.call<ProbeResponse>(ctx, front, "probe", ProbeRequest{});
+  CHECK(r.code() == tern::Code::kDeadlineExceeded);
+  REQUIRE(await_flag(watch.finished, 3s));
+  CHECK(watch.saw_cancel);
+  CHECK(watch.cancelled_at - start < 1500ms);
+  // The front's call ends at the same moment: cancelled by the notice or
+  // at the deadline it inherited, whichever its fiber saw first.
+  CHECK((front_code.load() == static_cast<int>(tern::Code::kCancelled) ||
+         front_code.load() == static_cast<int>(tern::Code::kDeadlineExceeded)));
+}
