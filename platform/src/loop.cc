@@ -156,7 +156,7 @@ void Loop::connection_lost() {
   consuming_ = false;
   broken_reason_ = "broker connection lost: " + conn_->error();
   log::error("{}: {}; reconnecting", name_, broken_reason_);
-  fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+  fail_all_pending(Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection"));
   reconnect_attempt_ = 0;
   next_reconnect_ = std::chrono::steady_clock::now();
 }
@@ -438,9 +438,12 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     if (opts.attempt_timeout.count() > 0) attempt_deadline = std::min(deadline, now + opts.attempt_timeout);
     Result<std::string> r = attempt(ctx, service, endpoint, n < max_attempts ? body : std::move(body),
                                     attempt_deadline, static_cast<uint32_t>(n), opts.idempotency_key);
-    // The downstream is unhealthy if it cannot be reached, times out or fails internally.
+    // The downstream is unhealthy if it cannot be reached, times out or
+    // fails internally; our own lost broker connection says nothing about it.
     const Code code = r.code();
-    breaker.record(!(code == Code::kUnavailable || code == Code::kDeadlineExceeded || code == Code::kInternal),
+    const bool local = !r.ok() && r.error().params.count("cause") != 0;
+    breaker.record(local || !(code == Code::kUnavailable || code == Code::kDeadlineExceeded ||
+                              code == Code::kInternal),
                    std::chrono::steady_clock::now());
     log_transitions(breaker, service, endpoint);
     if (r.ok()) return r;
@@ -479,7 +482,7 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
   if (budget.count() <= 0)
     return Error{Code::kDeadlineExceeded,
                  fmt::format("deadline passed before calling {}/{}", service, endpoint)};
-  if (broken_) return Error{Code::kUnavailable, broken_reason_};
+  if (broken_) return Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection");
   if (pending_.size() >= static_cast<size_t>(options_.max_in_flight))
     return Error{Code::kResourceExhausted,
                  fmt::format("{} calls already await replies (TERN_MAX_IN_FLIGHT)", pending_.size())};

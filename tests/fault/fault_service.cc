@@ -1,0 +1,31 @@
+// The service the fault suite breaks: `work` sleeps sleep_ms, appends the
+// request's idempotency key (carried in payload) to $FAULT_RUN_LOG once the
+// handler has finished its work, and answers.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/fiber/operations.hpp>
+#include <cstdlib>
+#include <string>
+
+#include "probe.pb.h"
+#include "tern/tern.h"
+
+int main(int argc, char** argv) {
+  const char* log_path = std::getenv("FAULT_RUN_LOG");
+  int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+  const char* name = std::getenv("FAULT_SERVICE");
+  tern::Service svc{name ? name : "test.fault"};
+  svc.handle("work", [log_fd](tern::Context&, const probe::ProbeRequest& req)
+                         -> tern::Result<probe::ProbeResponse> {
+    boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
+    if (log_fd >= 0) {
+      std::string line = req.payload() + "\n";
+      [[maybe_unused]] ssize_t n = write(log_fd, line.data(), line.size());  // one atomic append
+    }
+    probe::ProbeResponse r;
+    r.set_instance(std::to_string(getpid()));
+    return r;
+  });
+  return svc.run(argc, argv);
+}
