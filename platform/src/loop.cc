@@ -123,12 +123,16 @@ void Loop::start() {
 }
 
 void Loop::setup() {
-  auto conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_);
+  // Publishing and consuming use separate connections: a broker memory or
+  // disk alarm blocks connections that publish, and must not stop the acks.
+  auto pub = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " publish");
   // Direct reply-to: consumed without acks on the channel requests go out on.
-  conn->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
-  conn->open_event_channel(kEventExchange);
-  conn->declare_exchange(kCancelExchange, "direct");
+  pub->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
+  pub->open_event_channel(kEventExchange);
+  pub->declare_exchange(kCancelExchange, "direct");
+  std::unique_ptr<AmqpConnection> conn;
   if (!queue_.empty()) {
+    conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " consume");
     const std::string overflow = queue_ + ".overflow";
     AmqpConnection::QueueLimit limit{options_.max_queue_length, overflow};
     conn->declare_queue(overflow);
@@ -146,15 +150,26 @@ void Loop::setup() {
       consuming_ = true;
     }
   }
-  conn_ = std::move(conn);
+  conn_ = std::move(pub);
+  consumer_ = std::move(conn);
   ++generation_;
   input_ready_ = true;
+}
+
+std::vector<AmqpConnection*> Loop::connections() const {
+  std::vector<AmqpConnection*> all;
+  if (conn_) all.push_back(conn_.get());   // first: replies leave before their acks
+  if (consumer_) all.push_back(consumer_.get());
+  return all;
 }
 
 void Loop::connection_lost() {
   broken_ = true;
   consuming_ = false;
-  broken_reason_ = "broker connection lost: " + conn_->error();
+  std::string why;
+  for (AmqpConnection* c : connections())
+    if (c->failed()) why = c->error();
+  broken_reason_ = "broker connection lost: " + why;
   log::error("{}: {}; reconnecting", name_, broken_reason_);
   fail_all_pending(Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection"));
   reconnect_attempt_ = 0;
@@ -198,7 +213,7 @@ void Loop::thread_main(std::promise<void>* ready) {
   // Stopping: close the connection (the broker requeues what we did not
   // ack), fail calls still waiting, and let handler fibers run to their end;
   // their replies and acks are no-ops now.
-  if (conn_) conn_->close();
+  for (AmqpConnection* c : connections()) c->close();
   broken_ = true;
   broken_reason_ = "the tern runtime is shutting down";
   fail_all_pending(Error{Code::kUnavailable, broken_reason_});
@@ -213,13 +228,14 @@ void Loop::io_fiber() {
     if (stopping_.load(std::memory_order_acquire)) break;
     if (cancel_requested_.exchange(false)) {
       consume_cancelled_ = true;
-      if (consuming_ && !broken_) conn_->cancel(kRequestTag);
+      if (consuming_ && !broken_ && consumer_) consumer_->cancel(kRequestTag);
       consuming_ = false;
     }
     if (broken_) try_reconnect();
     if (!broken_) {
-      bool ok = conn_->flush();
-      if (ok && input_ready_ && !conn_->has_partial_output()) {
+      bool ok = true;
+      for (AmqpConnection* c : connections()) ok = c->flush() && ok;
+      if (ok && input_ready_) {
         input_ready_ = false;
         ok = pump();
       }
@@ -239,7 +255,15 @@ void Loop::io_fiber() {
 
 bool Loop::pump() {
   last_pump_ = std::chrono::steady_clock::now();
-  return conn_->poll_messages(*this);
+  bool ok = true;
+  for (AmqpConnection* c : connections()) {
+    if (c->has_partial_output()) {
+      input_ready_ = true;  // read once the frame is out (rabbitmq-c may write)
+      continue;
+    }
+    ok = c->poll_messages(*this) && ok;
+  }
+  return ok;
 }
 
 void Loop::wake_io(bool input) noexcept {
@@ -253,9 +277,13 @@ void Loop::wake_io(bool input) noexcept {
 
 void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   // Everything the fibers produced leaves in one write, now that none is ready.
-  if (conn_ && !broken_ && !conn_->flush()) {
-    wake_io(true);  // the IO fiber reports the failure
-    return;
+  if (!broken_) {
+    for (AmqpConnection* c : connections()) {
+      if (!c->flush()) {
+        wake_io(true);  // the IO fiber reports the failure
+        return;
+      }
+    }
   }
   auto now = std::chrono::steady_clock::now();
   auto wake_at = std::min(until, now + idle_wait_);
@@ -263,13 +291,15 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
 
-  pollfd fds[2];
+  pollfd fds[3];
   nfds_t n = 1;
   fds[0] = pollfd{event_fd_, POLLIN, 0};
-  if (conn_ && !broken_) {
-    short events = POLLIN;
-    if (conn_->has_output()) events |= POLLOUT;
-    fds[n++] = pollfd{conn_->fd(), events, 0};
+  if (!broken_) {
+    for (AmqpConnection* c : connections()) {
+      short events = POLLIN;
+      if (c->has_output()) events |= POLLOUT;
+      fds[n++] = pollfd{c->fd(), events, 0};
+    }
   }
   int rc = ppoll(fds, n, &ts, nullptr);
 
@@ -280,8 +310,10 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
       [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
       wake = true;
     }
-    if (n > 1 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
-    if (n > 1 && (fds[1].revents & POLLOUT) != 0) wake = true;
+    for (nfds_t i = 1; i < n; ++i) {
+      if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
+      if ((fds[i].revents & POLLOUT) != 0) wake = true;
+    }
   }
   if (std::chrono::steady_clock::now() - last_pump_ >= idle_wait_) input = true;
   if (wake || input) wake_io(input);
@@ -289,10 +321,14 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
 
 void Loop::check_io_while_busy() noexcept {
   if (parked_io_ == nullptr || broken_ || !conn_) return;
-  if (conn_->has_output()) wake_io(false);
-  pollfd p{conn_->fd(), POLLIN, 0};
+  pollfd fds[2];
+  nfds_t n = 0;
+  for (AmqpConnection* c : connections()) {
+    if (c->has_output()) wake_io(false);
+    fds[n++] = pollfd{c->fd(), POLLIN, 0};
+  }
   bool heartbeat_due = std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
-  if (heartbeat_due || poll(&p, 1, 0) > 0) wake_io(true);
+  if (heartbeat_due || poll(fds, n, 0) > 0) wake_io(true);
 }
 
 void Loop::wake() noexcept {
@@ -327,6 +363,7 @@ void Loop::shutdown() {
   stopping_.store(true, std::memory_order_release);
   wake();
   thread_.join();
+  consumer_.reset();
   conn_.reset();
 }
 
@@ -604,7 +641,7 @@ void Loop::reply_and_ack(const Message& request, const std::string& reply) {
   if (broken_ || !conn_->publish(p)) return;  // the broker redelivers the request
   // A delivery tag belongs to the connection it came on; after a reconnect
   // the broker has already requeued that delivery.
-  if (request.generation == generation_) conn_->ack(request.delivery_tag);
+  if (request.generation == generation_ && consumer_) consumer_->ack(request.delivery_tag);
 }
 
 void Loop::send_cancel(std::string_view service, const std::string& request_id) {
@@ -673,7 +710,7 @@ void Loop::dead_letter(const Message& m, std::string_view reason) {
 }
 
 void Loop::ack(const Message& request) {
-  if (!broken_ && request.generation == generation_) conn_->ack(request.delivery_tag);
+  if (!broken_ && request.generation == generation_ && consumer_) consumer_->ack(request.delivery_tag);
 }
 
 }  // namespace tern::detail

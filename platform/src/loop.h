@@ -134,7 +134,9 @@ class Loop final : public Transport, private AmqpConnection::Sink {
 
   std::thread thread_;
   int event_fd_ = -1;
-  std::unique_ptr<AmqpConnection> conn_;
+  std::unique_ptr<AmqpConnection> conn_;      // publishes; consumes direct reply-to
+  std::unique_ptr<AmqpConnection> consumer_;  // consumes and acks requests (services only)
+  std::vector<AmqpConnection*> connections() const;
   LoopScheduler* sched_ = nullptr;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits for input
   bool input_ready_ = true;                       // the socket may have input to read
