@@ -266,6 +266,7 @@ void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put3
 
 void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_view head,
                                   std::string_view payload) {
+  if (sent_ == out_.size()) output_since_ = std::chrono::steady_clock::now();
   const size_t size = head.size() + payload.size();
   char header[kFrameHeader];
   header[0] = static_cast<char>(type);

@@ -4,6 +4,7 @@
 
 #include <amqp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -101,6 +102,9 @@ class AmqpConnection {
   bool flush();
   // Output is waiting for the socket to take it.
   bool has_output() const { return sent_ < out_.size(); }
+  // When the oldest byte still waiting was queued.
+  std::chrono::steady_clock::time_point output_since() const { return output_since_; }
+  size_t output_bytes() const { return out_.size() - sent_; }
 
   // Reads every frame already available without blocking and calls
   // on_message for each complete message. Also sends heartbeats when due and
@@ -136,6 +140,7 @@ class AmqpConnection {
   size_t frame_max_ = 131072;
   uint64_t next_event_tag_ = 1;   // delivery tag of the next publish on kEventChannel
   std::string out_;   // whole frames; out_[0, sent_) already written
+  std::chrono::steady_clock::time_point output_since_{};
   size_t sent_ = 0;
 
   // Content being assembled: method, then header, then body frames.

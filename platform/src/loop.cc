@@ -20,6 +20,9 @@ constexpr const char* kReplyTag = "tern.replies";
 constexpr const char* kRequestTag = "tern.requests";
 constexpr const char* kOverflowTag = "tern.overflow";
 constexpr const char* kCancelTag = "tern.cancel";
+// Acks are held up to this long (or this many bytes) to leave in one write.
+constexpr auto kAckDelay = std::chrono::milliseconds(1);
+constexpr size_t kAckBatchBytes = 4096;
 // Cancel notices: body = the request id, routing key = the service.
 constexpr const char* kCancelExchange = "tern.cancel";
 
@@ -233,8 +236,8 @@ void Loop::io_fiber() {
     }
     if (broken_) try_reconnect();
     if (!broken_) {
-      bool ok = true;
-      for (AmqpConnection* c : connections()) ok = c->flush() && ok;
+      bool ok = conn_->flush();
+      if (consumer_ && ack_flush_due()) ok = consumer_->flush() && ok;
       if (ok && input_ready_) {
         input_ready_ = false;
         ok = pump();
@@ -277,16 +280,20 @@ void Loop::wake_io(bool input) noexcept {
 
 void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   // Everything the fibers produced leaves in one write, now that none is ready.
-  if (!broken_) {
-    for (AmqpConnection* c : connections()) {
-      if (!c->flush()) {
-        wake_io(true);  // the IO fiber reports the failure
-        return;
-      }
-    }
-  }
+  // Acks wait up to kAckDelay to leave in batches, off the replies' path.
   auto now = std::chrono::steady_clock::now();
   auto wake_at = std::min(until, now + idle_wait_);
+  if (!broken_) {
+    bool ok = conn_->flush();
+    if (consumer_ && consumer_->has_output()) {
+      if (ack_flush_due()) ok = consumer_->flush() && ok;
+      else wake_at = std::min(wake_at, consumer_->output_since() + kAckDelay);
+    }
+    if (!ok) {
+      wake_io(true);  // the IO fiber reports the failure
+      return;
+    }
+  }
   auto left = std::max(wake_at - now, std::chrono::steady_clock::duration::zero());
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
@@ -297,7 +304,8 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   if (!broken_) {
     for (AmqpConnection* c : connections()) {
       short events = POLLIN;
-      if (c->has_output()) events |= POLLOUT;
+      // Deferred acks are not waiting for the socket: no POLLOUT for those.
+      if (c->has_output() && (c != consumer_.get() || ack_flush_due())) events |= POLLOUT;
       fds[n++] = pollfd{c->fd(), events, 0};
     }
   }
@@ -316,17 +324,23 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
     }
   }
   if (std::chrono::steady_clock::now() - last_pump_ >= idle_wait_) input = true;
+  if (consumer_ && !broken_ && consumer_->has_output() && ack_flush_due()) {
+    if (!consumer_->flush()) input = true;
+  }
   if (wake || input) wake_io(input);
+}
+
+bool Loop::ack_flush_due() const {
+  return consumer_->output_bytes() >= kAckBatchBytes ||
+         std::chrono::steady_clock::now() - consumer_->output_since() >= kAckDelay;
 }
 
 void Loop::check_io_while_busy() noexcept {
   if (parked_io_ == nullptr || broken_ || !conn_) return;
   pollfd fds[2];
   nfds_t n = 0;
-  for (AmqpConnection* c : connections()) {
-    if (c->has_output()) wake_io(false);
-    fds[n++] = pollfd{c->fd(), POLLIN, 0};
-  }
+  if (conn_->has_output() || (consumer_ && consumer_->has_output() && ack_flush_due())) wake_io(false);
+  for (AmqpConnection* c : connections()) fds[n++] = pollfd{c->fd(), POLLIN, 0};
   bool heartbeat_due = std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
   if (heartbeat_due || poll(fds, n, 0) > 0) wake_io(true);
 }

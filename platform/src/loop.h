@@ -137,6 +137,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::unique_ptr<AmqpConnection> conn_;      // publishes; consumes direct reply-to
   std::unique_ptr<AmqpConnection> consumer_;  // consumes and acks requests (services only)
   std::vector<AmqpConnection*> connections() const;
+  bool ack_flush_due() const;
   LoopScheduler* sched_ = nullptr;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits for input
   bool input_ready_ = true;                       // the socket may have input to read
