@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -367,6 +368,13 @@ bool AmqpConnection::poll_messages(Sink& sink) {
       if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
       if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
       if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
+      if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        for (int i = 0; i < props->headers.num_entries; ++i) {
+          const amqp_table_entry_t& e = props->headers.entries[i];
+          if (str(e.key) == "x-tern-deliveries" && e.value.kind == AMQP_FIELD_KIND_UTF8)
+            current_.deliveries = static_cast<uint32_t>(std::max(1, std::atoi(str(e.value.value.bytes).c_str())));
+        }
+      }
       body_size_ = f.payload.properties.body_size;
       current_.body.reserve(body_size_);
       expect_ = Expect::kBody;

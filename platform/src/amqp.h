@@ -30,6 +30,7 @@ struct Message {
   std::string reply_to;
   std::string content_type;
   std::string body;
+  uint32_t deliveries = 1;        // header x-tern-deliveries: this is the n-th delivery
   uint64_t generation = 0;        // the Loop connection it arrived on
 };
 

@@ -705,6 +705,45 @@ void Loop::refuse_overflow(const Message& m) {
   if (!broken_) conn_->publish(p);
 }
 
+bool Loop::count_redelivery(const Message& m) {
+  if (!m.redelivered || broken_) return false;
+  // The broker only says "redelivered". To count deliveries across crashes,
+  // put the request back at the tail of the queue with the count in a header
+  // and ack this copy; past the limit it is dead-lettered instead.
+  const uint32_t next = m.deliveries + 1;
+  if (next > static_cast<uint32_t>(options_.max_deliveries)) {
+    log::error("{}: request {} was delivered {} times without an answer: dead-lettered", name_,
+               m.correlation_id, m.deliveries);
+    dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
+    if (!m.reply_to.empty()) {
+      tern::v1::Response resp;
+      resp.set_request_id(m.correlation_id);
+      to_wire(Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
+                                                 "answer and went to {}", queue_, m.deliveries,
+                                                 dead_letter_queue())},
+              resp.mutable_error());
+      const std::string wire = resp.SerializeAsString();
+      AmqpConnection::Publish p;
+      p.routing_key = m.reply_to;
+      p.body = wire;
+      p.correlation_id = m.correlation_id;
+      conn_->publish(p);
+    }
+  } else {
+    const std::vector<std::pair<std::string, std::string>> headers = {
+        {"x-tern-deliveries", std::to_string(next)}};
+    AmqpConnection::Publish p;
+    p.routing_key = queue_;
+    p.body = m.body;
+    p.correlation_id = m.correlation_id;
+    p.reply_to = m.reply_to;
+    p.headers = &headers;
+    conn_->publish(p);
+  }
+  ack(m);
+  return true;
+}
+
 void Loop::dead_letter(const Message& m, std::string_view reason) {
   if (broken_) return;
   const std::vector<std::pair<std::string, std::string>> headers = {

@@ -81,6 +81,10 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // Copies a message that cannot be processed to the service's dead-letter
   // queue, with the reason in its headers. The caller still acks it.
   void dead_letter(const Message& m, std::string_view reason);
+  // For a redelivered request: requeues it with its delivery count, or past
+  // Options::max_deliveries dead-letters it, and acks this copy. Returns
+  // whether it did (then the request must not be handled now).
+  bool count_redelivery(const Message& m);
   // Answers a request the full queue refused with RESOURCE_EXHAUSTED.
   void refuse_overflow(const Message& m);
   // While a handler runs, its context can be cancelled by the caller's

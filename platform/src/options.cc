@@ -29,6 +29,7 @@ const Field kFields[] = {
     {"circuit-open-ms", "TERN_CIRCUIT_OPEN_MS", "circuit breaker open time", nullptr, &Options::circuit_open_ms, 1},
     {"max-queue-length", "TERN_MAX_QUEUE_LENGTH", "requests queued at most", nullptr, &Options::max_queue_length, 1},
     {"max-in-flight", "TERN_MAX_IN_FLIGHT", "calls awaiting replies at most", nullptr, &Options::max_in_flight, 1},
+    {"max-deliveries", "TERN_MAX_DELIVERIES", "deliveries of one request at most", nullptr, &Options::max_deliveries, 1},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 

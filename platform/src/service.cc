@@ -60,6 +60,7 @@ class ServiceCore {
   // except for messages that cannot be answered (no reply_to), which are
   // acked and logged. Never throws.
   void handle(Loop& loop, Message&& m) {
+    if (loop.count_redelivery(m)) return;
     if (m.reply_to.empty()) {
       log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", name,
                 m.correlation_id, loop.dead_letter_queue());

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   tern::Service svc{name ? name : "test.fault"};
   svc.handle("work", [log_fd](tern::Context&, const probe::ProbeRequest& req)
                          -> tern::Result<probe::ProbeResponse> {
+    if (req.payload() == "crash") std::abort();  // a poison request
     boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
     if (log_fd >= 0) {
       std::string line = req.payload() + "\n";

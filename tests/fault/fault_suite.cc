@@ -22,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -275,6 +276,41 @@ int main(int argc, char** argv) {
     });
     report("SIGTERM to an instance with requests in flight", f, f.ok == f.sent && status == 0,
            fmt::format("it exited with status {}", status));
+  }
+  {
+    // A poison request that crashes every instance that runs it: after
+    // TERN_MAX_DELIVERIES deliveries it is dead-lettered and the caller told.
+    kService = "test.fault.poison";
+    const std::vector<std::string> env = {"FAULT_SERVICE=" + kService, "TERN_MAX_DELIVERIES=3"};
+    std::optional<Instance> a;
+    a.emplace("p0", env);
+    tern::Result<probe::ProbeResponse> result = tern::Error{};
+    std::atomic<bool> done{false};
+    std::thread caller([&] {
+      probe::ProbeRequest req;
+      req.set_payload("crash");
+      auto ctx = tern::Context::with_timeout(60s);
+      result = client.call<probe::ProbeResponse>(ctx, kService, "work", req,
+                                                 {.timeout = 60s, .max_attempts = 1});
+      done = true;
+    });
+    int crashes = 0;
+    while (!done && crashes < 8) {
+      int status = a->wait();  // it crashes on the poison request
+      if (status != -1) break;
+      ++crashes;
+      a.emplace(fmt::format("p{}", crashes), env);
+    }
+    caller.join();
+    Figures f;
+    f.sent = 1;
+    if (result.ok()) f.ok = 1;
+    else f.errors[std::string(tern::code_name(result.code()))]++;
+    bool told = !result.ok() && result.code() == tern::Code::kInternal &&
+                result.error().message.find("dead-letter") != std::string::npos;
+    report("a request that crashes every instance running it", f, told && crashes == 3,
+           fmt::format("{} crashes, then dead-lettered", crashes));
+    kService = "test.fault";
   }
   std::system(("rm -rf " + g_dir).c_str());
   fmt::print("{} passed, {} failed\n", passed, failed);

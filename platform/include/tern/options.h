@@ -39,6 +39,10 @@ struct Options {
   // TERN_MAX_IN_FLIGHT, --max-in-flight: calls one worker thread (or a
   // Client) may have waiting for replies; more fail with RESOURCE_EXHAUSTED.
   int max_in_flight = 100000;
+  // TERN_MAX_DELIVERIES, --max-deliveries: a request delivered this many
+  // times without being answered (its instances crashed or were killed
+  // running it) goes to the service's dead-letter queue instead.
+  int max_deliveries = 5;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.
