@@ -1,7 +1,7 @@
 // The fault suite: under a load of concurrent calls with unique idempotency
 // keys, break things and count what every call got.
 //
-//   fault_suite SERVICE_BINARY
+//   fault_suite SERVICE_BINARY [REPORT_FILE]
 //
 // Needs TERN_AMQP_URL, TERN_RABBIT_NODE and TERN_RABBIT_DIR (scripts/test
 // sets them). Prints one line of figures per fault and "N passed, M failed".
@@ -207,10 +207,12 @@ Figures load(tern::Client& client, int calls, int concurrency, uint32_t sleep_ms
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2 || !std::getenv("TERN_AMQP_URL") || !std::getenv("TERN_RABBIT_NODE")) {
-    fmt::print(stderr, "usage: fault_suite SERVICE_BINARY (run through scripts/test)\n");
+  if (argc < 2 || argc > 3 || !std::getenv("TERN_AMQP_URL") || !std::getenv("TERN_RABBIT_NODE")) {
+    fmt::print(stderr, "usage: fault_suite SERVICE_BINARY [REPORT_FILE] (run through scripts/test)\n");
     return 2;
   }
+  // The figures also go to REPORT_FILE, for scripts/test to show.
+  std::FILE* report_file = argc == 3 ? std::fopen(argv[2], "w") : nullptr;
   g_binary = argv[1];
   char tmpl[] = "/tmp/tern-fault.XXXXXX";
   g_dir = mkdtemp(tmpl);
@@ -220,8 +222,14 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0;
   auto report = [&](const std::string& name, const Figures& f, bool extra_ok, const std::string& extra) {
     bool ok = f.lost == 0 && f.duplicates == 0 && f.sent > 0 && extra_ok;
-    fmt::print("{} {}: {}{}\n", ok ? "ok:" : "FAILED:", name, f.to_string(), extra.empty() ? "" : "; " + extra);
+    std::string line = fmt::format("{} {}: {}{}\n", ok ? "ok:" : "FAILED:", name, f.to_string(),
+                                   extra.empty() ? "" : "; " + extra);
+    fmt::print("{}", line);
     std::fflush(stdout);
+    if (report_file != nullptr) {
+      std::fputs(line.c_str(), report_file);
+      std::fflush(report_file);
+    }
     (ok ? passed : failed)++;
   };
 
@@ -314,5 +322,6 @@ int main(int argc, char** argv) {
   }
   std::system(("rm -rf " + g_dir).c_str());
   fmt::print("{} passed, {} failed\n", passed, failed);
+  if (report_file != nullptr) std::fclose(report_file);
   return failed == 0 ? 0 : 1;
 }
