@@ -24,7 +24,8 @@ namespace detail {
 
 Error unparsable_request(const google::protobuf::Descriptor* type) {
   return Error{Code::kInvalidArgument,
-               fmt::format("request body is not a valid {}", type->full_name())};
+               fmt::format("request body is not a valid {}", type->full_name())}
+      .with_param("body", "invalid");
 }
 
 // A token bucket, shared by the service's threads.
@@ -76,10 +77,11 @@ class ServiceCore {
                             fmt::format("request is {} bytes, over {}'s {} byte limit", m.body.size(),
                                         name, loop.max_message_bytes())}
                     : run(loop, m, &out);
-    if (err.code == Code::kInvalidArgument && err.params.count("envelope") != 0) {
-      // Not a tern request at all: keep it for inspection, answer, never requeue.
-      log::warn("{}: a message that is not a tern.v1.Request went to {}", name,
-                loop.dead_letter_queue());
+    if (err.code == Code::kInvalidArgument &&
+        (err.params.count("envelope") != 0 || err.params.count("body") != 0)) {
+      // Not a tern request, or a body of the wrong type: keep it for
+      // inspection, answer, never requeue.
+      log::warn("{}: {}; the message went to {}", name, err.message, loop.dead_letter_queue());
       loop.dead_letter(m, err.message);
     }
     if (err.code == Code::kOk && out.size() > loop.max_message_bytes()) {
