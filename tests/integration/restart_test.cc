@@ -127,7 +127,9 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
   std::atomic<bool> done{false};
   std::thread caller([&] {
     probe::ProbeRequest req;
-    req.set_sleep_ms(500);
+    // Long enough for rabbitmqctl (a second or so to start) to raise the
+    // alarm before the handler answers.
+    req.set_sleep_ms(3000);
     auto ctx = tern::Context::with_timeout(20s);
     result = client.call<probe::ProbeResponse>(ctx, name, "probe", req, {.timeout = 20s});
     done = true;
