@@ -38,12 +38,20 @@
 #include <string_view>
 #include <vector>
 
+#include "raw_amqp.h"
+
 namespace {
+
+using raw::bytes;
+using raw::check;
+using raw::connect_broker;
+using raw::die;
+using raw::kChannel;
+using raw::view;
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr amqp_channel_t kChannel = 1;
 constexpr std::string_view kReplyTo = "amq.rabbitmq.reply-to";
 constexpr std::string_view kContentType = "application/octet-stream";
 constexpr milliseconds kProgressTimeout{30'000};  // client gives up after this without a reply
@@ -51,74 +59,6 @@ constexpr milliseconds kStopCheck{200};           // how often the server looks 
 
 volatile std::sig_atomic_t g_stop = 0;
 
-[[noreturn]] void die(std::string_view why) {
-  fmt::print(stderr, "raw_rpc: {}\n", why);
-  std::exit(1);
-}
-
-amqp_bytes_t bytes(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
-std::string_view view(amqp_bytes_t b) { return {static_cast<const char*>(b.bytes), b.len}; }
-
-// Dies with a readable reason unless a synchronous call (queue.declare, ...) succeeded.
-void check(const amqp_rpc_reply_t& r, std::string_view what) {
-  switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-      return;
-    case AMQP_RESPONSE_NONE:
-      die(fmt::format("{}: no reply from the broker", what));
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      die(fmt::format("{}: {}", what, amqp_error_string2(r.library_error)));
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-      if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-        die(fmt::format("{}: connection closed: {} {}", what, m->reply_code, view(m->reply_text)));
-      }
-      if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
-        die(fmt::format("{}: channel closed: {} {}", what, m->reply_code, view(m->reply_text)));
-      }
-      die(fmt::format("{}: unexpected {}", what, amqp_method_name(r.reply.id)));
-  }
-}
-
-// Opens the connection and channel kChannel to TERN_AMQP_URL.
-amqp_connection_state_t connect_broker() {
-  const char* env = std::getenv("TERN_AMQP_URL");
-  if (env == nullptr) die("TERN_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)");
-  std::string url = env;  // amqp_parse_url cuts it up in place
-  amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  if (amqp_parse_url(url.data(), &info) != AMQP_STATUS_OK) die(fmt::format("bad URL '{}'", env));
-  // "amqp://host:port/" names the empty vhost by the letter of the URI spec;
-  // like most clients, take it as the default vhost "/".
-  if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
-
-  amqp_connection_state_t conn = amqp_new_connection();
-  timeval rpc_timeout{10, 0};  // bounds the synchronous set-up calls
-  amqp_set_rpc_timeout(conn, &rpc_timeout);
-  amqp_socket_t* socket = amqp_tcp_socket_new(conn);
-  if (socket == nullptr) die("cannot create a TCP socket");
-  timeval connect_timeout{10, 0};
-  if (int rc = amqp_socket_open_noblock(socket, info.host, info.port, &connect_timeout); rc != 0)
-    die(fmt::format("cannot connect to {}:{}: {}", info.host, info.port, amqp_error_string2(rc)));
-  check(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, /*heartbeat=*/0,
-                   AMQP_SASL_METHOD_PLAIN, info.user, info.password),
-        "login");
-  amqp_channel_open(conn, kChannel);
-  check(amqp_get_rpc_reply(conn), "channel.open");
-
-  // rabbitmq-c turns Nagle off itself when it opens the socket; a latency
-  // floor depends on that, so make sure.
-  int nodelay = 0;
-  socklen_t len = sizeof nodelay;
-  int fd = amqp_get_sockfd(conn);
-  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0 || nodelay == 0) {
-    fmt::print(stderr, "raw_rpc: TCP_NODELAY was off; turning it on\n");
-    nodelay = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
-  }
-  return conn;
-}
 
 void disconnect(amqp_connection_state_t conn) {
   amqp_channel_close(conn, kChannel, AMQP_REPLY_SUCCESS);
