@@ -42,6 +42,44 @@ std::chrono::milliseconds Context::remaining() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(left);
 }
 
+void Context::cancel() {
+  // This state and every state derived from it that registered hooks: the
+  // hooks were registered on each ancestor too, so this level's are enough.
+  cancel_->cancelled.store(true, std::memory_order_relaxed);
+  std::map<uint64_t, std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(cancel_->mu);
+    hooks.swap(cancel_->hooks);
+  }
+  for (auto& [handle, fn] : hooks) fn();
+}
+
+namespace {
+std::atomic<uint64_t> g_next_hook{1};
+}
+
+uint64_t Context::on_cancel(std::function<void()> fn) const {
+  const uint64_t handle = g_next_hook.fetch_add(1, std::memory_order_relaxed);
+  auto shared = std::make_shared<std::function<void()>>(std::move(fn));
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  auto run = [shared, once] {
+    if (!once->exchange(true)) (*shared)();
+  };
+  for (CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->hooks.emplace(handle, run);
+  }
+  if (cancelled()) run();
+  return handle;
+}
+
+void Context::remove_on_cancel(uint64_t handle) const {
+  for (CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->hooks.erase(handle);
+  }
+}
+
 bool Context::cancelled() const {
   for (const CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
     if (s->cancelled.load(std::memory_order_relaxed)) return true;

@@ -580,7 +580,10 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
 
   pc.waiter = boost::fibers::context::active();
   pc.ctx = &ctx;
+  // An explicit cancel, from any thread, ends the wait with CANCELLED.
+  const uint64_t hook = ctx.on_cancel([this, id] { post([this, id] { cancel_pending(id); }); });
   while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
+  ctx.remove_on_cancel(hook);
   if (!pc.done || pc.cancelled) {
     // The caller gives up: tell the service, so the handler's context
     // reports cancellation where the request still runs.
@@ -670,17 +673,18 @@ void Loop::send_cancel(std::string_view service, const std::string& request_id) 
 void Loop::cancel_request(const std::string& request_id) {
   auto it = running_.find(request_id);
   if (it == running_.end()) return;  // not here, or already finished
-  Context* ctx = it->second;
-  ctx->cancel();
-  std::vector<PendingCall*> downstream;
-  for (auto& [id, pc] : pending_)
-    if (pc->ctx == ctx) downstream.push_back(pc);
-  for (PendingCall* pc : downstream) {
-    pc->cancelled = true;
-    pc->failed = true;
-    pc->error = Error{Code::kCancelled, "the caller of this request gave up"};
-    complete(pc);  // its fiber erases it and passes the cancel on downstream
-  }
+  // Its downstream calls still waiting end through their cancel hooks.
+  it->second->cancel();
+}
+
+void Loop::cancel_pending(const std::string& id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;  // answered meanwhile
+  PendingCall* pc = it->second;
+  pc->cancelled = true;
+  pc->failed = true;
+  pc->error = Error{Code::kCancelled, "the call was cancelled by its caller"};
+  complete(pc);  // its fiber erases it and passes the cancel on downstream
 }
 
 void Loop::track(const std::string& request_id, Context* ctx) { running_[request_id] = ctx; }

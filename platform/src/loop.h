@@ -118,6 +118,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
                               uint32_t attempt_number, const std::string& idempotency_key);
   void send_cancel(std::string_view service, const std::string& request_id);
   void cancel_request(const std::string& request_id);
+  void cancel_pending(const std::string& id);
   void log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint);
   void thread_main(std::promise<void>* ready);
   void setup();  // connect, declare, consume; throws

@@ -321,3 +321,25 @@ TEST_CASE("cancellation reaches the downstream calls of a cancelled handler") {
   CHECK((front_code.load() == static_cast<int>(tern::Code::kCancelled) ||
          front_code.load() == static_cast<int>(tern::Code::kDeadlineExceeded)));
 }
+
+TEST_CASE("an explicit cancel ends the waiting call and cancels the handler") {
+  const std::string name = unique_service("explicit");
+  CancelWatch watch;
+  TestService s(name, [&](tern::Context& ctx, const ProbeRequest& req) { return watch(ctx, req); });
+  tern::Client client(options());
+  auto ctx = tern::Context::with_timeout(5s);
+  tern::Result<ProbeResponse> r = tern::Error{};
+  auto start = Clock::now();
+  client.run([&] {
+    boost::fibers::fiber caller([&] {
+      r = tern::call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, {.timeout = 5s});
+    });
+    boost::this_fiber::sleep_for(100ms);
+    ctx.cancel();  // from another fiber, as a user's code would
+    caller.join();
+  });
+  CHECK(r.code() == tern::Code::kCancelled);
+  CHECK(Clock::now() - start < 1s);
+  REQUIRE(await_flag(watch.finished, 3s));
+  CHECK(watch.saw_cancel);
+}

@@ -76,3 +76,19 @@ TEST_CASE("cancelling a parent cancels its children but not the other way round"
   parent.cancel();
   CHECK(sibling.cancelled());
 }
+
+TEST_CASE("cancel hooks run once and a parent's cancel reaches a child's hooks") {
+  Context parent = Context::with_timeout(1s);
+  Context child = parent.child(1s);
+  int ran = 0, removed_ran = 0;
+  child.on_cancel([&] { ++ran; });
+  auto h = child.on_cancel([&] { ++removed_ran; });
+  child.remove_on_cancel(h);
+  parent.cancel();
+  child.cancel();
+  CHECK(ran == 1);
+  CHECK(removed_ran == 0);
+  int late = 0;
+  child.on_cancel([&] { ++late; });  // already cancelled: runs at once
+  CHECK(late == 1);
+}

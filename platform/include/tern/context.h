@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <map>
 #include <memory>
 #include <string>
@@ -46,9 +48,17 @@ class Context {
     metadata_[std::move(key)] = std::move(value);
   }
 
-  // Cancelling a context cancels every context derived from it afterwards.
-  void cancel() { cancel_->cancelled.store(true, std::memory_order_relaxed); }
+  // Cancelling a context cancels every context derived from it, and ends
+  // the calls waiting on it (and on those) with CANCELLED. Thread-safe.
+  void cancel();
   bool cancelled() const;
+
+  // Runs `fn` once if this context (or one it derives from) is cancelled
+  // while the hook is registered; `fn` runs on the cancelling thread and
+  // must only hand work off (e.g. post it to a loop). Returns a handle for
+  // remove_on_cancel. For the platform; thread-safe.
+  uint64_t on_cancel(std::function<void()> fn) const;
+  void remove_on_cancel(uint64_t handle) const;
 
   // The context of an outgoing call made from this one: same trace, a new
   // span whose parent is this context's span, and a deadline of
@@ -70,6 +80,8 @@ class Context {
   struct CancelState {
     std::atomic<bool> cancelled{false};
     std::shared_ptr<CancelState> parent;
+    std::mutex mu;
+    std::map<uint64_t, std::function<void()>> hooks;
   };
   Context();
 
