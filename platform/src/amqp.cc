@@ -134,6 +134,24 @@ void AmqpConnection::declare_queue(const std::string& name, const QueueLimit* li
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
 }
 
+void AmqpConnection::declare_delay_queue(const std::string& name, int64_t ttl_ms,
+                                         const std::string& back_to) {
+  amqp_table_entry_t entries[3];
+  entries[0].key = amqp_cstring_bytes("x-message-ttl");
+  entries[0].value.kind = AMQP_FIELD_KIND_I64;
+  entries[0].value.value.i64 = ttl_ms;
+  entries[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
+  entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[1].value.value.bytes = amqp_empty_bytes;
+  entries[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+  entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[2].value.value.bytes = bytes(back_to);
+  amqp_queue_declare(conn_, kChannel, bytes(name), 0, /*durable=*/1, 0, 0, amqp_table_t{3, entries});
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
+}
+
 std::string AmqpConnection::declare_private_queue() {
   amqp_queue_declare_ok_t* ok = amqp_queue_declare(conn_, kChannel, amqp_empty_bytes, 0, 0,
                                                    /*exclusive=*/1, /*auto_delete=*/1, amqp_empty_table);
@@ -371,7 +389,9 @@ bool AmqpConnection::poll_messages(Sink& sink) {
       if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
         for (int i = 0; i < props->headers.num_entries; ++i) {
           const amqp_table_entry_t& e = props->headers.entries[i];
-          if (str(e.key) == "x-tern-deliveries" && e.value.kind == AMQP_FIELD_KIND_UTF8)
+          if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
+          current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
+          if (str(e.key) == "x-tern-deliveries")
             current_.deliveries = static_cast<uint32_t>(std::max(1, std::atoi(str(e.value.value.bytes).c_str())));
         }
       }

@@ -31,6 +31,12 @@ struct Message {
   std::string content_type;
   std::string body;
   uint32_t deliveries = 1;        // header x-tern-deliveries: this is the n-th delivery
+  std::vector<std::pair<std::string, std::string>> headers;  // the string-valued ones
+  std::string header(std::string_view key) const {
+    for (const auto& [k, v] : headers)
+      if (k == key) return v;
+    return {};
+  }
   uint64_t generation = 0;        // the Loop connection it arrived on
 };
 
@@ -60,6 +66,8 @@ class AmqpConnection {
     std::string overflow_queue;
   };
   void declare_queue(const std::string& name, const QueueLimit* limit = nullptr);
+  // A durable queue whose messages, after ttl_ms, go back to queue back_to.
+  void declare_delay_queue(const std::string& name, int64_t ttl_ms, const std::string& back_to);
   // An exclusive, auto-delete queue with a broker-chosen name; returns it.
   std::string declare_private_queue();
   void declare_exchange(const std::string& name, const char* type);

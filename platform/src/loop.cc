@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <future>
 
 #include "tern/envelope.pb.h"
@@ -20,6 +22,7 @@ constexpr const char* kReplyTag = "tern.replies";
 constexpr const char* kRequestTag = "tern.requests";
 constexpr const char* kOverflowTag = "tern.overflow";
 constexpr const char* kCancelTag = "tern.cancel";
+constexpr std::string_view kSubscriptionTag = "tern.sub.";
 // Acks are held up to this long (or this many bytes) to leave in one write.
 constexpr auto kAckDelay = std::chrono::milliseconds(1);
 constexpr size_t kAckBatchBytes = 4096;
@@ -113,6 +116,11 @@ void Loop::serve(std::string queue, int prefetch, RequestHandler handler) {
   handler_ = std::move(handler);
 }
 
+void Loop::subscribe(std::vector<Subscription> subscriptions, EventHandler handler) {
+  subscriptions_ = std::move(subscriptions);
+  event_handler_ = std::move(handler);
+}
+
 void Loop::start() {
   std::promise<void> ready;
   std::future<void> started = ready.get_future();
@@ -148,8 +156,21 @@ void Loop::setup() {
     conn->bind(notices, kCancelExchange, queue_);
     conn->consume(notices, kCancelTag, /*no_ack=*/true);
     conn->qos(static_cast<uint16_t>(prefetch_));
+    for (size_t i = 0; i < subscriptions_.size(); ++i) {
+      const Subscription& sub = subscriptions_[i];
+      conn->declare_queue(sub.queue);
+      conn->bind(sub.queue, kEventExchange, sub.pattern);
+      // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
+      // back to the subscription queue: FIFO per delay, no head-of-line wait.
+      for (int n = 1; n < options_.event_attempts; ++n)
+        conn->declare_delay_queue(fmt::format("{}.retry.{}", sub.queue, n),
+                                  static_cast<int64_t>(options_.event_retry_ms) << std::min(n - 1, 20), sub.queue);
+      conn->declare_queue(sub.queue + ".dead-letter");
+    }
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
+      for (size_t i = 0; i < subscriptions_.size(); ++i)
+        conn->consume(subscriptions_[i].queue, fmt::format("{}{}", kSubscriptionTag, i), /*no_ack=*/false);
       consuming_ = true;
     }
   }
@@ -231,7 +252,11 @@ void Loop::io_fiber() {
     if (stopping_.load(std::memory_order_acquire)) break;
     if (cancel_requested_.exchange(false)) {
       consume_cancelled_ = true;
-      if (consuming_ && !broken_ && consumer_) consumer_->cancel(kRequestTag);
+      if (consuming_ && !broken_ && consumer_) {
+        consumer_->cancel(kRequestTag);
+        for (size_t i = 0; i < subscriptions_.size(); ++i)
+          consumer_->cancel(fmt::format("{}{}", kSubscriptionTag, i));
+      }
       consuming_ = false;
     }
     if (broken_) try_reconnect();
@@ -411,6 +436,17 @@ void Loop::dispatch(Message&& m) {
   }
   if (m.consumer_tag == kOverflowTag) {
     refuse_overflow(m);
+    return;
+  }
+  if (m.consumer_tag.starts_with(kSubscriptionTag) && event_handler_) {
+    const size_t index = std::strtoul(m.consumer_tag.c_str() + kSubscriptionTag.size(), nullptr, 10);
+    if (index >= subscriptions_.size()) return;
+    m.generation = generation_;
+    in_flight_.fetch_add(1, std::memory_order_acq_rel);
+    boost::fibers::fiber(std::allocator_arg, *stacks_, [this, index, msg = std::move(m)]() mutable {
+      event_handler_(*this, std::move(msg), index);
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    }).detach();
     return;
   }
   if (m.consumer_tag == kRequestTag && handler_) {
@@ -707,6 +743,30 @@ void Loop::refuse_overflow(const Message& m) {
   p.body = wire;
   p.correlation_id = m.correlation_id;
   if (!broken_) conn_->publish(p);
+}
+
+void Loop::retry_event(const Message& m, size_t index, const std::string& error) {
+  const Subscription& sub = subscriptions_.at(index);
+  const int attempt = std::max(1, std::atoi(m.header("x-tern-attempt").c_str()));
+  const bool last = attempt >= options_.event_attempts;
+  const std::string target =
+      last ? sub.queue + ".dead-letter" : fmt::format("{}.retry.{}", sub.queue, attempt);
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"x-tern-attempt", std::to_string(attempt + 1)},
+      {"x-tern-error", error},
+      {"x-tern-subscription", sub.queue},
+  };
+  if (last)
+    log::error("{}: event for {} failed {} times, last with {}: dead-lettered", name_, sub.queue, attempt, error);
+  if (!broken_) {
+    AmqpConnection::Publish p;
+    p.routing_key = target;
+    p.body = m.body;
+    p.headers = &headers;
+    p.persistent = true;
+    conn_->publish(p);
+  }
+  ack(m);
 }
 
 bool Loop::count_redelivery(const Message& m) {

@@ -36,6 +36,9 @@ class LoopScheduler;
 // queue. It must end by acking the delivery (Loop::reply_and_ack or
 // Loop::ack), unless the loop is stopping.
 using RequestHandler = std::function<void(Loop&, Message&&)>;
+// Runs in its own fiber for every event delivered to subscription `index`;
+// it must end with Loop::ack or Loop::retry_event.
+using EventHandler = std::function<void(Loop&, Message&&, size_t index)>;
 
 class Loop final : public Transport, private AmqpConnection::Sink {
  public:
@@ -46,6 +49,13 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // Before start(): also consume `queue` (declared durable) with the given
   // prefetch, handing each delivery to `handler` in a new fiber.
   void serve(std::string queue, int prefetch, RequestHandler handler);
+  // Before start(), after serve(): also consume these subscription queues
+  // (each bound to tern.events with its pattern).
+  struct Subscription {
+    std::string queue;
+    std::string pattern;
+  };
+  void subscribe(std::vector<Subscription> subscriptions, EventHandler handler);
 
   // Starts the thread, connects, declares and consumes. Returns once ready;
   // throws std::runtime_error (with the broker's reason) on failure.
@@ -85,6 +95,11 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // Options::max_deliveries dead-letters it, and acks this copy. Returns
   // whether it did (then the request must not be handled now).
   bool count_redelivery(const Message& m);
+  // After an event handler failed: to the next retry queue (its delay),
+  // or past Options::event_attempts to the subscription's dead-letter
+  // queue, with the error in a header; then acks the delivery.
+  void retry_event(const Message& m, size_t index, const std::string& error);
+  const Options& options() const { return options_; }
   // Answers a request the full queue refused with RESOURCE_EXHAUSTED.
   void refuse_overflow(const Message& m);
   // While a handler runs, its context can be cancelled by the caller's
@@ -136,6 +151,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::string queue_;
   int prefetch_ = 0;
   RequestHandler handler_;
+  std::vector<Subscription> subscriptions_;
+  EventHandler event_handler_;
 
   std::thread thread_;
   int event_fd_ = -1;

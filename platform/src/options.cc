@@ -30,6 +30,9 @@ const Field kFields[] = {
     {"max-queue-length", "TERN_MAX_QUEUE_LENGTH", "requests queued at most", nullptr, &Options::max_queue_length, 1},
     {"max-in-flight", "TERN_MAX_IN_FLIGHT", "calls awaiting replies at most", nullptr, &Options::max_in_flight, 1},
     {"max-deliveries", "TERN_MAX_DELIVERIES", "deliveries of one request at most", nullptr, &Options::max_deliveries, 1},
+    {"event-attempts", "TERN_EVENT_ATTEMPTS", "tries of an event handler", nullptr, &Options::event_attempts, 1},
+    {"event-retry-ms", "TERN_EVENT_RETRY_MS", "first event retry delay", nullptr, &Options::event_retry_ms, 1},
+    {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 

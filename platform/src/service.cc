@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <cstdlib>
 #include <thread>
 
 #include <boost/fiber/operations.hpp>
@@ -203,6 +204,36 @@ class ServiceCore {
     f->CopyTo(set->add_file());
   }
 
+  // Runs in the event's own fiber; ends with an ack or a retry.
+  void handle_event(Loop& loop, Message&& m, size_t index) {
+    tern::v1::Event event;
+    if (!event.ParseFromString(m.body)) {
+      loop.retry_event(m, index, "message body is not a tern.v1.Event envelope");
+      return;
+    }
+    Context ctx = Context::from_wire(
+        detail::to_unix_ms(Context::Clock::now() + std::chrono::milliseconds(loop.options().event_timeout_ms)),
+        event.trace_id(), new_span_id(), event.span_id(), event.id(), event.source(),
+        Context::Metadata(event.metadata().begin(), event.metadata().end()),
+        static_cast<uint32_t>(std::max(1, std::atoi(m.header("x-tern-attempt").c_str()))));
+    ctx.set_transport(&loop);
+    Error err;
+    try {
+      err = subscriptions.at(index).invoke(ctx, event.body());
+    } catch (const std::exception& e) {
+      err = Error{Code::kInternal, fmt::format("the handler threw: {}", e.what())};
+    } catch (...) {
+      err = Error{Code::kInternal, "the handler threw"};
+    }
+    if (err.ok()) {
+      loop.ack(m);
+    } else {
+      log::warn("{}: handling {} event {} failed (attempt {}): {}", name, event.type(), event.id(),
+                ctx.attempt(), err.to_string());
+      loop.retry_event(m, index, err.to_string());
+    }
+  }
+
   int in_flight() const {
     int n = 0;
     for (const auto& l : loops) n += l->in_flight();
@@ -214,6 +245,7 @@ class ServiceCore {
   Options options;
   std::map<std::string, Endpoint, std::less<>> endpoints;
   std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>> limits;
+  std::vector<EventSubscription> subscriptions;
   std::shared_ptr<IdempotencyStore> idempotency = std::make_shared<MemoryIdempotencyStore>();
   std::vector<std::unique_ptr<Loop>> loops;
 };
@@ -249,6 +281,10 @@ Service& Service::rate_limit(std::string endpoint, double per_second, double bur
   return *this;
 }
 
+void Service::add_subscription(detail::EventSubscription subscription) {
+  core_->subscriptions.push_back(std::move(subscription));
+}
+
 void Service::set_idempotency_store(std::shared_ptr<IdempotencyStore> store) {
   core_->idempotency = std::move(store);
 }
@@ -263,6 +299,13 @@ void Service::start(const Options& options) {
     loop->serve(core->name, per_thread, [core](detail::Loop& l, detail::Message&& m) {
       core->handle(l, std::move(m));
     });
+    if (!core->subscriptions.empty()) {
+      std::vector<detail::Loop::Subscription> subs;
+      for (const auto& s : core->subscriptions) subs.push_back({core->name + ".on." + s.pattern, s.pattern});
+      loop->subscribe(std::move(subs), [core](detail::Loop& l, detail::Message&& m, size_t index) {
+        core->handle_event(l, std::move(m), index);
+      });
+    }
     try {
       loop->start();
     } catch (...) {

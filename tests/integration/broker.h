@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tern/context.h"
+#include "tern/envelope.pb.h"
 #include "tern/events.h"
 
 // A raw AMQP connection for inspecting the broker.

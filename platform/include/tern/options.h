@@ -43,6 +43,16 @@ struct Options {
   // times without being answered (its instances crashed or were killed
   // running it) goes to the service's dead-letter queue instead.
   int max_deliveries = 5;
+  // TERN_EVENT_ATTEMPTS, --event-attempts: how often a subscriber's handler
+  // is tried on one event before it goes to the subscription's dead-letter
+  // queue. Part of the retry queues' declaration: instances must agree.
+  int event_attempts = 5;
+  // TERN_EVENT_RETRY_MS, --event-retry-ms: delay before the first retry of
+  // an event; it doubles with each further retry.
+  int event_retry_ms = 1000;
+  // TERN_EVENT_TIMEOUT_MS, --event-timeout-ms: the deadline of an event
+  // handler's context (and so of the calls it makes).
+  int event_timeout_ms = 30000;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.

@@ -30,6 +30,14 @@ struct Endpoint {
 
 Error unparsable_request(const google::protobuf::Descriptor* type);
 
+// What the server keeps per subscription. `invoke` parses the event body and
+// runs the handler; an Error with a code other than kOk (or a throw) makes
+// the event be retried.
+struct EventSubscription {
+  std::string pattern;
+  std::function<Error(Context&, std::string_view body)> invoke;
+};
+
 // Deduces Req and Resp from `Result<Resp>(Context&, const Req&)`, for
 // functions, function pointers, lambdas and other callables.
 template <class F>
@@ -93,6 +101,30 @@ class Service {
   // are answered RESOURCE_EXHAUSTED without running the handler.
   Service& rate_limit(std::string endpoint, double per_second, double burst);
 
+  // Subscribes to events of type Event whose routing key matches `pattern`
+  // (AMQP topic syntax: "transaction.*", "#"); see tern::event_routing_key.
+  // The handler is `tern::Error(Context&, const Event&)`: return an Error
+  // with code kOk when done. Each subscription has one durable queue,
+  // "<service>.on.<pattern>", shared by the service's instances, so each
+  // event reaches each subscribing service once and its instances split
+  // the load. Delivery is at least once: the event is acked after the
+  // handler returns ok. A failure (error or throw) is retried after
+  // TERN_EVENT_RETRY_MS, doubling, up to TERN_EVENT_ATTEMPTS tries in all,
+  // then the event goes to "<queue>.dead-letter" with the error.
+  template <class Event, class F>
+  Service& subscribe(std::string pattern, F handler) {
+    detail::EventSubscription sub;
+    sub.pattern = pattern;
+    sub.invoke = [h = std::move(handler)](Context& ctx, std::string_view body) -> Error {
+      Event event;
+      if (!event.ParseFromArray(body.data(), static_cast<int>(body.size())))
+        return detail::unparsable_request(Event::descriptor());
+      return h(ctx, event);
+    };
+    add_subscription(std::move(sub));
+    return *this;
+  }
+
   // Options from the environment and argv, start(), then serve until SIGTERM
   // or SIGINT, then stop(). Returns the process exit code.
   int run(int argc, char** argv);
@@ -116,6 +148,7 @@ class Service {
 
  private:
   void add_endpoint(std::string name, detail::Endpoint endpoint);
+  void add_subscription(detail::EventSubscription subscription);
   std::unique_ptr<detail::ServiceCore> core_;
 };
 

@@ -1,0 +1,117 @@
+// Subscribing to events: fan-out to services, load split among instances,
+// retries with backoff and the dead-letter queue.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "broker.h"
+#include "probe.pb.h"
+#include "tern/tern.h"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+tern::Options options() {
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  o.event_retry_ms = 50;
+  return o;
+}
+
+std::string unique(const std::string& what) { return "test." + what + "." + tern::detail::new_span_id(); }
+
+bool await_count(const std::atomic<int>& n, int want, std::chrono::milliseconds timeout) {
+  auto until = Clock::now() + timeout;
+  while (n.load() < want && Clock::now() < until) std::this_thread::sleep_for(5ms);
+  return n.load() >= want;
+}
+
+// Publishes `count` Hop events marked with `marker` (handlers ignore others).
+void publish_hops(const std::string& marker, int count) {
+  tern::Client client(options());
+  client.run([&] {
+    for (int i = 0; i < count; ++i) {
+      probe::Hop hop;
+      hop.set_service(marker);
+      auto ctx = tern::Context::with_timeout(5s);
+      REQUIRE(tern::publish(ctx, hop).ok());
+    }
+  });
+}
+
+}  // namespace
+
+TEST_CASE("an event reaches each subscribing service once and instances of one service split the load") {
+  const std::string a = unique("suba"), b = unique("subb"), marker = unique("marker");
+  std::atomic<int> a1{0}, a2{0}, bn{0};
+  auto counter = [&marker](std::atomic<int>& n) {
+    return [&n, marker](tern::Context&, const probe::Hop& hop) {
+      if (hop.service() == marker) ++n;
+      return tern::Error{tern::Code::kOk, {}};
+    };
+  };
+  tern::Service sa1(a), sa2(a), sb(b);
+  sa1.subscribe<probe::Hop>("probe.hop", counter(a1));
+  sa2.subscribe<probe::Hop>("probe.hop", counter(a2));
+  sb.subscribe<probe::Hop>("probe.hop", counter(bn));
+  sa1.start(options());
+  sa2.start(options());
+  sb.start(options());
+  publish_hops(marker, 40);
+  REQUIRE(await_count(bn, 40, 10s));
+  auto until = Clock::now() + 10s;
+  while (a1 + a2 < 40 && Clock::now() < until) std::this_thread::sleep_for(5ms);
+  INFO("a1 " << a1 << ", a2 " << a2 << ", b " << bn);
+  CHECK(a1 + a2 == 40);
+  CHECK(a1 > 0);
+  CHECK(a2 > 0);
+  std::this_thread::sleep_for(200ms);  // nothing more arrives: once each
+  CHECK(a1 + a2 == 40);
+  CHECK(bn == 40);
+}
+
+TEST_CASE("a handler that fails twice then succeeds handles the event on the third attempt") {
+  const std::string svc_name = unique("flaky"), marker = unique("marker");
+  std::atomic<int> tries{0}, handled_at{0};
+  tern::Service svc(svc_name);
+  svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context& ctx, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    ++tries;
+    if (ctx.attempt() < 3) return tern::Error{tern::Code::kUnavailable, "not yet"};
+    handled_at = static_cast<int>(ctx.attempt());
+    return tern::Error{tern::Code::kOk, {}};
+  });
+  svc.start(options());
+  publish_hops(marker, 1);
+  REQUIRE(await_count(handled_at, 3, 10s));
+  CHECK(tries == 3);
+}
+
+TEST_CASE("an always-failing handler lands the event in the dead-letter queue with its error") {
+  const std::string svc_name = unique("failing"), marker = unique("marker");
+  std::atomic<int> tries{0};
+  tern::Service svc(svc_name);
+  svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    ++tries;
+    return tern::Error{tern::Code::kInternal, "the ledger is closed"};
+  });
+  tern::Options o = options();
+  o.event_attempts = 3;
+  svc.start(o);
+  publish_hops(marker, 1);
+  Inspector broker;
+  std::map<std::string, std::string> headers;
+  auto dead = broker.await(svc_name + ".on.probe.hop.dead-letter", 10s, &headers);
+  REQUIRE(dead.has_value());
+  CHECK(tries == 3);
+  CHECK(headers["x-tern-error"] == "INTERNAL: the ledger is closed");
+  tern::v1::Event event;
+  REQUIRE(event.ParseFromString(*dead));
+  probe::Hop hop;
+  REQUIRE(hop.ParseFromString(event.body()));
+  CHECK(hop.service() == marker);
+}
