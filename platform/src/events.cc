@@ -35,5 +35,28 @@ Error publish_message(const Context& ctx, const google::protobuf::Message& event
   return transport->publish(ctx, type->full_name(), event_routing_key(type), event.SerializeAsString());
 }
 
+Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
+                         const std::function<Error()>& handler) {
+  const std::string key = "event\n" + event_id;
+  switch (store.begin(key).state) {
+    case IdempotencyStore::State::kDone:
+      return Error{Code::kOk, {}};  // handled before: a duplicate
+    case IdempotencyStore::State::kInProgress:
+      return Error{Code::kUnavailable, "the same event is being handled right now"};
+    case IdempotencyStore::State::kNew:
+      break;
+  }
+  Error err;
+  try {
+    err = handler();
+  } catch (...) {
+    store.abandon(key);
+    throw;
+  }
+  if (err.ok()) store.finish(key, {});
+  else store.abandon(key);
+  return err;
+}
+
 }  // namespace detail
 }  // namespace tern

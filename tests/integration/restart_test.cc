@@ -153,3 +153,42 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
   INFO((result.ok() ? "ok" : result.error().to_string()));
   CHECK(result.ok());  // and arrives once the alarm clears
 }
+
+TEST_CASE("confirmed events survive a broker restart between publish and consume") {
+  const std::string name = "test.durable." + tern::detail::new_span_id();
+  const std::string marker = tern::detail::new_trace_id();
+  std::atomic<int> handled{0};
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  {
+    // Create the subscription queue, then go away: nobody consumes.
+    tern::Service first(name);
+    first.subscribe<probe::Hop>("probe.hop", [](tern::Context&, const probe::Hop&) {
+      return tern::Error{tern::Code::kOk, {}};
+    });
+    first.start(o);
+    first.stop();
+  }
+  {
+    tern::Client client(o);
+    client.run([&] {
+      for (int i = 0; i < 50; ++i) {
+        probe::Hop hop;
+        hop.set_service(marker);
+        auto ctx = tern::Context::with_timeout(5s);
+        REQUIRE(tern::publish(ctx, hop).ok());  // confirmed: on disk
+      }
+    });
+  }
+  REQUIRE(rabbit_ctl("stop_app") == 0);
+  REQUIRE(rabbit_ctl("start_app") == 0);
+  tern::Service second(name);
+  second.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() == marker) ++handled;
+    return tern::Error{tern::Code::kOk, {}};
+  });
+  second.start(o);
+  auto until = Clock::now() + 20s;
+  while (handled < 50 && Clock::now() < until) std::this_thread::sleep_for(10ms);
+  CHECK(handled.load() == 50);
+}

@@ -115,3 +115,33 @@ TEST_CASE("an always-failing handler lands the event in the dead-letter queue wi
   REQUIRE(hop.ParseFromString(event.body()));
   CHECK(hop.service() == marker);
 }
+
+TEST_CASE("once_per_event runs a handler once for an event delivered twice") {
+  const std::string svc_name = unique("once"), marker = unique("marker");
+  std::atomic<int> runs{0}, seen{0};
+  auto store = std::make_shared<tern::MemoryIdempotencyStore>();
+  tern::Service svc(svc_name);
+  // The outer handler sees every delivery; the inner one runs once per id.
+  auto inner = tern::once_per_event<probe::Hop>(store, [&](tern::Context&, const probe::Hop&) {
+    ++runs;
+    return tern::Error{tern::Code::kOk, {}};
+  });
+  svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context& ctx, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    ++seen;
+    return inner(ctx, hop);
+  });
+  svc.start(options());
+  // The same envelope twice, as a redelivery or a replay would bring it.
+  tern::v1::Event event;
+  event.set_id(tern::detail::new_trace_id());
+  event.set_type("probe.Hop");
+  probe::Hop hop;
+  hop.set_service(marker);
+  event.set_body(hop.SerializeAsString());
+  Inspector broker;
+  broker.publish(svc_name + ".on.probe.hop", event.SerializeAsString());
+  broker.publish(svc_name + ".on.probe.hop", event.SerializeAsString());
+  REQUIRE(await_count(seen, 2, 10s));
+  CHECK(runs.load() == 1);
+}

@@ -1,6 +1,8 @@
 // Publishing events: tern::publish(ctx, event).
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include <google/protobuf/message.h>
@@ -8,6 +10,7 @@
 #include "tern/call.h"
 #include "tern/context.h"
 #include "tern/error.h"
+#include "tern/idempotency.h"
 
 namespace tern {
 
@@ -21,6 +24,23 @@ std::string event_routing_key(const google::protobuf::Descriptor* type);
 
 namespace detail {
 Error publish_message(const Context& ctx, const google::protobuf::Message& event);
+Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
+                         const std::function<Error()>& handler);
+}  // namespace detail
+
+// Wraps a subscriber's handler so that it runs once per event id: delivery
+// is at least once, and a duplicate (a redelivery, a replay from the
+// dead-letter queue) whose id the store has seen succeed is acked without
+// running the handler. A duplicate arriving while the first is still being
+// handled is retried later.
+//
+//   svc.subscribe<Created>("transaction.created",
+//                          tern::once_per_event<Created>(store, OnCreated));
+template <class Event, class F>
+auto once_per_event(std::shared_ptr<IdempotencyStore> store, F handler) {
+  return [store = std::move(store), h = std::move(handler)](Context& ctx, const Event& event) -> Error {
+    return detail::run_once_per_event(*store, ctx.request_id(), [&] { return h(ctx, event); });
+  };
 }
 
 // Publishes `event` (persistent, wrapped in a tern.v1.Event envelope with a
