@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "bench.h"
+#include "broker_tools.h"
 #include "dynamic.h"
 #include "tern/tern.h"
 
@@ -33,6 +34,9 @@ constexpr const char* kUsage =
     "  tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]\n"
     "                                           load an endpoint, print throughput and latency\n"
     "  tern describe SERVICE                    list a service's endpoints and types\n"
+    "  tern tail PATTERN [-n N] [--duration 10s]  print events matching PATTERN as JSON lines\n"
+    "  tern dlq list SUBSCRIPTION               events in SUBSCRIPTION's dead-letter queue\n"
+    "  tern dlq replay SUBSCRIPTION             move them back to SUBSCRIPTION\n"
     "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s), --amqp-url URL (or TERN_AMQP_URL)\n"
     "exit status: 0 ok, 1 the call failed (CODE: message on stderr), 2 usage, 3 no broker\n";
 
@@ -166,8 +170,24 @@ int main(int argc, char** argv) {
   }
   if (args.positional.empty()) return fail_usage("no command");
   const std::string& cmd = args.positional[0];
-  if (cmd != "call" && cmd != "describe" && cmd != "bench")
+  if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq")
     return fail_usage(fmt::format("unknown command '{}'", cmd));
+  try {
+    if (cmd == "tail") {
+      if (args.positional.size() != 2) return fail_usage("tail takes PATTERN");
+      long count = args.bench.requests == 1000 ? 0 : static_cast<long>(args.bench.requests);
+      return tern::cli::tail_events(args.options.amqp_url, args.positional[1], count, args.bench.duration);
+    }
+    if (cmd == "dlq") {
+      if (args.positional.size() != 3 || (args.positional[1] != "list" && args.positional[1] != "replay"))
+        return fail_usage("dlq takes list|replay SUBSCRIPTION");
+      return args.positional[1] == "list" ? tern::cli::dlq_list(args.options.amqp_url, args.positional[2])
+                                          : tern::cli::dlq_replay(args.options.amqp_url, args.positional[2]);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "UNAVAILABLE: {}\n", e.what());
+    return kExitNoBroker;
+  }
 
   std::unique_ptr<tern::Client> client;
   try {

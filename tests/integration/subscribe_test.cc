@@ -145,3 +145,68 @@ TEST_CASE("once_per_event runs a handler once for an event delivered twice") {
   REQUIRE(await_count(seen, 2, 10s));
   CHECK(runs.load() == 1);
 }
+
+namespace {
+// Runs the tern CLI and returns what it printed on stdout.
+std::string tern_cli(const std::string& args) {
+  std::string cmd = std::string(TERN_CLI) + " " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  if (p != nullptr) pclose(p);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("tern dlq list shows a dead-lettered event and tern dlq replay brings it back") {
+  const std::string svc_name = unique("replay"), marker = unique("marker");
+  const std::string subscription = svc_name + ".on.probe.hop";
+  std::atomic<bool> broken{true};
+  std::atomic<int> tries{0}, handled{0};
+  tern::Service svc(svc_name);
+  svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    ++tries;
+    if (broken) return tern::Error{tern::Code::kFailedPrecondition, "the ledger is closed"};
+    ++handled;
+    return tern::Error{tern::Code::kOk, {}};
+  });
+  tern::Options o = options();
+  o.event_attempts = 2;
+  svc.start(o);
+  publish_hops(marker, 1);
+  REQUIRE(await_count(tries, 2, 10s));
+  std::string listed;
+  auto until = Clock::now() + 10s;
+  while (listed.find("dead_letter_error") == std::string::npos && Clock::now() < until) {
+    listed = tern_cli("dlq list " + subscription);
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK_THAT(listed, Catch::Contains("FAILED_PRECONDITION: the ledger is closed"));
+  CHECK_THAT(listed, Catch::Contains("\"type\":\"probe.Hop\""));
+  CHECK(tern_cli("dlq list " + subscription) == listed);  // listing removed nothing
+  broken = false;
+  CHECK_THAT(tern_cli("dlq replay " + subscription), Catch::Contains("replayed 1 event(s)"));
+  REQUIRE(await_count(handled, 1, 10s));
+  CHECK(tern_cli("dlq list " + subscription).empty());
+}
+
+TEST_CASE("tern tail prints published events as JSON lines") {
+  const std::string marker = unique("marker");
+  std::string out;
+  std::atomic<bool> finished{false};
+  std::thread tail([&] {
+    out = tern_cli("tail 'probe.#' -n 1 --duration 10s");
+    finished = true;
+  });
+  // Publish until the tail, which binds its queue once it has started, has
+  // printed one (bounded: 50 x 100 ms).
+  for (int i = 0; i < 50 && !finished; ++i) {
+    publish_hops(marker, 1);
+    std::this_thread::sleep_for(100ms);
+  }
+  tail.join();
+  CHECK_THAT(out, Catch::Contains("\"type\":\"probe.Hop\""));
+  CHECK_THAT(out, Catch::Contains("\"source\":\"tern.client\""));
+}
