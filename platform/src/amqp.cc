@@ -134,6 +134,27 @@ void AmqpConnection::declare_queue(const std::string& name, const QueueLimit* li
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
 }
 
+void AmqpConnection::declare_quorum_queue(const std::string& name, int64_t delivery_limit,
+                                          const std::string& dead_letter_queue) {
+  amqp_table_entry_t entries[4];
+  entries[0].key = amqp_cstring_bytes("x-queue-type");
+  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[0].value.value.bytes = amqp_cstring_bytes("quorum");
+  entries[1].key = amqp_cstring_bytes("x-delivery-limit");
+  entries[1].value.kind = AMQP_FIELD_KIND_I64;
+  entries[1].value.value.i64 = delivery_limit;
+  entries[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
+  entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[2].value.value.bytes = amqp_empty_bytes;
+  entries[3].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+  entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[3].value.value.bytes = bytes(dead_letter_queue);
+  amqp_queue_declare(conn_, kChannel, bytes(name), 0, /*durable=*/1, 0, 0, amqp_table_t{4, entries});
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw AmqpError(fmt::format("cannot declare quorum queue '{}': {}", name, describe(r)));
+}
+
 void AmqpConnection::declare_delay_queue(const std::string& name, int64_t ttl_ms,
                                          const std::string& back_to) {
   amqp_table_entry_t entries[3];

@@ -66,6 +66,10 @@ class AmqpConnection {
     std::string overflow_queue;
   };
   void declare_queue(const std::string& name, const QueueLimit* limit = nullptr);
+  // A durable quorum queue: replicated on a cluster; a message delivered
+  // more than delivery_limit times is dead-lettered to dead_letter_queue.
+  void declare_quorum_queue(const std::string& name, int64_t delivery_limit,
+                            const std::string& dead_letter_queue);
   // A durable queue whose messages, after ttl_ms, go back to queue back_to.
   void declare_delay_queue(const std::string& name, int64_t ttl_ms, const std::string& back_to);
   // An exclusive, auto-delete queue with a broker-chosen name; returns it.

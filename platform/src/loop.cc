@@ -158,7 +158,13 @@ void Loop::setup() {
     conn->qos(static_cast<uint16_t>(prefetch_));
     for (size_t i = 0; i < subscriptions_.size(); ++i) {
       const Subscription& sub = subscriptions_[i];
-      conn->declare_queue(sub.queue);
+      // A quorum queue's delivery limit is a backstop for crash loops: tern's
+      // retry queues count failed attempts (and requeue), the broker counts
+      // redeliveries after crashes.
+      if (options_.event_queue_type == "quorum")
+        conn->declare_quorum_queue(sub.queue, std::max(options_.max_deliveries, 1), sub.queue + ".dead-letter");
+      else
+        conn->declare_queue(sub.queue);
       conn->bind(sub.queue, kEventExchange, sub.pattern);
       // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
       // back to the subscription queue: FIFO per delay, no head-of-line wait.

@@ -33,6 +33,7 @@ const Field kFields[] = {
     {"event-attempts", "TERN_EVENT_ATTEMPTS", "tries of an event handler", nullptr, &Options::event_attempts, 1},
     {"event-retry-ms", "TERN_EVENT_RETRY_MS", "first event retry delay", nullptr, &Options::event_retry_ms, 1},
     {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
+    {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 
@@ -56,11 +57,19 @@ std::string usage(const char* program) {
 
 }  // namespace
 
+namespace {
+void validate(const Options& o) {
+  if (o.event_queue_type != "classic" && o.event_queue_type != "quorum")
+    throw ConfigError(fmt::format("event queue type '{}' is neither classic nor quorum", o.event_queue_type));
+}
+}  // namespace
+
 Options Options::from_env() {
   Options o;
   for (const Field& f : kFields) {
     if (const char* v = std::getenv(f.env); v != nullptr && *v != '\0') assign(o, f, v, f.env);
   }
+  validate(o);
   return o;
 }
 
@@ -88,6 +97,7 @@ void Options::parse_args(int argc, char** argv) {
     }
     assign(*this, *field, value, fmt::format("--{}", arg));
   }
+  validate(*this);
 }
 
 int Options::resolved_threads() const {

@@ -210,3 +210,18 @@ TEST_CASE("tern tail prints published events as JSON lines") {
   CHECK_THAT(out, Catch::Contains("\"type\":\"probe.Hop\""));
   CHECK_THAT(out, Catch::Contains("\"source\":\"tern.client\""));
 }
+
+TEST_CASE("a subscription can use a quorum queue") {
+  const std::string svc_name = unique("quorum"), marker = unique("marker");
+  std::atomic<int> handled{0};
+  tern::Service svc(svc_name);
+  svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() == marker) ++handled;
+    return tern::Error{tern::Code::kOk, {}};
+  });
+  tern::Options o = options();
+  o.event_queue_type = "quorum";
+  svc.start(o);
+  publish_hops(marker, 5);
+  CHECK(await_count(handled, 5, 10s));
+}

@@ -53,3 +53,8 @@ TEST_CASE("unknown flags and bad values are rejected") {
   CHECK_THROWS_AS(parse({"--threads"}), tern::ConfigError);
   CHECK_THROWS_AS(parse({"stray"}), tern::ConfigError);
 }
+
+TEST_CASE("the event queue type is classic or quorum") {
+  CHECK(parse({"--event-queue-type=quorum"}).event_queue_type == "quorum");
+  CHECK_THROWS_AS(parse({"--event-queue-type=stream"}), tern::ConfigError);
+}

@@ -53,6 +53,9 @@ struct Options {
   // TERN_EVENT_TIMEOUT_MS, --event-timeout-ms: the deadline of an event
   // handler's context (and so of the calls it makes).
   int event_timeout_ms = 30000;
+  // TERN_EVENT_QUEUE_TYPE, --event-queue-type: "classic" (one node) or
+  // "quorum" (replicated, for a RabbitMQ cluster) subscription queues.
+  std::string event_queue_type = "classic";
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.
