@@ -5,6 +5,8 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include <sys/wait.h>
+
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "broker.h"
 #include "probe.pb.h"
 #include "tern/envelope.pb.h"
+#include "tern/outbox.h"
 #include "tern/tern.h"
 
 using namespace std::chrono_literals;
@@ -85,4 +88,59 @@ TEST_CASE("many fibers publish at once and every publish is confirmed") {
   int stored = 0;
   while (broker.get(queue)) ++stored;
   CHECK(stored == 1000);
+}
+
+TEST_CASE("an outbox event committed by a process that crashed before publishing is published on restart") {
+  Inspector broker;
+  const std::string queue = broker.bind("probe.hop");
+  const std::string marker = tern::detail::new_trace_id();
+  char dir[] = "/tmp/tern-outbox.XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string db = std::string(dir) + "/service.db";
+  const std::string tool = TERN_OUTBOX_TOOL;
+  int status = std::system(("OUTBOX_MARKER=" + marker + " " + tool + " " + db + " commit-and-crash").c_str());
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 9);   // it died after the commit...
+  CHECK_FALSE(broker.get(queue).has_value());  // ...with nothing published
+  auto run_relay = [&] {
+    std::string out;
+    FILE* p = popen((tool + " " + db + " relay").c_str(), "r");
+    char buf[64];
+    while (p && fgets(buf, sizeof buf, p)) out += buf;
+    if (p) pclose(p);
+    return out;
+  };
+  CHECK(run_relay() == "1\n");  // the restarted process publishes it
+  auto body = broker.await(queue, std::chrono::seconds(5));
+  REQUIRE(body.has_value());
+  tern::v1::Event event;
+  REQUIRE(event.ParseFromString(*body));
+  probe::Hop hop;
+  REQUIRE(hop.ParseFromString(event.body()));
+  CHECK(hop.service() == marker);
+  CHECK(run_relay() == "0\n");  // marked sent: not again
+  CHECK_FALSE(broker.get(queue).has_value());
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+TEST_CASE("an outbox transaction that fails keeps neither its rows nor its events") {
+  char dir[] = "/tmp/tern-outbox.XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  tern::Outbox outbox(std::string(dir) + "/service.db");
+  auto ctx = tern::Context::with_timeout(std::chrono::seconds(5));
+  CHECK_FALSE(outbox.transaction([&] {
+    outbox.add(ctx, probe::Hop{});
+    return false;
+  }));
+  CHECK_THROWS(outbox.transaction([&]() -> bool {
+    outbox.add(ctx, probe::Hop{});
+    throw std::runtime_error("business rule");
+  }));
+  CHECK(outbox.pending() == 0);
+  CHECK(outbox.transaction([&] {
+    outbox.add(ctx, probe::Hop{});
+    return true;
+  }));
+  CHECK(outbox.pending() == 1);
+  std::system((std::string("rm -rf ") + dir).c_str());
 }

@@ -1,0 +1,129 @@
+#include "tern/outbox.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "tern/call.h"
+#include "tern/events.h"
+#include "loop.h"
+
+namespace tern {
+namespace {
+
+// Finalizes a prepared statement however the scope ends.
+struct Statement {
+  Statement(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK)
+      throw std::runtime_error(fmt::format("outbox: {}", sqlite3_errmsg(db)));
+  }
+  ~Statement() { sqlite3_finalize(stmt); }
+  sqlite3_stmt* stmt = nullptr;
+};
+
+}  // namespace
+
+Outbox::Outbox(const std::string& path) {
+  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+    std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw std::runtime_error(fmt::format("outbox: cannot open {}: {}", path, why));
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  exec("PRAGMA journal_mode=WAL");
+  exec("CREATE TABLE IF NOT EXISTS tern_outbox ("
+       " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+       " type TEXT NOT NULL, routing_key TEXT NOT NULL, body BLOB NOT NULL,"
+       " trace_id TEXT, span_id TEXT, created_unix_ms INTEGER NOT NULL,"
+       " sent INTEGER NOT NULL DEFAULT 0)");
+}
+
+Outbox::~Outbox() { sqlite3_close(db_); }
+
+void Outbox::exec(const char* sql) const {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err ? err : "unknown";
+    sqlite3_free(err);
+    throw std::runtime_error(fmt::format("outbox: {}: {}", sql, why));
+  }
+}
+
+bool Outbox::transaction(const std::function<bool()>& fn) {
+  exec("BEGIN IMMEDIATE");
+  in_transaction_ = true;
+  bool commit = false;
+  try {
+    commit = fn();
+  } catch (...) {
+    in_transaction_ = false;
+    exec("ROLLBACK");
+    throw;
+  }
+  in_transaction_ = false;
+  exec(commit ? "COMMIT" : "ROLLBACK");
+  return commit;
+}
+
+void Outbox::add(const Context& ctx, const google::protobuf::Message& event) {
+  if (!in_transaction_) throw std::logic_error("Outbox::add outside Outbox::transaction");
+  Statement s(db_, "INSERT INTO tern_outbox (type, routing_key, body, trace_id, span_id, created_unix_ms)"
+                   " VALUES (?, ?, ?, ?, ?, ?)");
+  const auto* type = event.GetDescriptor();
+  const std::string body = event.SerializeAsString();
+  const std::string key = event_routing_key(type);
+  sqlite3_bind_text(s.stmt, 1, type->full_name().c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s.stmt, 2, key.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(s.stmt, 3, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(s.stmt, 4, ctx.trace_id().c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s.stmt, 5, ctx.span_id().c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s.stmt, 6, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch()).count());
+  if (sqlite3_step(s.stmt) != SQLITE_DONE)
+    throw std::runtime_error(fmt::format("outbox: {}", sqlite3_errmsg(db_)));
+}
+
+int Outbox::relay(const Context& ctx) {
+  Transport* transport = ctx.transport() ? ctx.transport() : detail::Loop::current();
+  if (transport == nullptr) throw std::logic_error("Outbox::relay outside a tern runtime");
+  struct Row {
+    int64_t id;
+    std::string type, key, body;
+  };
+  std::vector<Row> rows;
+  {
+    Statement s(db_, "SELECT id, type, routing_key, body FROM tern_outbox WHERE sent = 0 ORDER BY id LIMIT 1000");
+    while (sqlite3_step(s.stmt) == SQLITE_ROW) {
+      Row r;
+      r.id = sqlite3_column_int64(s.stmt, 0);
+      r.type = reinterpret_cast<const char*>(sqlite3_column_text(s.stmt, 1));
+      r.key = reinterpret_cast<const char*>(sqlite3_column_text(s.stmt, 2));
+      r.body.assign(static_cast<const char*>(sqlite3_column_blob(s.stmt, 3)),
+                    static_cast<size_t>(sqlite3_column_bytes(s.stmt, 3)));
+      rows.push_back(std::move(r));
+    }
+  }
+  int published = 0;
+  for (Row& r : rows) {
+    // At least once: a crash after the confirm and before this update
+    // publishes the event again on the next relay.
+    if (!transport->publish(ctx, r.type, r.key, std::move(r.body)).ok()) break;
+    Statement s(db_, "UPDATE tern_outbox SET sent = 1 WHERE id = ?");
+    sqlite3_bind_int64(s.stmt, 1, r.id);
+    if (sqlite3_step(s.stmt) != SQLITE_DONE)
+      throw std::runtime_error(fmt::format("outbox: {}", sqlite3_errmsg(db_)));
+    ++published;
+  }
+  return published;
+}
+
+int Outbox::pending() const {
+  Statement s(db_, "SELECT COUNT(*) FROM tern_outbox WHERE sent = 0");
+  return sqlite3_step(s.stmt) == SQLITE_ROW ? sqlite3_column_int(s.stmt, 0) : -1;
+}
+
+}  // namespace tern
