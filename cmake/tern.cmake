@@ -20,6 +20,9 @@ function(tern_add_service name)
   if(ARG_PROTOS)
     tern_add_protos(${name}_protos ${ARG_PROTOS})
     list(APPEND ARG_LIBS ${name}_protos)
+    # The tern CLI links every service's messages, so `tern publish TYPE`
+    # knows the event types of the system.
+    set_property(GLOBAL APPEND PROPERTY TERN_SERVICE_PROTOS ${name}_protos)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE tern::platform ${ARG_LIBS})

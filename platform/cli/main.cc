@@ -15,6 +15,9 @@
 
 #include <fmt/format.h>
 
+#include <google/protobuf/message.h>
+#include <google/protobuf/util/json_util.h>
+
 #include "bench.h"
 #include "broker_tools.h"
 #include "dynamic.h"
@@ -34,6 +37,7 @@ constexpr const char* kUsage =
     "  tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]\n"
     "                                           load an endpoint, print throughput and latency\n"
     "  tern describe SERVICE                    list a service's endpoints and types\n"
+    "  tern publish TYPE '<json>'               publish an event of a message type the services define\n"
     "  tern tail PATTERN [-n N] [--duration 10s]  print events matching PATTERN as JSON lines\n"
     "  tern dlq list SUBSCRIPTION               events in SUBSCRIPTION's dead-letter queue\n"
     "  tern dlq replay SUBSCRIPTION             move them back to SUBSCRIPTION\n"
@@ -114,6 +118,27 @@ int cmd_endpoint(tern::Client& client, const Args& args) {
   return 0;
 }
 
+// publish TYPE '<json>': the type must be one the services under services/
+// define (the CLI links their messages).
+int cmd_publish(tern::Client& client, const Args& args) {
+  if (args.positional.size() != 3) return fail_usage("publish takes TYPE '<json>'");
+  const auto* type =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(args.positional[1]);
+  if (type == nullptr)
+    return fail_usage(fmt::format("unknown message type '{}' (the CLI knows the services' .proto types)",
+                                  args.positional[1]));
+  std::unique_ptr<google::protobuf::Message> event(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
+  auto status = google::protobuf::util::JsonStringToMessage(args.positional[2], event.get());
+  if (!status.ok())
+    return fail_usage(fmt::format("the JSON is not a {}: {}", type->full_name(), std::string(status.message())));
+  auto ctx = tern::Context::with_timeout(args.timeout);
+  tern::Error e = client.run([&] { return tern::detail::publish_message(ctx, *event); });
+  if (!e.ok()) return fail_call(e);
+  fmt::print("published {} with routing key {}\n", type->full_name(), tern::event_routing_key(type));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,7 +195,8 @@ int main(int argc, char** argv) {
   }
   if (args.positional.empty()) return fail_usage("no command");
   const std::string& cmd = args.positional[0];
-  if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq")
+  if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq" &&
+      cmd != "publish")
     return fail_usage(fmt::format("unknown command '{}'", cmd));
   try {
     if (cmd == "tail") {
@@ -196,5 +222,6 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "UNAVAILABLE: cannot reach the broker: {}\n", e.what());
     return kExitNoBroker;
   }
+  if (cmd == "publish") return cmd_publish(*client, args);
   return cmd == "describe" ? cmd_describe(*client, args) : cmd_endpoint(*client, args);
 }

@@ -41,6 +41,21 @@ set -e
 out=$("$tern" bench service.greeter hello '{"name":"Ada"}' -n 200 -c 8 --json)
 check "bench makes -n calls from -c fibers and reports them as JSON" grep -q '^{"requests":200,"errors":{},' <<<"$out"
 
+# tern publish, seen by tern tail (which says so on stderr once it is bound).
+tail_out=$(mktemp) tail_err=$(mktemp)
+"$tern" tail 'greeter.#' -n 1 --duration 20s >"$tail_out" 2>"$tail_err" &
+tail_pid=$!
+for _ in $(seq 100); do grep -q "events matching" "$tail_err" && break; sleep 0.1; done
+pub=$("$tern" publish greeter.HelloRequest '{"name":"Ada"}')
+check "publish reports the routing key" test "$pub" = "published greeter.HelloRequest with routing key greeter.hello_request"
+wait $tail_pid || true
+check "tail prints the published event as JSON" grep -q '"type":"greeter.HelloRequest"' "$tail_out"
+rm -f "$tail_out" "$tail_err"
+set +e
+"$tern" publish nope.Type '{}' >/dev/null 2>&1; rc=$?
+set -e
+check "publishing an unknown type exits 2" test "$rc" = 2
+
 out=$("$tern" describe service.greeter)
 check "describe lists hello with its types" grep -q '^hello  greeter.HelloRequest -> greeter.HelloResponse$' <<<"$out"
 
