@@ -35,9 +35,13 @@ struct BrokerStopped {
 
 TEST_CASE("a service and a client survive a broker restart without being restarted") {
   const std::string name = "test.restart." + tern::detail::new_span_id();
+  std::atomic<bool> release{false};
   tern::Service svc(name);
-  svc.handle("probe", [](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
-    if (req.sleep_ms() > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
+  // A request with sleep_ms holds its handler until the test releases it
+  // (bounded by sleep_ms), so it is surely in flight when the broker stops.
+  svc.handle("probe", [&](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
+    auto until = Clock::now() + std::chrono::milliseconds(req.sleep_ms());
+    while (!release && Clock::now() < until) boost::this_fiber::sleep_for(5ms);
     probe::ProbeResponse r;
     r.set_instance("same");
     return r;
@@ -58,12 +62,13 @@ TEST_CASE("a service and a client survive a broker restart without being restart
 
   tern::Result<probe::ProbeResponse> in_flight = tern::Error{};
   Clock::time_point stop_at;
-  std::thread caller([&] { in_flight = call(3000, 20s); });
+  std::thread caller([&] { in_flight = call(15000, 20s); });
   auto give_up = Clock::now() + 10s;
   while (svc.in_flight() == 0 && Clock::now() < give_up) std::this_thread::sleep_for(1ms);
   {
     stop_at = Clock::now();
     BrokerStopped stopped;
+    release = true;  // the handler answers now, into a closed connection
     caller.join();
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stop_at);
     INFO("the in-flight call ended after " << waited.count() << " ms: "
@@ -116,9 +121,12 @@ struct MemoryAlarm {
 
 TEST_CASE("a broker memory alarm blocks publishing but a service's acks still get through") {
   const std::string name = "test.alarm." + tern::detail::new_span_id();
+  std::atomic<bool> release{false};
   tern::Service svc(name);
-  svc.handle("probe", [](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
-    boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
+  // Holds the request until the test has raised the alarm (bounded).
+  svc.handle("probe", [&](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
+    auto until = Clock::now() + std::chrono::milliseconds(req.sleep_ms());
+    while (!release && Clock::now() < until) boost::this_fiber::sleep_for(5ms);
     return probe::ProbeResponse{};
   });
   tern::Options o = tern::Options::from_env();
@@ -129,9 +137,7 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
   std::atomic<bool> done{false};
   std::thread caller([&] {
     probe::ProbeRequest req;
-    // Long enough for rabbitmqctl (a second or so to start) to raise the
-    // alarm before the handler answers.
-    req.set_sleep_ms(3000);
+    req.set_sleep_ms(15000);
     auto ctx = tern::Context::with_timeout(20s);
     result = client.call<probe::ProbeResponse>(ctx, name, "probe", req, {.timeout = 20s});
     done = true;
@@ -141,6 +147,7 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
   REQUIRE(svc.in_flight() == 1);
   {
     MemoryAlarm alarm;
+    release = true;
     // The handler finishes; its reply is held by the blocked publishing
     // connection, but the ack on the consuming connection reaches the queue.
     int n = -1;
