@@ -810,7 +810,11 @@ bool Loop::count_redelivery(const Message& m) {
     p.headers = &headers;
     conn_->publish(p);
   }
+  // Out at once, the copy before the ack: if this process dies right after
+  // (the next copy may crash it), the count must already be on the broker.
+  conn_->flush();
   ack(m);
+  if (consumer_) consumer_->flush();
   return true;
 }
 
