@@ -107,67 +107,25 @@ AmqpConnection::~AmqpConnection() {
 
 int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
 
-void AmqpConnection::declare_queue(const std::string& name, const QueueLimit* limit) {
-  // Durable, so a service's queue outlives its instances and the broker's
-  // restarts; requests themselves are transient and expire at their deadline.
-  amqp_table_entry_t entries[4];
-  amqp_table_t args = amqp_empty_table;
-  if (limit != nullptr) {
-    entries[0].key = amqp_cstring_bytes("x-max-length");
-    entries[0].value.kind = AMQP_FIELD_KIND_I64;
-    entries[0].value.value.i64 = limit->max_length;
-    entries[1].key = amqp_cstring_bytes("x-overflow");
-    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[1].value.value.bytes = amqp_cstring_bytes("reject-publish-dlx");
-    entries[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
-    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[2].value.value.bytes = amqp_empty_bytes;
-    entries[3].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-    entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[3].value.value.bytes = bytes(limit->overflow_queue);
-    args = amqp_table_t{4, entries};
+void AmqpConnection::declare_queue(const std::string& name, std::initializer_list<QueueArg> args) {
+  // Durable, so a service's queues outlive its instances and the broker's
+  // restarts.
+  std::vector<amqp_table_entry_t> entries;
+  entries.reserve(args.size());
+  for (const QueueArg& arg : args) {
+    amqp_table_entry_t e;
+    e.key = bytes(arg.key);
+    if (const auto* n = std::get_if<int64_t>(&arg.value)) {
+      e.value.kind = AMQP_FIELD_KIND_I64;
+      e.value.value.i64 = *n;
+    } else {
+      e.value.kind = AMQP_FIELD_KIND_UTF8;
+      e.value.value.bytes = bytes(std::get<std::string_view>(arg.value));
+    }
+    entries.push_back(e);
   }
-  amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1,
-                     /*exclusive=*/0, /*auto_delete=*/0, args);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
-}
-
-void AmqpConnection::declare_quorum_queue(const std::string& name, int64_t delivery_limit,
-                                          const std::string& dead_letter_queue) {
-  amqp_table_entry_t entries[4];
-  entries[0].key = amqp_cstring_bytes("x-queue-type");
-  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[0].value.value.bytes = amqp_cstring_bytes("quorum");
-  entries[1].key = amqp_cstring_bytes("x-delivery-limit");
-  entries[1].value.kind = AMQP_FIELD_KIND_I64;
-  entries[1].value.value.i64 = delivery_limit;
-  entries[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
-  entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[2].value.value.bytes = amqp_empty_bytes;
-  entries[3].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-  entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[3].value.value.bytes = bytes(dead_letter_queue);
-  amqp_queue_declare(conn_, kChannel, bytes(name), 0, /*durable=*/1, 0, 0, amqp_table_t{4, entries});
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot declare quorum queue '{}': {}", name, describe(r)));
-}
-
-void AmqpConnection::declare_delay_queue(const std::string& name, int64_t ttl_ms,
-                                         const std::string& back_to) {
-  amqp_table_entry_t entries[3];
-  entries[0].key = amqp_cstring_bytes("x-message-ttl");
-  entries[0].value.kind = AMQP_FIELD_KIND_I64;
-  entries[0].value.value.i64 = ttl_ms;
-  entries[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
-  entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[1].value.value.bytes = amqp_empty_bytes;
-  entries[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-  entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[2].value.value.bytes = bytes(back_to);
-  amqp_queue_declare(conn_, kChannel, bytes(name), 0, /*durable=*/1, 0, 0, amqp_table_t{3, entries});
+  amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1, /*exclusive=*/0,
+                     /*auto_delete=*/0, amqp_table_t{static_cast<int>(entries.size()), entries.data()});
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));

@@ -11,7 +11,9 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <initializer_list>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace tern::detail {
@@ -59,19 +61,13 @@ class AmqpConnection {
 
   // Synchronous set-up methods; they block until the broker answers and
   // throw AmqpError. Call only before serving.
-  // A request queue's bound: past max_length messages the broker refuses
-  // publishes and dead-letters them to overflow_queue (default exchange).
-  struct QueueLimit {
-    int64_t max_length;
-    std::string overflow_queue;
+  // A queue argument (x-max-length, x-message-ttl, ...): a number or a string.
+  struct QueueArg {
+    std::string_view key;
+    std::variant<int64_t, std::string_view> value;
   };
-  void declare_queue(const std::string& name, const QueueLimit* limit = nullptr);
-  // A durable quorum queue: replicated on a cluster; a message delivered
-  // more than delivery_limit times is dead-lettered to dead_letter_queue.
-  void declare_quorum_queue(const std::string& name, int64_t delivery_limit,
-                            const std::string& dead_letter_queue);
-  // A durable queue whose messages, after ttl_ms, go back to queue back_to.
-  void declare_delay_queue(const std::string& name, int64_t ttl_ms, const std::string& back_to);
+  // Declares a durable queue with these arguments.
+  void declare_queue(const std::string& name, std::initializer_list<QueueArg> args = {});
   // An exclusive, auto-delete queue with a broker-chosen name; returns it.
   std::string declare_private_queue();
   void declare_exchange(const std::string& name, const char* type);

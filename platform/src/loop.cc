@@ -145,9 +145,13 @@ void Loop::setup() {
   if (!queue_.empty()) {
     conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " consume");
     const std::string overflow = queue_ + ".overflow";
-    AmqpConnection::QueueLimit limit{options_.max_queue_length, overflow};
     conn->declare_queue(overflow);
-    conn->declare_queue(queue_, &limit);
+    // Past max_queue_length the broker refuses publishes and dead-letters
+    // them to the overflow queue, where they are answered RESOURCE_EXHAUSTED.
+    conn->declare_queue(queue_, {{"x-max-length", int64_t{options_.max_queue_length}},
+                                 {"x-overflow", "reject-publish-dlx"},
+                                 {"x-dead-letter-exchange", ""},
+                                 {"x-dead-letter-routing-key", overflow}});
     conn->declare_queue(dead_letter_queue());
     // Requests refused by the full queue come back here to be answered.
     conn->consume(overflow, kOverflowTag, /*no_ack=*/true);
@@ -161,17 +165,23 @@ void Loop::setup() {
       // A quorum queue's delivery limit is a backstop for crash loops: tern's
       // retry queues count failed attempts (and requeue), the broker counts
       // redeliveries after crashes.
+      const std::string dead = sub.queue + ".dead-letter";
       if (options_.event_queue_type == "quorum")
-        conn->declare_quorum_queue(sub.queue, std::max(options_.max_deliveries, 1), sub.queue + ".dead-letter");
+        conn->declare_queue(sub.queue, {{"x-queue-type", "quorum"},
+                                        {"x-delivery-limit", int64_t{std::max(options_.max_deliveries, 1)}},
+                                        {"x-dead-letter-exchange", ""},
+                                        {"x-dead-letter-routing-key", dead}});
       else
         conn->declare_queue(sub.queue);
       conn->bind(sub.queue, kEventExchange, sub.pattern);
       // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
       // back to the subscription queue: FIFO per delay, no head-of-line wait.
       for (int n = 1; n < options_.event_attempts; ++n)
-        conn->declare_delay_queue(fmt::format("{}.retry.{}", sub.queue, n),
-                                  static_cast<int64_t>(options_.event_retry_ms) << std::min(n - 1, 20), sub.queue);
-      conn->declare_queue(sub.queue + ".dead-letter");
+        conn->declare_queue(fmt::format("{}.retry.{}", sub.queue, n),
+                            {{"x-message-ttl", int64_t{options_.event_retry_ms} << std::min(n - 1, 20)},
+                             {"x-dead-letter-exchange", ""},
+                             {"x-dead-letter-routing-key", sub.queue}});
+      conn->declare_queue(dead);
     }
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
