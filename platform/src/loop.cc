@@ -702,12 +702,24 @@ Error Loop::publish(const Context& ctx, std::string_view type, std::string_view 
   return Error{Code::kOk, {}};
 }
 
-void Loop::reply_and_ack(const Message& request, const std::string& reply) {
+bool Loop::reply(const Message& request, const std::string& reply) {
+  if (broken_ || request.reply_to.empty()) return false;
   AmqpConnection::Publish p;
   p.routing_key = request.reply_to;
   p.body = reply;
   p.correlation_id = request.correlation_id;
-  if (broken_ || !conn_->publish(p)) return;  // the broker redelivers the request
+  return conn_->publish(p) != 0;
+}
+
+void Loop::reply_error(const Message& request, const Error& error) {
+  tern::v1::Response resp;
+  resp.set_request_id(request.correlation_id);
+  to_wire(error, resp.mutable_error());
+  reply(request, resp.SerializeAsString());
+}
+
+void Loop::reply_and_ack(const Message& request, const std::string& response) {
+  if (!reply(request, response)) return;  // the broker redelivers the request
   // A delivery tag belongs to the connection it came on; after a reconnect
   // the broker has already requeued that delivery.
   if (request.generation == generation_ && consumer_) consumer_->ack(request.delivery_tag);
@@ -747,18 +759,9 @@ void Loop::refuse_overflow(const Message& m) {
   tern::v1::Request req;
   if (m.reply_to.empty() || !req.ParseFromString(m.body)) return;
   if (req.deadline_unix_ms() <= to_unix_ms(std::chrono::steady_clock::now())) return;
-  tern::v1::Response resp;
-  resp.set_request_id(m.correlation_id);
-  to_wire(Error{Code::kResourceExhausted,
-                fmt::format("{} is overloaded: its queue holds {} requests already", queue_,
-                            options_.max_queue_length)},
-          resp.mutable_error());
-  std::string wire = resp.SerializeAsString();
-  AmqpConnection::Publish p;
-  p.routing_key = m.reply_to;
-  p.body = wire;
-  p.correlation_id = m.correlation_id;
-  if (!broken_) conn_->publish(p);
+  reply_error(m, Error{Code::kResourceExhausted,
+                       fmt::format("{} is overloaded: its queue holds {} requests already", queue_,
+                                   options_.max_queue_length)});
 }
 
 void Loop::retry_event(const Message& m, size_t index, const std::string& error) {
@@ -795,20 +798,9 @@ bool Loop::count_redelivery(const Message& m) {
     log::error("{}: request {} was delivered {} times without an answer: dead-lettered", name_,
                m.correlation_id, m.deliveries);
     dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
-    if (!m.reply_to.empty()) {
-      tern::v1::Response resp;
-      resp.set_request_id(m.correlation_id);
-      to_wire(Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
-                                                 "answer and went to {}", queue_, m.deliveries,
-                                                 dead_letter_queue())},
-              resp.mutable_error());
-      const std::string wire = resp.SerializeAsString();
-      AmqpConnection::Publish p;
-      p.routing_key = m.reply_to;
-      p.body = wire;
-      p.correlation_id = m.correlation_id;
-      conn_->publish(p);
-    }
+    reply_error(m, Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
+                                                      "answer and went to {}", queue_, m.deliveries,
+                                                      dead_letter_queue())});
   } else {
     const std::vector<std::pair<std::string, std::string>> headers = {
         {"x-tern-deliveries", std::to_string(next)}};

@@ -84,8 +84,12 @@ class Loop final : public Transport, private AmqpConnection::Sink {
                            std::string body, const CallOptions& opts) override;
   Error publish(const Context& ctx, std::string_view type, std::string_view routing_key,
                 std::string body) override;
+  // Publishes a serialized tern.v1.Response to the request's reply_to;
+  // false if it cannot (no reply_to, no connection).
+  bool reply(const Message& request, const std::string& response);
+  void reply_error(const Message& request, const Error& error);
   // Publishes the reply to the request's reply_to, then acks the request.
-  void reply_and_ack(const Message& request, const std::string& reply);
+  void reply_and_ack(const Message& request, const std::string& response);
   // Acks a request without replying (one that cannot be answered).
   void ack(const Message& request);
   // Copies a message that cannot be processed to the service's dead-letter
