@@ -60,10 +60,16 @@ std::atomic<uint64_t> g_next_hook{1};
 
 uint64_t Context::on_cancel(std::function<void()> fn) const {
   const uint64_t handle = g_next_hook.fetch_add(1, std::memory_order_relaxed);
-  auto shared = std::make_shared<std::function<void()>>(std::move(fn));
-  auto once = std::make_shared<std::atomic<bool>>(false);
-  auto run = [shared, once] {
-    if (!once->exchange(true)) (*shared)();
+  // One state shared by every level the hook is registered on, so it runs
+  // once even when several of them are cancelled.
+  struct Once {
+    std::atomic<bool> ran{false};
+    std::function<void()> fn;
+  };
+  auto once = std::make_shared<Once>();
+  once->fn = std::move(fn);
+  auto run = [once] {
+    if (!once->ran.exchange(true)) once->fn();
   };
   for (CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
     std::lock_guard<std::mutex> lock(s->mu);
