@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tern/context.h"
+#include "tern/options.h"
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
 
@@ -121,3 +122,18 @@ class Inspector {
  private:
   amqp_connection_state_t conn_;
 };
+
+// Options for a test's services and clients: the broker scripts/test
+// started, one thread.
+inline tern::Options broker_options() {
+  tern::Options o = tern::Options::from_env();
+  if (std::getenv("TERN_AMQP_URL") == nullptr)
+    FAIL("TERN_AMQP_URL is not set: run the integration tests through scripts/test");
+  o.threads = 1;
+  return o;
+}
+
+// A queue name of this test's own, so tests never see each other's requests.
+inline std::string unique_service(const std::string& what) {
+  return "test." + what + "." + tern::detail::new_span_id();
+}

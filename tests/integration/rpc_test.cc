@@ -18,19 +18,6 @@ using probe::ProbeResponse;
 
 namespace {
 
-tern::Options broker_options() {
-  tern::Options o = tern::Options::from_env();
-  if (std::getenv("TERN_AMQP_URL") == nullptr)
-    FAIL("TERN_AMQP_URL is not set: run the integration tests through scripts/test");
-  o.threads = 1;
-  return o;
-}
-
-// A queue name of this test's own, so tests never see each other's requests.
-std::string unique_service(const std::string& what) {
-  return "test." + what + "." + tern::detail::new_span_id();
-}
-
 std::chrono::milliseconds since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t);
 }

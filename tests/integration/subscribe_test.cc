@@ -15,13 +15,12 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 tern::Options options() {
-  tern::Options o = tern::Options::from_env();
-  o.threads = 1;
+  tern::Options o = broker_options();
   o.event_retry_ms = 50;
   return o;
 }
 
-std::string unique(const std::string& what) { return "test." + what + "." + tern::detail::new_span_id(); }
+std::string unique(const std::string& what) { return unique_service(what); }
 
 bool await_count(const std::atomic<int>& n, int want, std::chrono::milliseconds timeout) {
   auto until = Clock::now() + timeout;
