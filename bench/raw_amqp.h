@@ -88,4 +88,16 @@ inline amqp_connection_state_t connect_broker() {
   return conn;
 }
 
+// Dies if `method` is the broker closing the channel or the connection.
+inline void die_if_closed(const amqp_method_t& method) {
+  if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
+    die(fmt::format("channel closed by the broker: {} {}", m->reply_code, view(m->reply_text)));
+  }
+  if (method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
+    die(fmt::format("connection closed by the broker: {} {}", m->reply_code, view(m->reply_text)));
+  }
+}
+
 }  // namespace raw

@@ -120,16 +120,8 @@ void read_confirm(amqp_connection_state_t conn, Confirms& confirms, uint64_t pub
       confirms.settle(m->delivery_tag, m->multiple, /*nack=*/true, published);
       break;
     }
-    case AMQP_CHANNEL_CLOSE_METHOD: {
-      auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
-      die(fmt::format("channel closed by the broker: {} {}", m->reply_code, view(m->reply_text)));
-    }
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
-      die(fmt::format("connection closed by the broker: {} {}", m->reply_code,
-                      view(m->reply_text)));
-    }
     default:
+      raw::die_if_closed(method);
       die(fmt::format("unexpected {}", amqp_method_name(method.id)));
   }
   amqp_maybe_release_buffers(conn);

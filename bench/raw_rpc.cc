@@ -105,16 +105,8 @@ bool read_message(amqp_connection_state_t conn, milliseconds timeout, Message& m
       msg.return_reason = fmt::format("{} {}", m->reply_code, view(m->reply_text));
       break;
     }
-    case AMQP_CHANNEL_CLOSE_METHOD: {
-      auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
-      die(fmt::format("channel closed by the broker: {} {}", m->reply_code, view(m->reply_text)));
-    }
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
-      die(fmt::format("connection closed by the broker: {} {}", m->reply_code,
-                      view(m->reply_text)));
-    }
     default:
+      raw::die_if_closed(method);
       die(fmt::format("unexpected {}", amqp_method_name(method.id)));
   }
   // The content follows at once: a header frame, then body frames up to body_size.
