@@ -12,11 +12,14 @@ function(tern_add_protos target)
                     PROTOC_OUT_DIR ${CMAKE_CURRENT_BINARY_DIR})
 endfunction()
 
-# tern_add_service(<name> SOURCES <files>... [PROTOS <files>...] [LIBS <targets>...])
+# tern_add_service(<name> SOURCES <files>... [PROTOS <files>...] [LIBS <targets>...]
+#                  [TESTS <files>...])
 #   Builds the service executable bin/<name>, linked to tern::platform and to
-#   the code generated from its own protos.
+#   the code generated from its own protos. main.cc holds the wiring; the
+#   other SOURCES are the service's logic, which the Catch2 TESTS (no broker
+#   needed) are linked with, as test binary bin/<name>_test, run by ctest.
 function(tern_add_service name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;PROTOS;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;PROTOS;LIBS;TESTS" ${ARGN})
   if(ARG_PROTOS)
     tern_add_protos(${name}_protos ${ARG_PROTOS})
     list(APPEND ARG_LIBS ${name}_protos)
@@ -26,4 +29,12 @@ function(tern_add_service name)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE tern::platform ${ARG_LIBS})
+  if(ARG_TESTS AND TERN_BUILD_TESTS)
+    set(logic ${ARG_SOURCES})
+    list(FILTER logic EXCLUDE REGEX "(^|/)main\\.cc$")
+    add_executable(${name}_test ${ARG_TESTS} ${logic})
+    target_link_libraries(${name}_test PRIVATE tern::platform tern_catch_main ${ARG_LIBS})
+    catch_discover_tests(${name}_test TEST_PREFIX "${name}: " EXTRA_ARGS --warn NoTests
+                         PROPERTIES TIMEOUT 60)
+  endif()
 endfunction()

@@ -2,6 +2,7 @@
 // named after the service.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "tern/context.h"
 #include "tern/error.h"
+#include "tern/http.h"
 #include "tern/idempotency.h"
 #include "tern/options.h"
 
@@ -96,6 +98,52 @@ class Service {
     return *this;
   }
 
+  // HTTP routes for the gateway. Registers `handler` as `endpoint` (as
+  // handle() does) and tells the gateway that `method path` reaches it;
+  // `path` is relative to where the gateway mounts this service ("/" and
+  // "/:id" under /webhooks for api.webhook) and may hold ":name" segments,
+  // which the gateway copies into the request's field `name`. The gateway
+  // learns routes from `_describe`. Like router.GET("/", List):
+  //   svc.get("/", "list", List).post("/", "register", Register)
+  //      .del("/:id", "deregister", Deregister);
+  template <class F>
+  Service& route(std::string method, std::string path, std::string endpoint, F handler) {
+    add_route(std::move(method), std::move(path), endpoint);
+    return handle(std::move(endpoint), std::move(handler));
+  }
+  template <class F>
+  Service& get(std::string path, std::string endpoint, F handler) {
+    return route("GET", std::move(path), std::move(endpoint), std::move(handler));
+  }
+  template <class F>
+  Service& post(std::string path, std::string endpoint, F handler) {
+    return route("POST", std::move(path), std::move(endpoint), std::move(handler));
+  }
+  template <class F>
+  Service& put(std::string path, std::string endpoint, F handler) {
+    return route("PUT", std::move(path), std::move(endpoint), std::move(handler));
+  }
+  template <class F>
+  Service& patch(std::string path, std::string endpoint, F handler) {
+    return route("PATCH", std::move(path), std::move(endpoint), std::move(handler));
+  }
+  template <class F>
+  Service& del(std::string path, std::string endpoint, F handler) {
+    return route("DELETE", std::move(path), std::move(endpoint), std::move(handler));
+  }
+
+  // Also serves HTTP/1.1 on options.port: every loop thread accepts on its
+  // own SO_REUSEPORT socket and runs each connection in a fiber. Set before
+  // start(). http_port() is the bound port once started (for port 0).
+  Service& serve_http(http::ServerOptions options, http::Handler handler);
+  int http_port() const;
+
+  // Runs fn in a fiber on one of the service's threads every `period`, from
+  // start() until stop() (the first run one period after start). For
+  // housekeeping such as relaying an Outbox. A throw is logged, and the
+  // next run still happens. Set before start().
+  Service& every(std::chrono::milliseconds period, std::function<void(Context&)> fn);
+
   // Limits `endpoint` to `per_second` requests on average across this
   // instance's threads, with bursts of up to `burst`; requests over the limit
   // are answered RESOURCE_EXHAUSTED without running the handler.
@@ -149,6 +197,7 @@ class Service {
  private:
   void add_endpoint(std::string name, detail::Endpoint endpoint);
   void add_subscription(detail::EventSubscription subscription);
+  void add_route(std::string method, std::string path, const std::string& endpoint);
   std::unique_ptr<detail::ServiceCore> core_;
 };
 
