@@ -1,5 +1,9 @@
 #include "tern/context.h"
 
+#include <boost/fiber/fss.hpp>
+
+#include "loop.h"
+
 #include <random>
 #include <thread>
 
@@ -156,6 +160,39 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
   auto wall = std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
   auto from_now = wall - std::chrono::system_clock::now();
   return Context::Clock::now() + std::chrono::duration_cast<Context::Clock::duration>(from_now);
+}
+
+}  // namespace detail
+}  // namespace tern
+
+namespace tern {
+namespace {
+
+// Only fibers of a tern loop have a current context: asking Boost.Fiber on
+// any other thread would give that thread a scheduler of its own.
+boost::fibers::fiber_specific_ptr<Context>& current_slot() {
+  static boost::fibers::fiber_specific_ptr<Context> slot([](Context*) {});
+  return slot;
+}
+
+}  // namespace
+
+const Context* Context::current() {
+  if (detail::Loop::current() == nullptr) return nullptr;
+  return current_slot().get();
+}
+
+namespace detail {
+
+ScopedCurrent::ScopedCurrent(const Context* ctx) : previous_(nullptr) {
+  if (Loop::current() == nullptr) return;
+  fiber_ = true;
+  previous_ = current_slot().get();
+  current_slot().reset(const_cast<Context*>(ctx));
+}
+
+ScopedCurrent::~ScopedCurrent() {
+  if (fiber_) current_slot().reset(const_cast<Context*>(previous_));
 }
 
 }  // namespace detail

@@ -182,7 +182,8 @@ void Loop::setup() {
                                         {"x-dead-letter-routing-key", dead}});
       else
         conn->declare_queue(sub.queue);
-      conn->bind(sub.queue, kEventExchange, sub.pattern);
+      if (sub.exchange != kEventExchange) conn->declare_exchange(sub.exchange, "topic");
+      conn->bind(sub.queue, sub.exchange, sub.pattern);
       // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
       // back to the subscription queue: FIFO per delay, no head-of-line wait.
       for (int n = 1; n < options_.event_attempts; ++n)

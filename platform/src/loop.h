@@ -56,6 +56,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   struct Subscription {
     std::string queue;
     std::string pattern;
+    std::string exchange;   // a topic exchange: tern.events, tern.traces
   };
   void subscribe(std::vector<Subscription> subscriptions, EventHandler handler);
 

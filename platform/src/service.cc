@@ -18,6 +18,7 @@
 #include "http_server.h"
 #include "loop.h"
 #include "tern/envelope.pb.h"
+#include "tern/events.h"
 #include "tern/idempotency.h"
 #include "tern/log.h"
 #include "wire.h"
@@ -364,7 +365,12 @@ void Service::start(const Options& options) {
     });
     if (!core->subscriptions.empty()) {
       std::vector<detail::Loop::Subscription> subs;
-      for (const auto& s : core->subscriptions) subs.push_back({core->name + ".on." + s.pattern, s.pattern});
+      for (const auto& s : core->subscriptions) {
+        std::string queue = s.exchange == kEventExchange
+                                ? fmt::format("{}.on.{}", core->name, s.pattern)
+                                : fmt::format("{}.on.{}.{}", core->name, s.exchange, s.pattern);
+        subs.push_back({std::move(queue), s.pattern, s.exchange});
+      }
       loop->subscribe(std::move(subs), [core](detail::Loop& l, detail::Message&& m, size_t index) {
         core->handle_event(l, std::move(m), index);
       });

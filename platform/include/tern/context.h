@@ -70,6 +70,11 @@ class Context {
   Transport* transport() const { return transport_; }
   void set_transport(Transport* t) { transport_ = t; }
 
+  // The context of the request, event or HTTP request the calling fiber is
+  // handling (the platform sets it around handlers), or null: for logs and
+  // tracing. Valid until the handler returns.
+  static const Context* current();
+
   // Builds a server-side context from what arrived on the wire. For the
   // platform and for tests; handlers receive theirs ready-made.
   static Context from_wire(int64_t deadline_unix_ms, std::string trace_id, std::string span_id,
@@ -104,6 +109,18 @@ std::string new_trace_id();
 std::string new_span_id();
 // A fast per-thread pseudo-random number (not cryptographic).
 uint64_t next_random_u64();
+// Makes `ctx` the calling fiber's Context::current() until destroyed.
+class ScopedCurrent {
+ public:
+  explicit ScopedCurrent(const Context* ctx);
+  ~ScopedCurrent();
+  ScopedCurrent(const ScopedCurrent&) = delete;
+  ScopedCurrent& operator=(const ScopedCurrent&) = delete;
+
+ private:
+  const Context* previous_;
+  bool fiber_ = false;
+};
 // Conversions between the steady clock and Unix milliseconds.
 int64_t to_unix_ms(Context::Clock::time_point t);
 Context::Clock::time_point from_unix_ms(int64_t unix_ms);

@@ -16,6 +16,8 @@ namespace tern {
 
 // Every event goes to this durable topic exchange.
 inline constexpr const char* kEventExchange = "tern.events";
+// Where processes send their spans (tern.v1.SpanBatch in a tern.v1.Event).
+inline constexpr const char* kTraceExchange = "tern.traces";
 
 // The routing key of an event type: its protobuf package, a dot, and its
 // message name in snake_case: `transaction.TransactionCreated` is published

@@ -36,6 +36,7 @@ Error unparsable_request(const google::protobuf::Descriptor* type);
 // runs the handler; an Error with a code other than kOk (or a throw) makes
 // the event be retried.
 struct EventSubscription {
+  std::string exchange;
   std::string pattern;
   std::function<Error(Context&, std::string_view body)> invoke;
 };
@@ -161,7 +162,15 @@ class Service {
   // then the event goes to "<queue>.dead-letter" with the error.
   template <class Event, class F>
   Service& subscribe(std::string pattern, F handler) {
+    return subscribe_on<Event>("tern.events", std::move(pattern), std::move(handler));
+  }
+  // As subscribe(), to another topic exchange carrying tern.v1.Event
+  // envelopes (tern.traces, where processes send their spans). The queue is
+  // "<service>.on.<exchange>.<pattern>".
+  template <class Event, class F>
+  Service& subscribe_on(std::string exchange, std::string pattern, F handler) {
     detail::EventSubscription sub;
+    sub.exchange = std::move(exchange);
     sub.pattern = pattern;
     sub.invoke = [h = std::move(handler)](Context& ctx, std::string_view body) -> Error {
       Event event;
