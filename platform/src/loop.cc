@@ -31,6 +31,14 @@ constexpr const char* kCancelExchange = "tern.cancel";
 
 thread_local Loop* t_current = nullptr;
 
+// "host:port/vhost" of an AMQP URL, without its user and password: for logs.
+std::string broker_address(std::string_view url) {
+  if (auto scheme = url.find("://"); scheme != std::string_view::npos)
+    url.remove_prefix(scheme + 3);
+  if (auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  return std::string(url);
+}
+
 }  // namespace
 
 // Round-robin over this thread's fibers; when none is ready it sleeps in
@@ -99,6 +107,9 @@ Loop::Loop(Options options, std::string name)
     idle_wait_ = std::min<std::chrono::milliseconds>(idle_wait_, std::chrono::milliseconds(options_.heartbeat_s * 1000 / 4));
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
+  urls_ = options_.amqp_urls();
+  // A random first node, so the instances of a service spread over a cluster.
+  url_index_ = static_cast<size_t>(next_random_u64() % urls_.size());
   stacks_ = std::make_unique<boost::fibers::pooled_fixedsize_stack>(
       static_cast<size_t>(std::max(options_.stack_kb, 16)) * 1024);
 }
@@ -134,16 +145,35 @@ void Loop::start() {
 }
 
 void Loop::setup() {
+  // Every URL once, from url_index_ on, until one node takes the whole
+  // set-up; both connections then live on that node.
+  std::string errors;
+  for (size_t i = 0; i < urls_.size(); ++i) {
+    const size_t at = (url_index_ + i) % urls_.size();
+    try {
+      setup_on(urls_[at]);
+      url_index_ = at;
+      return;
+    } catch (const std::exception& e) {
+      if (urls_.size() == 1) throw;
+      errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", broker_address(urls_[at]),
+                            e.what());
+    }
+  }
+  throw AmqpError(fmt::format("no broker node of {} answered: {}", urls_.size(), errors));
+}
+
+void Loop::setup_on(const std::string& url) {
   // Publishing and consuming use separate connections: a broker memory or
   // disk alarm blocks connections that publish, and must not stop the acks.
-  auto pub = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " publish");
+  auto pub = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " publish");
   // Direct reply-to: consumed without acks on the channel requests go out on.
   pub->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
   pub->open_event_channel(kEventExchange);
   pub->declare_exchange(kCancelExchange, "direct");
   std::unique_ptr<AmqpConnection> conn;
   if (!queue_.empty()) {
-    conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " consume");
+    conn = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " consume");
     const std::string overflow = queue_ + ".overflow";
     conn->declare_queue(overflow);
     // Past max_queue_length the broker refuses publishes and dead-letters
@@ -210,7 +240,11 @@ void Loop::connection_lost() {
   for (AmqpConnection* c : connections())
     if (c->failed()) why = c->error();
   broken_reason_ = "broker connection lost: " + why;
-  log::error("{}: {}; reconnecting", name_, broken_reason_);
+  // The node may be gone for good: start the next attempt with the next URL.
+  url_index_ = (url_index_ + 1) % urls_.size();
+  log::error("{}: {}; reconnecting{}", name_, broken_reason_,
+             urls_.size() > 1 ? fmt::format(" (first to {})", broker_address(urls_[url_index_]))
+                              : "");
   fail_all_pending(Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection"));
   reconnect_attempt_ = 0;
   next_reconnect_ = std::chrono::steady_clock::now();
@@ -222,7 +256,8 @@ void Loop::try_reconnect() {
   try {
     setup();  // blocks this thread while connecting (bounded by connect and RPC timeouts)
     broken_ = false;
-    log::info("{}: reconnected to the broker after {} attempt(s)", name_, reconnect_attempt_ + 1);
+    log::info("{}: reconnected to the broker at {} after {} attempt(s)", name_,
+              broker_address(urls_[url_index_]), reconnect_attempt_ + 1);
   } catch (const std::exception& e) {
     ++reconnect_attempt_;
     // Exponential backoff with full jitter, 100 ms doubling up to 5 s.
