@@ -174,15 +174,28 @@ void Loop::setup_on(const std::string& url) {
   std::unique_ptr<AmqpConnection> conn;
   if (!queue_.empty()) {
     conn = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " consume");
+    // Quorum queues are replicated over a majority of a cluster's nodes and
+    // outlive the loss of any minority; classic ones live on one node.
+    const bool quorum_requests = options_.request_queue_type == "quorum";
+    const bool quorum_events = options_.event_queue_type == "quorum";
+    auto typed = [](bool quorum, AmqpConnection::QueueArgs args) {
+      if (quorum) args.push_back({"x-queue-type", "quorum"});
+      return args;
+    };
     const std::string overflow = queue_ + ".overflow";
-    conn->declare_queue(overflow);
-    // Past max_queue_length the broker refuses publishes and dead-letters
-    // them to the overflow queue, where they are answered RESOURCE_EXHAUSTED.
-    conn->declare_queue(queue_, {{"x-max-length", int64_t{options_.max_queue_length}},
-                                 {"x-overflow", "reject-publish-dlx"},
-                                 {"x-dead-letter-exchange", ""},
-                                 {"x-dead-letter-routing-key", overflow}});
-    conn->declare_queue(dead_letter_queue());
+    conn->declare_queue(overflow, typed(quorum_requests, {}));
+    // Past max_queue_length a classic queue refuses the publish and
+    // dead-letters it to the overflow queue, where it is answered
+    // RESOURCE_EXHAUSTED. Quorum queues have no reject-publish-dlx (RabbitMQ
+    // 3.10): they drop their oldest request to the overflow queue instead,
+    // which is answered the same way.
+    const char* overflow_mode = quorum_requests ? "drop-head" : "reject-publish-dlx";
+    conn->declare_queue(queue_, typed(quorum_requests,
+                                      {{"x-max-length", int64_t{options_.max_queue_length}},
+                                       {"x-overflow", overflow_mode},
+                                       {"x-dead-letter-exchange", ""},
+                                       {"x-dead-letter-routing-key", overflow}}));
+    conn->declare_queue(dead_letter_queue(), typed(quorum_requests, {}));
     // Requests refused by the full queue come back here to be answered.
     conn->consume(overflow, kOverflowTag, /*no_ack=*/true);
     // Cancel notices for this service reach every instance and thread.
@@ -196,22 +209,23 @@ void Loop::setup_on(const std::string& url) {
       // retry queues count failed attempts (and requeue), the broker counts
       // redeliveries after crashes.
       const std::string dead = sub.queue + ".dead-letter";
-      if (options_.event_queue_type == "quorum")
-        conn->declare_queue(sub.queue, {{"x-queue-type", "quorum"},
-                                        {"x-delivery-limit", int64_t{std::max(options_.max_deliveries, 1)}},
-                                        {"x-dead-letter-exchange", ""},
-                                        {"x-dead-letter-routing-key", dead}});
+      if (quorum_events)
+        conn->declare_queue(sub.queue,
+                            typed(true, {{"x-delivery-limit", int64_t{std::max(options_.max_deliveries, 1)}},
+                                         {"x-dead-letter-exchange", ""},
+                                         {"x-dead-letter-routing-key", dead}}));
       else
         conn->declare_queue(sub.queue);
       conn->bind(sub.queue, kEventExchange, sub.pattern);
       // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
       // back to the subscription queue: FIFO per delay, no head-of-line wait.
       for (int n = 1; n < options_.event_attempts; ++n)
-        conn->declare_queue(fmt::format("{}.retry.{}", sub.queue, n),
-                            {{"x-message-ttl", int64_t{options_.event_retry_ms} << std::min(n - 1, 20)},
-                             {"x-dead-letter-exchange", ""},
-                             {"x-dead-letter-routing-key", sub.queue}});
-      conn->declare_queue(dead);
+        conn->declare_queue(
+            fmt::format("{}.retry.{}", sub.queue, n),
+            typed(quorum_events, {{"x-message-ttl", int64_t{options_.event_retry_ms} << std::min(n - 1, 20)},
+                                  {"x-dead-letter-exchange", ""},
+                                  {"x-dead-letter-routing-key", sub.queue}}));
+      conn->declare_queue(dead, typed(quorum_events, {}));
     }
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
