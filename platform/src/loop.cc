@@ -28,6 +28,9 @@ constexpr auto kAckDelay = std::chrono::milliseconds(1);
 constexpr size_t kAckBatchBytes = 4096;
 // Cancel notices: body = the request id, routing key = the service.
 constexpr const char* kCancelExchange = "tern.cancel";
+// After losing a cluster node: the least wait before reconnecting (see
+// connection_lost).
+constexpr std::chrono::milliseconds kClusterSettle{1000};
 
 thread_local Loop* t_current = nullptr;
 
@@ -262,6 +265,16 @@ void Loop::connection_lost() {
   fail_all_pending(Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection"));
   reconnect_attempt_ = 0;
   next_reconnect_ = std::chrono::steady_clock::now();
+  // With a cluster, the lost node is likely dead, and its quorum queues
+  // elect new leaders on the others within about a second. On RabbitMQ 3.10
+  // a channel opened before that may take the dead leader from the stale
+  // queue record and stall for good: the cluster test saw calls and event
+  // confirms stop for minutes (newer brokers look the leader up first,
+  // rabbitmq-server#9241). So with several URLs the first attempt waits 1-2 s.
+  if (urls_.size() > 1) {
+    const auto jitter = std::chrono::milliseconds(next_random_u64() % (kClusterSettle.count() + 1));
+    next_reconnect_ += kClusterSettle + jitter;
+  }
 }
 
 void Loop::try_reconnect() {
