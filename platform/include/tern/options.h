@@ -15,7 +15,8 @@ struct Options {
   // ignored; a comma inside a URL must be written %2C). Each connection goes
   // to the first URL that answers, trying them in order from a random one,
   // so instances spread over the nodes; after a lost connection the next
-  // attempt starts with the next URL. amqp_urls() gives the list.
+  // attempt, 1-2 s later (while the cluster elects new queue leaders),
+  // starts with the next URL. amqp_urls() gives the list.
   std::string amqp_url = "amqp://guest:guest@localhost:5672/";
   // TERN_THREADS, --threads: worker threads, each with its own broker
   // connection and fibers. 0 means the number of cores.
