@@ -18,22 +18,23 @@ namespace {
 
 std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
 
-// A plain connection with channel 1 open; throws with the reason.
+// A plain connection with channel 1 open, to the first of `urls` that
+// answers; throws with every node's reason.
 class Conn {
  public:
-  explicit Conn(const std::string& url) {
-    std::vector<char> buf(url.begin(), url.end());
-    buf.push_back('\0');
-    amqp_connection_info info;
-    if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) throw std::runtime_error("bad AMQP URL");
-    if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
-    c_ = amqp_new_connection();
-    amqp_socket_t* socket = amqp_tcp_socket_new(c_);
-    if (amqp_socket_open(socket, info.host, info.port) != AMQP_STATUS_OK)
-      throw std::runtime_error(fmt::format("cannot connect to {}:{}", info.host, info.port));
-    check(amqp_login(c_, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user, info.password), "login");
-    amqp_channel_open(c_, 1);
-    check(amqp_get_rpc_reply(c_), "channel.open");
+  explicit Conn(const std::vector<std::string>& urls) {
+    std::string errors;
+    for (const std::string& url : urls) {
+      try {
+        open(url);
+        return;
+      } catch (const std::exception& e) {
+        if (c_ != nullptr) amqp_destroy_connection(c_);
+        c_ = nullptr;
+        errors += (errors.empty() ? "" : "; ") + std::string(e.what());
+      }
+    }
+    throw std::runtime_error(errors);
   }
   ~Conn() {
     amqp_channel_close(c_, 1, AMQP_REPLY_SUCCESS);
@@ -51,7 +52,22 @@ class Conn {
   }
 
  private:
-  amqp_connection_state_t c_;
+  void open(const std::string& url) {
+    std::vector<char> buf(url.begin(), url.end());
+    buf.push_back('\0');
+    amqp_connection_info info;
+    if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) throw std::runtime_error("bad AMQP URL");
+    if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
+    c_ = amqp_new_connection();
+    amqp_socket_t* socket = amqp_tcp_socket_new(c_);
+    if (amqp_socket_open(socket, info.host, info.port) != AMQP_STATUS_OK)
+      throw std::runtime_error(fmt::format("cannot connect to {}:{}", info.host, info.port));
+    check(amqp_login(c_, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user, info.password), "login");
+    amqp_channel_open(c_, 1);
+    check(amqp_get_rpc_reply(c_), "channel.open");
+  }
+
+  amqp_connection_state_t c_ = nullptr;
 };
 
 struct Got {
@@ -106,9 +122,9 @@ std::string describe(const std::string& body, const std::string& error = {}) {
 
 }  // namespace
 
-int tail_events(const std::string& amqp_url, const std::string& pattern, long count,
+int tail_events(const std::vector<std::string>& urls, const std::string& pattern, long count,
                 std::chrono::milliseconds duration) {
-  Conn conn(amqp_url);
+  Conn conn(urls);
   amqp_exchange_declare(conn.get(), 1, amqp_cstring_bytes(kEventExchange), amqp_cstring_bytes("topic"), 0, 1, 0,
                         0, amqp_empty_table);
   Conn::check(amqp_get_rpc_reply(conn.get()), "exchange.declare");
@@ -142,8 +158,8 @@ int tail_events(const std::string& amqp_url, const std::string& pattern, long co
   return 0;
 }
 
-int dlq_list(const std::string& amqp_url, const std::string& subscription) {
-  Conn conn(amqp_url);
+int dlq_list(const std::vector<std::string>& urls, const std::string& subscription) {
+  Conn conn(urls);
   const std::string queue = subscription + ".dead-letter";
   long n = 0;
   // Unacked gets, then the channel closes: the broker puts them all back.
@@ -155,8 +171,8 @@ int dlq_list(const std::string& amqp_url, const std::string& subscription) {
   return 0;
 }
 
-int dlq_replay(const std::string& amqp_url, const std::string& subscription) {
-  Conn conn(amqp_url);
+int dlq_replay(const std::vector<std::string>& urls, const std::string& subscription) {
+  Conn conn(urls);
   const std::string queue = subscription + ".dead-letter";
   long n = 0;
   while (auto g = get(conn, queue)) {

@@ -48,8 +48,8 @@ constexpr const char* kUsage =
     "                                           create services/NAME/ (api.: NAME-api/) with a\n"
     "                                           proto, handlers, main, test and CMake line\n"
     "  tern help                                this text\n"
-    "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s),\n"
-    "       --amqp-url URL (or TERN_AMQP_URL), --dir ROOT (tern new; default: .)\n"
+    "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s), --amqp-url URL[,URL...]\n"
+    "       (default TERN_AMQP_URL; a cluster's nodes comma-separated), --dir ROOT (tern new; default: .)\n"
     "exit status: 0 ok, 1 the call failed (CODE: message on stderr), 2 usage, 3 no broker\n";
 
 struct Args {
@@ -206,6 +206,11 @@ int main(int argc, char** argv) {
       args.positional.emplace_back(a);
     }
   }
+  try {
+    (void)args.options.amqp_urls();
+  } catch (const tern::ConfigError& e) {
+    return fail_usage(e.what());
+  }
   if (args.positional.empty()) return fail_usage("no command");
   const std::string& cmd = args.positional[0];
   if (cmd == "help") {
@@ -223,13 +228,15 @@ int main(int argc, char** argv) {
     if (cmd == "tail") {
       if (args.positional.size() != 2) return fail_usage("tail takes PATTERN");
       long count = args.bench.requests == 1000 ? 0 : static_cast<long>(args.bench.requests);
-      return tern::cli::tail_events(args.options.amqp_url, args.positional[1], count, args.bench.duration);
+      return tern::cli::tail_events(args.options.amqp_urls(), args.positional[1], count,
+                                    args.bench.duration);
     }
     if (cmd == "dlq") {
       if (args.positional.size() != 3 || (args.positional[1] != "list" && args.positional[1] != "replay"))
         return fail_usage("dlq takes list|replay SUBSCRIPTION");
-      return args.positional[1] == "list" ? tern::cli::dlq_list(args.options.amqp_url, args.positional[2])
-                                          : tern::cli::dlq_replay(args.options.amqp_url, args.positional[2]);
+      const auto urls = args.options.amqp_urls();
+      return args.positional[1] == "list" ? tern::cli::dlq_list(urls, args.positional[2])
+                                          : tern::cli::dlq_replay(urls, args.positional[2]);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "UNAVAILABLE: {}\n", e.what());

@@ -107,7 +107,7 @@ AmqpConnection::~AmqpConnection() {
 
 int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
 
-void AmqpConnection::declare_queue(const std::string& name, std::initializer_list<QueueArg> args) {
+void AmqpConnection::declare_queue(const std::string& name, const QueueArgs& args) {
   // Durable, so a service's queues outlive its instances and the broker's
   // restarts.
   std::vector<amqp_table_entry_t> entries;

@@ -11,7 +11,6 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <initializer_list>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -66,8 +65,9 @@ class AmqpConnection {
     std::string_view key;
     std::variant<int64_t, std::string_view> value;
   };
+  using QueueArgs = std::vector<QueueArg>;
   // Declares a durable queue with these arguments.
-  void declare_queue(const std::string& name, std::initializer_list<QueueArg> args = {});
+  void declare_queue(const std::string& name, const QueueArgs& args = {});
   // An exclusive, auto-delete queue with a broker-chosen name; returns it.
   std::string declare_private_queue();
   void declare_exchange(const std::string& name, const char* type);

@@ -28,8 +28,19 @@ constexpr auto kAckDelay = std::chrono::milliseconds(1);
 constexpr size_t kAckBatchBytes = 4096;
 // Cancel notices: body = the request id, routing key = the service.
 constexpr const char* kCancelExchange = "tern.cancel";
+// After losing a cluster node: the least wait before reconnecting (see
+// connection_lost).
+constexpr std::chrono::milliseconds kClusterSettle{1000};
 
 thread_local Loop* t_current = nullptr;
+
+// "host:port/vhost" of an AMQP URL, without its user and password: for logs.
+std::string broker_address(std::string_view url) {
+  if (auto scheme = url.find("://"); scheme != std::string_view::npos)
+    url.remove_prefix(scheme + 3);
+  if (auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  return std::string(url);
+}
 
 }  // namespace
 
@@ -108,6 +119,9 @@ Loop::Loop(Options options, std::string name)
     idle_wait_ = std::min<std::chrono::milliseconds>(idle_wait_, std::chrono::milliseconds(options_.heartbeat_s * 1000 / 4));
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
+  urls_ = options_.amqp_urls();
+  // A random first node, so the instances of a service spread over a cluster.
+  url_index_ = static_cast<size_t>(next_random_u64() % urls_.size());
   stacks_ = std::make_unique<boost::fibers::pooled_fixedsize_stack>(
       static_cast<size_t>(std::max(options_.stack_kb, 16)) * 1024);
 }
@@ -143,25 +157,57 @@ void Loop::start() {
 }
 
 void Loop::setup() {
+  // Every URL once, from url_index_ on, until one node takes the whole
+  // set-up; both connections then live on that node.
+  std::string errors;
+  for (size_t i = 0; i < urls_.size(); ++i) {
+    const size_t at = (url_index_ + i) % urls_.size();
+    try {
+      setup_on(urls_[at]);
+      url_index_ = at;
+      return;
+    } catch (const std::exception& e) {
+      if (urls_.size() == 1) throw;
+      errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", broker_address(urls_[at]),
+                            e.what());
+    }
+  }
+  throw AmqpError(fmt::format("no broker node of {} answered: {}", urls_.size(), errors));
+}
+
+void Loop::setup_on(const std::string& url) {
   // Publishing and consuming use separate connections: a broker memory or
   // disk alarm blocks connections that publish, and must not stop the acks.
-  auto pub = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " publish");
+  auto pub = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " publish");
   // Direct reply-to: consumed without acks on the channel requests go out on.
   pub->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
   pub->open_event_channel(kEventExchange);
   pub->declare_exchange(kCancelExchange, "direct");
   std::unique_ptr<AmqpConnection> conn;
   if (!queue_.empty()) {
-    conn = std::make_unique<AmqpConnection>(options_.amqp_url, options_.heartbeat_s, name_ + " consume");
+    conn = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " consume");
+    // Quorum queues are replicated over a majority of a cluster's nodes and
+    // outlive the loss of any minority; classic ones live on one node.
+    const bool quorum_requests = options_.request_queue_type == "quorum";
+    const bool quorum_events = options_.event_queue_type == "quorum";
+    auto typed = [](bool quorum, AmqpConnection::QueueArgs args) {
+      if (quorum) args.push_back({"x-queue-type", "quorum"});
+      return args;
+    };
     const std::string overflow = queue_ + ".overflow";
-    conn->declare_queue(overflow);
-    // Past max_queue_length the broker refuses publishes and dead-letters
-    // them to the overflow queue, where they are answered RESOURCE_EXHAUSTED.
-    conn->declare_queue(queue_, {{"x-max-length", int64_t{options_.max_queue_length}},
-                                 {"x-overflow", "reject-publish-dlx"},
-                                 {"x-dead-letter-exchange", ""},
-                                 {"x-dead-letter-routing-key", overflow}});
-    conn->declare_queue(dead_letter_queue());
+    conn->declare_queue(overflow, typed(quorum_requests, {}));
+    // Past max_queue_length a classic queue refuses the publish and
+    // dead-letters it to the overflow queue, where it is answered
+    // RESOURCE_EXHAUSTED. Quorum queues have no reject-publish-dlx (RabbitMQ
+    // 3.10): they drop their oldest request to the overflow queue instead,
+    // which is answered the same way.
+    const char* overflow_mode = quorum_requests ? "drop-head" : "reject-publish-dlx";
+    conn->declare_queue(queue_, typed(quorum_requests,
+                                      {{"x-max-length", int64_t{options_.max_queue_length}},
+                                       {"x-overflow", overflow_mode},
+                                       {"x-dead-letter-exchange", ""},
+                                       {"x-dead-letter-routing-key", overflow}}));
+    conn->declare_queue(dead_letter_queue(), typed(quorum_requests, {}));
     // Requests refused by the full queue come back here to be answered.
     conn->consume(overflow, kOverflowTag, /*no_ack=*/true);
     // Cancel notices for this service reach every instance and thread.
@@ -175,11 +221,11 @@ void Loop::setup() {
       // retry queues count failed attempts (and requeue), the broker counts
       // redeliveries after crashes.
       const std::string dead = sub.queue + ".dead-letter";
-      if (options_.event_queue_type == "quorum")
-        conn->declare_queue(sub.queue, {{"x-queue-type", "quorum"},
-                                        {"x-delivery-limit", int64_t{std::max(options_.max_deliveries, 1)}},
-                                        {"x-dead-letter-exchange", ""},
-                                        {"x-dead-letter-routing-key", dead}});
+      if (quorum_events)
+        conn->declare_queue(sub.queue,
+                            typed(true, {{"x-delivery-limit", int64_t{std::max(options_.max_deliveries, 1)}},
+                                         {"x-dead-letter-exchange", ""},
+                                         {"x-dead-letter-routing-key", dead}}));
       else
         conn->declare_queue(sub.queue);
       if (sub.exchange != kEventExchange) conn->declare_exchange(sub.exchange, "topic");
@@ -187,11 +233,12 @@ void Loop::setup() {
       // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
       // back to the subscription queue: FIFO per delay, no head-of-line wait.
       for (int n = 1; n < options_.event_attempts; ++n)
-        conn->declare_queue(fmt::format("{}.retry.{}", sub.queue, n),
-                            {{"x-message-ttl", int64_t{options_.event_retry_ms} << std::min(n - 1, 20)},
-                             {"x-dead-letter-exchange", ""},
-                             {"x-dead-letter-routing-key", sub.queue}});
-      conn->declare_queue(dead);
+        conn->declare_queue(
+            fmt::format("{}.retry.{}", sub.queue, n),
+            typed(quorum_events, {{"x-message-ttl", int64_t{options_.event_retry_ms} << std::min(n - 1, 20)},
+                                  {"x-dead-letter-exchange", ""},
+                                  {"x-dead-letter-routing-key", sub.queue}}));
+      conn->declare_queue(dead, typed(quorum_events, {}));
     }
     if (!consume_cancelled_) {
       conn->consume(queue_, kRequestTag, /*no_ack=*/false);
@@ -220,10 +267,24 @@ void Loop::connection_lost() {
   for (AmqpConnection* c : connections())
     if (c->failed()) why = c->error();
   broken_reason_ = "broker connection lost: " + why;
-  log::error("{}: {}; reconnecting", name_, broken_reason_);
+  // The node may be gone for good: start the next attempt with the next URL.
+  url_index_ = (url_index_ + 1) % urls_.size();
+  log::error("{}: {}; reconnecting{}", name_, broken_reason_,
+             urls_.size() > 1 ? fmt::format(" (first to {})", broker_address(urls_[url_index_]))
+                              : "");
   fail_all_pending(Error{Code::kUnavailable, broken_reason_}.with_param("cause", "connection"));
   reconnect_attempt_ = 0;
   next_reconnect_ = std::chrono::steady_clock::now();
+  // With a cluster, the lost node is likely dead, and its quorum queues
+  // elect new leaders on the others within about a second. On RabbitMQ 3.10
+  // a channel opened before that may take the dead leader from the stale
+  // queue record and stall for good: the cluster test saw calls and event
+  // confirms stop for minutes (newer brokers look the leader up first,
+  // rabbitmq-server#9241). So with several URLs the first attempt waits 1-2 s.
+  if (urls_.size() > 1) {
+    const auto jitter = std::chrono::milliseconds(next_random_u64() % (kClusterSettle.count() + 1));
+    next_reconnect_ += kClusterSettle + jitter;
+  }
 }
 
 void Loop::try_reconnect() {
@@ -232,7 +293,8 @@ void Loop::try_reconnect() {
   try {
     setup();  // blocks this thread while connecting (bounded by connect and RPC timeouts)
     broken_ = false;
-    log::info("{}: reconnected to the broker after {} attempt(s)", name_, reconnect_attempt_ + 1);
+    log::info("{}: reconnected to the broker at {} after {} attempt(s)", name_,
+              broker_address(urls_[url_index_]), reconnect_attempt_ + 1);
   } catch (const std::exception& e) {
     ++reconnect_attempt_;
     // Exponential backoff with full jitter, 100 ms doubling up to 5 s.

@@ -155,7 +155,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void cancel_pending(const std::string& id);
   void log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint);
   void thread_main(std::promise<void>* ready);
-  void setup();  // connect, declare, consume; throws
+  void setup();  // connect, declare, consume, on the first node that takes it; throws
+  void setup_on(const std::string& url);
   void connection_lost();
   void try_reconnect();
   void io_fiber();
@@ -176,6 +177,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   std::vector<Subscription> subscriptions_;
   EventHandler event_handler_;
 
+  std::vector<std::string> urls_;   // Options::amqp_urls()
+  size_t url_index_ = 0;             // where the next (re)connect starts; the node in use
   std::thread thread_;
   int event_fd_ = -1;
   std::unique_ptr<AmqpConnection> conn_;      // publishes; consumes direct reply-to

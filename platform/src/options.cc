@@ -20,7 +20,7 @@ struct Field {
 };
 
 const Field kFields[] = {
-    {"amqp-url", "TERN_AMQP_URL", "broker URL", &Options::amqp_url, nullptr},
+    {"amqp-url", "TERN_AMQP_URL", "broker URL(s), comma-separated", &Options::amqp_url, nullptr},
     {"threads", "TERN_THREADS", "worker threads (0: cores)", nullptr, &Options::threads, 0},
     {"concurrency", "TERN_CONCURRENCY", "requests handled at once", nullptr, &Options::concurrency, 1},
     {"heartbeat-s", "TERN_HEARTBEAT_S", "AMQP heartbeat seconds (0: off)", nullptr, &Options::heartbeat_s, 0},
@@ -34,6 +34,8 @@ const Field kFields[] = {
     {"event-retry-ms", "TERN_EVENT_RETRY_MS", "first event retry delay", nullptr, &Options::event_retry_ms, 1},
     {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
     {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
+    {"request-queue-type", "TERN_REQUEST_QUEUE_TYPE", "classic or quorum", &Options::request_queue_type,
+     nullptr},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
 };
 
@@ -61,6 +63,18 @@ namespace {
 void validate(const Options& o) {
   if (o.event_queue_type != "classic" && o.event_queue_type != "quorum")
     throw ConfigError(fmt::format("event queue type '{}' is neither classic nor quorum", o.event_queue_type));
+  if (o.request_queue_type != "classic" && o.request_queue_type != "quorum")
+    throw ConfigError(
+        fmt::format("request queue type '{}' is neither classic nor quorum", o.request_queue_type));
+  (void)o.amqp_urls();
+}
+
+constexpr std::string_view kSpace = " \t\r\n\v\f";
+
+std::string_view trim(std::string_view s) {
+  const size_t first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
 }
 }  // namespace
 
@@ -98,6 +112,22 @@ void Options::parse_args(int argc, char** argv) {
     assign(*this, *field, value, fmt::format("--{}", arg));
   }
   validate(*this);
+}
+
+std::vector<std::string> Options::amqp_urls() const {
+  std::vector<std::string> urls;
+  std::string_view rest = amqp_url;
+  for (;;) {
+    const size_t comma = rest.find(',');
+    const std::string_view url = trim(rest.substr(0, comma));
+    if (url.empty())
+      throw ConfigError(fmt::format("broker URL list '{}' has an empty entry", amqp_url));
+    if (!url.starts_with("amqp://") || url.find_first_of(kSpace) != std::string_view::npos)
+      throw ConfigError(fmt::format("'{}' in the broker URL list is not an amqp:// URL", url));
+    urls.emplace_back(url);
+    if (comma == std::string_view::npos) return urls;
+    rest.remove_prefix(comma + 1);
+  }
 }
 
 int Options::resolved_threads() const {

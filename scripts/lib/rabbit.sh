@@ -22,6 +22,24 @@
 # One node per shell (the TERN_* variables are the handle).  Works as root
 # (the node runs as user rabbitmq, as Debian's wrappers would do) or as a
 # normal user.  A fresh node takes ~5 s to start.
+#
+#   rabbit_cluster_start [N]
+#       Starts a cluster of N (default 3) private nodes, each made like
+#       rabbit_start's (own name, free ports, temp dir) with one Erlang cookie
+#       shared by all; nodes 2..N join node 1.  Returns once all N run in one
+#       cluster, then exports:
+#         TERN_AMQP_URL         the nodes' URLs, comma-separated, node 1 first
+#         TERN_CLUSTER_DIR      temp dir; node I lives in $TERN_CLUSTER_DIR/I,
+#                               its name in .../I/node and URL in .../I/url
+#       Uses no TERN_RABBIT_* variable: a single node and a cluster can live
+#       in one shell.  ~20 s on 2 cores.
+#   rabbit_cluster_ctl I ARGS...
+#       rabbitmqctl against node I (needs only TERN_CLUSTER_DIR).
+#   rabbit_cluster_kill I
+#       kill -9 of node I's Erlang VM: a crash, no goodbye to peers or clients.
+#   rabbit_cluster_stop
+#       Stops every node of TERN_CLUSTER_DIR and removes the dir.  Safe to
+#       call twice, or after a failed start.
 
 _RABBIT_BIN=/usr/lib/rabbitmq/bin   # the real scripts, not Debian's su wrappers
 
@@ -57,11 +75,12 @@ rabbit_ctl() {
     _rabbit_as "$TERN_RABBIT_DIR" "$_RABBIT_BIN/rabbitmqctl" -n "$TERN_RABBIT_NODE" "$@"
 }
 
-# _rabbit_launch MGMT: one attempt to start a node (TERN_RABBIT_DIR exists).
+# _rabbit_launch MGMT [NAME]: one attempt to start a node (TERN_RABBIT_DIR
+# exists), named NAME-RANDOM@localhost (default NAME: tern-PID).
 # Returns 0 when ready, 2 when a port was taken meanwhile (retry), 1 otherwise.
 _rabbit_launch() {
     local mgmt=$1 dir=$TERN_RABBIT_DIR _rabbit_taken=""
-    local node="tern-$$-$RANDOM@localhost" port dport mport=""
+    local node="${2:-tern-$$}-$RANDOM@localhost" port dport mport=""
     port=$(_rabbit_free_port); _rabbit_taken+=" $port"
     dport=$(_rabbit_free_port); _rabbit_taken+=" $dport"
     rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
@@ -168,5 +187,90 @@ rabbit_stop() {
         rm -rf "$TERN_RABBIT_DIR"
     fi
     unset TERN_AMQP_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
+    return 0
+}
+
+# _rabbit_cluster_node I: starts node I of the cluster in $TERN_CLUSTER_DIR/I
+# (cookie in place) and writes its name and URL there.  The TERN_RABBIT_*
+# variables _rabbit_launch sets are local to this function.
+_rabbit_cluster_node() {
+    local TERN_RABBIT_DIR=$TERN_CLUSTER_DIR/$1 TERN_RABBIT_NODE="" TERN_AMQP_URL="" rc=0
+    for _ in 1 2 3; do     # retry only if another process grabbed a port
+        rc=0; _rabbit_launch 0 "tern-$$-n$1" || rc=$?
+        [[ $rc == 2 ]] || break
+        _rabbit_kill
+    done
+    [[ $rc == 0 ]] || { echo "rabbit_cluster_start: node $1 did not start" >&2; return 1; }
+    echo "$TERN_RABBIT_NODE" >"$TERN_RABBIT_DIR/node"
+    echo "$TERN_AMQP_URL" >"$TERN_RABBIT_DIR/url"
+}
+
+rabbit_cluster_ctl() {
+    [[ -n ${TERN_CLUSTER_DIR:-} && -s ${TERN_CLUSTER_DIR:-}/${1:-x}/node ]] || { echo "rabbit_cluster_ctl: no node '${1:-}' (call rabbit_cluster_start)" >&2; return 1; }
+    local dir=$TERN_CLUSTER_DIR/$1; shift
+    _rabbit_as "$dir" "$_RABBIT_BIN/rabbitmqctl" -n "$(cat "$dir/node")" "$@"
+}
+
+rabbit_cluster_start() {
+    local n=${1:-3} i cookie urls="" pids=() failed=0
+    if [[ -n ${TERN_CLUSTER_DIR:-} && -d ${TERN_CLUSTER_DIR:-} ]]; then
+        echo "rabbit_cluster_start: a cluster is already running ($TERN_CLUSTER_DIR)" >&2; return 1
+    fi
+    export TERN_CLUSTER_DIR
+    TERN_CLUSTER_DIR=$(mktemp -d /tmp/tern-cluster.XXXXXX) || return 1
+    [[ $EUID -ne 0 ]] || chown rabbitmq:rabbitmq "$TERN_CLUSTER_DIR"   # the nodes look inside
+    cookie=$(od -An -N20 -tx1 /dev/urandom | tr -dc 0-9a-f)
+    for ((i = 1; i <= n; i++)); do
+        mkdir -p "$TERN_CLUSTER_DIR/$i/home"
+        printf '%s' "$cookie" >"$TERN_CLUSTER_DIR/$i/home/.erlang.cookie"
+        chmod 400 "$TERN_CLUSTER_DIR/$i/home/.erlang.cookie"
+    done
+    # All nodes boot at once (each waits for its own start-up), then 2..N
+    # join node 1 one after the other.
+    for ((i = 1; i <= n; i++)); do _rabbit_cluster_node "$i" & pids+=($!); done
+    for i in "${pids[@]}"; do wait "$i" || failed=1; done
+    local first; first=$(cat "$TERN_CLUSTER_DIR/1/node" 2>/dev/null) || true
+    for ((i = 2; i <= n && failed == 0; i++)); do
+        { rabbit_cluster_ctl "$i" stop_app && rabbit_cluster_ctl "$i" join_cluster "$first" &&
+          rabbit_cluster_ctl "$i" start_app; } >"$TERN_CLUSTER_DIR/$i/join.log" 2>&1 ||
+            { echo "rabbit_cluster_start: node $i could not join $first:" >&2; cat "$TERN_CLUSTER_DIR/$i/join.log" >&2; failed=1; }
+    done
+    if ((failed == 0)) && ! rabbit_cluster_ctl 1 await_online_nodes "$n" --timeout 60 >/dev/null 2>&1; then
+        echo "rabbit_cluster_start: the cluster did not reach $n running nodes" >&2; failed=1
+    fi
+    if ((failed)); then
+        for ((i = 1; i <= n; i++)); do
+            echo "----- node $i log (tail) -----" >&2
+            tail -n 20 "$TERN_CLUSTER_DIR/$i/log/"*.log >&2 2>/dev/null || tail -n 20 "$TERN_CLUSTER_DIR/$i/server.log" >&2 2>/dev/null || true
+        done
+        rabbit_cluster_stop
+        return 1
+    fi
+    for ((i = 1; i <= n; i++)); do urls+="${urls:+,}$(cat "$TERN_CLUSTER_DIR/$i/url")"; done
+    export TERN_AMQP_URL=$urls
+}
+
+rabbit_cluster_kill() {
+    local dir=${TERN_CLUSTER_DIR:-}/${1:-x} pid vm i
+    pid=$(cat "$dir/server.pid" 2>/dev/null) || { echo "rabbit_cluster_kill: no node '${1:-}'" >&2; return 1; }
+    # The VM is in the node's own process group (rabbit_start's setsid).
+    vm=$(pgrep -g "$pid" -x beam.smp) || { echo "rabbit_cluster_kill: node $1 is not running" >&2; return 1; }
+    kill -KILL "$vm"
+    for ((i = 0; i < 100; i++)); do kill -0 "$vm" 2>/dev/null || return 0; sleep 0.1; done
+    echo "rabbit_cluster_kill: node $1 (pid $vm) still there after 10 s" >&2; return 1
+}
+
+rabbit_cluster_stop() {
+    local d pids=()
+    if [[ -n ${TERN_CLUSTER_DIR:-} && -d ${TERN_CLUSTER_DIR:-} ]]; then
+        for d in "$TERN_CLUSTER_DIR"/*/; do   # all at once: each stop takes seconds
+            [[ -e $d/server.log ]] || continue
+            ( TERN_RABBIT_DIR=${d%/} TERN_RABBIT_NODE=$(cat "$d/node" 2>/dev/null || echo '?'); _rabbit_kill ) &
+            pids+=($!)
+        done
+        for d in "${pids[@]}"; do wait "$d" || true; done
+        rm -rf "$TERN_CLUSTER_DIR"
+    fi
+    unset TERN_CLUSTER_DIR TERN_AMQP_URL
     return 0
 }

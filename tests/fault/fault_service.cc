@@ -1,6 +1,8 @@
-// The service the fault suite breaks: `work` sleeps sleep_ms, appends the
-// request's idempotency key (carried in payload) to $FAULT_RUN_LOG once the
-// handler has finished its work, and answers.
+// The service the fault suite and the cluster test break: `work` sleeps
+// sleep_ms, appends the request's idempotency key (carried in payload) to
+// $FAULT_RUN_LOG once the handler has finished its work, and answers. With
+// $FAULT_EVENT_LOG set it also subscribes to probe.hop events and appends
+// each one's `service` field there before acking it.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -28,5 +30,14 @@ int main(int argc, char** argv) {
     r.set_instance(std::to_string(getpid()));
     return r;
   });
+  if (const char* events = std::getenv("FAULT_EVENT_LOG")) {
+    int events_fd = open(events, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    svc.subscribe<probe::Hop>("probe.hop", [events_fd](tern::Context&, const probe::Hop& hop) {
+      std::string line = hop.service() + "\n";
+      if (write(events_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        return tern::Error{tern::Code::kInternal, "cannot log the event"};  // retried
+      return tern::Error{tern::Code::kOk, {}};
+    });
+  }
   return svc.run(argc, argv);
 }

@@ -31,9 +31,8 @@
 
 #include "probe.pb.h"
 #include "tern/envelope.pb.h"
+#include "service_process.h"
 #include "tern/tern.h"
-
-extern char** environ;
 
 namespace {
 
@@ -45,56 +44,16 @@ std::string g_binary;
 std::string g_dir;
 
 // One instance of the fault service, as a child process.
-class Instance {
+class Instance : public ServiceProcess {
  public:
-  explicit Instance(const std::string& name, std::vector<std::string> env = {}) {
-    log_ = g_dir + "/" + name + ".log";
-    std::vector<std::string> vars;
-    for (char** e = environ; *e != nullptr; ++e) vars.emplace_back(*e);
-    vars.push_back("FAULT_RUN_LOG=" + g_dir + "/runs.log");
-    vars.push_back("TERN_HEARTBEAT_S=2");
-    vars.push_back("TERN_THREADS=1");
-    for (auto& v : env) vars.push_back(v);
-    std::vector<char*> envp;
-    for (auto& v : vars) envp.push_back(v.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    char* argv[] = {g_binary.data(), nullptr};
-    if (posix_spawn(&pid_, g_binary.c_str(), &actions, nullptr, argv, envp.data()) != 0)
-      throw std::runtime_error("cannot start " + g_binary);
-    posix_spawn_file_actions_destroy(&actions);
-    auto until = Clock::now() + 20s;
-    while (Clock::now() < until) {  // bounded wait for its "serving" line
-      std::ifstream f(log_);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      if (ss.str().find(" serving: ") != std::string::npos) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error(name + " did not start serving");
-  }
-  ~Instance() {
-    if (pid_ > 0) {
-      kill(pid_, SIGCONT);
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  void signal(int sig) { kill(pid_, sig); }
-  // Waits for the process to exit; its exit status, or -1.
-  int wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
+  explicit Instance(const std::string& name, std::vector<std::string> env = {})
+      : ServiceProcess(g_binary, g_dir + "/" + name + ".log", with_defaults(std::move(env))) {}
 
  private:
-  pid_t pid_ = 0;
-  std::string log_;
+  static std::vector<std::string> with_defaults(std::vector<std::string> env) {
+    env.insert(env.begin(), {"FAULT_RUN_LOG=" + g_dir + "/runs.log", "TERN_HEARTBEAT_S=2", "TERN_THREADS=1"});
+    return env;
+  }
 };
 
 int rabbit_ctl(const std::string& args) {

@@ -142,11 +142,14 @@ TEST_CASE("a circuit opens on repeated failures and fails fast then closes after
   CHECK(call().ok());  // closed again
 }
 
-TEST_CASE("an overloaded service pushes back with RESOURCE_EXHAUSTED instead of queueing without limit") {
+namespace {
+// 20 calls at once to a service that handles one at a time and queues 3.
+void check_overload_pushed_back(const std::string& request_queue_type) {
   const std::string name = unique_service("overload");
   tern::Options o = options();
   o.concurrency = 1;
   o.max_queue_length = 3;
+  o.request_queue_type = request_queue_type;
   TestService s(name, [](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
     boost::this_fiber::sleep_for(300ms);
     return ProbeResponse{};
@@ -175,6 +178,15 @@ TEST_CASE("an overloaded service pushes back with RESOURCE_EXHAUSTED instead of 
   CHECK(ok >= 4);          // one running and three queued at least
   CHECK(exhausted >= 10);  // the rest are refused
   CHECK(slowest_refusal < 1s);  // at once, not at the deadline
+}
+}  // namespace
+
+TEST_CASE("an overloaded service pushes back with RESOURCE_EXHAUSTED instead of queueing without limit") {
+  check_overload_pushed_back("classic");  // refuses the newest
+}
+
+TEST_CASE("a quorum request queue pushes overload back with RESOURCE_EXHAUSTED too") {
+  check_overload_pushed_back("quorum");  // drops the oldest (no reject-publish-dlx)
 }
 
 TEST_CASE("a call with an idempotency key runs its handler once across retries and repeats") {

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "tern/options.h"
 
@@ -57,4 +59,33 @@ TEST_CASE("unknown flags and bad values are rejected") {
 TEST_CASE("the event queue type is classic or quorum") {
   CHECK(parse({"--event-queue-type=quorum"}).event_queue_type == "quorum");
   CHECK_THROWS_AS(parse({"--event-queue-type=stream"}), tern::ConfigError);
+}
+
+TEST_CASE("the request queue type is classic or quorum") {
+  CHECK(tern::Options{}.request_queue_type == "classic");
+  CHECK(parse({"--request-queue-type", "quorum"}).request_queue_type == "quorum");
+  EnvVar type("TERN_REQUEST_QUEUE_TYPE", "quorum");
+  CHECK(tern::Options::from_env().request_queue_type == "quorum");
+  CHECK_THROWS_AS(parse({"--request-queue-type=stream"}), tern::ConfigError);
+}
+
+TEST_CASE("the broker URL is one URL or a comma-separated list of a cluster's nodes") {
+  CHECK(tern::Options{}.amqp_urls() == std::vector<std::string>{"amqp://guest:guest@localhost:5672/"});
+  EnvVar url("TERN_AMQP_URL", "amqp://u:p@node1:5672/, amqp://u:p@node2:5672/ ,amqp://u:p@node3:5673/vh");
+  tern::Options o = tern::Options::from_env();
+  CHECK(o.amqp_urls() == std::vector<std::string>{"amqp://u:p@node1:5672/", "amqp://u:p@node2:5672/",
+                                                  "amqp://u:p@node3:5673/vh"});
+  // A comma in a password is written %2C: it does not split the URL.
+  CHECK(parse({"--amqp-url=amqp://u:a%2Cb@h/"}).amqp_urls() == std::vector<std::string>{"amqp://u:a%2Cb@h/"});
+}
+
+TEST_CASE("a malformed broker URL list is rejected at start-up") {
+  CHECK_THROWS_AS(parse({"--amqp-url="}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,,amqp://b/"}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,"}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,localhost:5672"}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=amqps://a/"}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/\namqp://b/"}), tern::ConfigError);
+  EnvVar url("TERN_AMQP_URL", "amqp://a/ ; amqp://b/");
+  CHECK_THROWS_AS(tern::Options::from_env(), tern::ConfigError);
 }

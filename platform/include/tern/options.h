@@ -5,11 +5,18 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tern {
 
 struct Options {
-  // TERN_AMQP_URL, --amqp-url
+  // TERN_AMQP_URL, --amqp-url: the broker, or the nodes of a RabbitMQ
+  // cluster as a comma-separated list of URLs (spaces around commas are
+  // ignored; a comma inside a URL must be written %2C). Each connection goes
+  // to the first URL that answers, trying them in order from a random one,
+  // so instances spread over the nodes; after a lost connection the next
+  // attempt, 1-2 s later (while the cluster elects new queue leaders),
+  // starts with the next URL. amqp_urls() gives the list.
   std::string amqp_url = "amqp://guest:guest@localhost:5672/";
   // TERN_THREADS, --threads: worker threads, each with its own broker
   // connection and fibers. 0 means the number of cores.
@@ -56,6 +63,13 @@ struct Options {
   // TERN_EVENT_QUEUE_TYPE, --event-queue-type: "classic" (one node) or
   // "quorum" (replicated, for a RabbitMQ cluster) subscription queues.
   std::string event_queue_type = "classic";
+  // TERN_REQUEST_QUEUE_TYPE, --request-queue-type: "classic" or "quorum" for
+  // a service's request queue and its .overflow and .dead-letter queues. A
+  // quorum queue survives the loss of a minority of a cluster's nodes; past
+  // max_queue_length it drops its *oldest* request (whose caller gets
+  // RESOURCE_EXHAUSTED), where a classic queue refuses the newest. All
+  // instances must agree (it is part of the queues' declaration).
+  std::string request_queue_type = "classic";
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.
@@ -63,6 +77,10 @@ struct Options {
   // Applies --name=value or --name value flags over *this. Throws ConfigError
   // on an unknown flag or a malformed value; --help throws with the usage text.
   void parse_args(int argc, char** argv);
+  // The URLs of amqp_url, in order. Throws ConfigError when the list is
+  // empty, has an empty entry, or an entry that is not an amqp:// URL
+  // (tern speaks plain TCP: no amqps://) or holds a space.
+  std::vector<std::string> amqp_urls() const;
   // threads, with 0 resolved to the core count.
   int resolved_threads() const;
 };

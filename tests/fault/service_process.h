@@ -1,0 +1,87 @@
+// A service binary run as a child process, for the tests that break things
+// around real instances (tests/fault, tests/cluster). Not thread-safe.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+class ServiceProcess {
+ public:
+  // Starts `binary` with this process's environment plus `env` (NAME=value,
+  // later entries win), stdout and stderr to `log`. Returns once it logged
+  // that it is serving; throws if it did not within 20 s.
+  ServiceProcess(const std::string& binary, std::string log, const std::vector<std::string>& env)
+      : log_(std::move(log)) {
+    // getenv() finds the first of duplicate names: keep only the last.
+    std::vector<std::string> vars;
+    auto set = [&vars](const std::string& var) {
+      const std::string name = var.substr(0, var.find('=') + 1);
+      std::erase_if(vars, [&](const std::string& v) { return v.starts_with(name); });
+      vars.push_back(var);
+    };
+    for (char** e = environ; *e != nullptr; ++e) set(*e);
+    for (const auto& v : env) set(v);
+    std::vector<char*> envp;
+    for (auto& v : vars) envp.push_back(v.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::string program = binary;
+    char* argv[] = {program.data(), nullptr};
+    const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv, envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("cannot start " + binary);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until) {  // bounded wait for its "serving" line
+      if (output().find(" serving: ") != std::string::npos) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    throw std::runtime_error(log_ + ": the service did not start serving:\n" + output());
+  }
+  // Kills it (SIGKILL), if it still runs.
+  ~ServiceProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGCONT);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  ServiceProcess(const ServiceProcess&) = delete;
+  ServiceProcess& operator=(const ServiceProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void signal(int sig) { kill(pid_, sig); }
+  // Waits for the process to exit; its exit status, or -1.
+  int wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  // What it printed so far.
+  std::string output() const {
+    std::ifstream f(log_);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  pid_t pid_ = 0;
+  std::string log_;
+};
