@@ -82,6 +82,15 @@ struct Loop::PendingCall {
   std::string reply;
 };
 
+// A fiber waiting for a socket of its own (HTTP): polled with the broker's.
+struct Loop::FdWait {
+  int fd;
+  short events;
+  short revents = 0;
+  bool done = false;
+  boost::fibers::context* waiter = nullptr;
+};
+
 // An event publish waiting for the broker's confirm; like PendingCall.
 struct Loop::PendingConfirm {
   boost::fibers::context* waiter = nullptr;
@@ -257,6 +266,11 @@ void Loop::thread_main(std::promise<void>* ready) {
   broken_ = true;
   broken_reason_ = "the tern runtime is shutting down";
   fail_all_pending(Error{Code::kUnavailable, broken_reason_});
+  for (FdWait* w : fd_waits_) {
+    if (w->done) continue;
+    w->done = true;
+    if (!w->waiter->ready_is_linked()) boost::fibers::context::active()->schedule(w->waiter);
+  }
   while (in_flight_.load() > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(2));
   run_posted();
   t_current = nullptr;
@@ -339,30 +353,32 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
 
-  pollfd fds[3];
-  nfds_t n = 1;
-  fds[0] = pollfd{event_fd_, POLLIN, 0};
+  pollfds_.clear();
+  pollfds_.push_back(pollfd{event_fd_, POLLIN, 0});
   if (!broken_) {
     for (AmqpConnection* c : connections()) {
       short events = POLLIN;
       // Deferred acks are not waiting for the socket: no POLLOUT for those.
       if (c->has_output() && (c != consumer_.get() || ack_flush_due())) events |= POLLOUT;
-      fds[n++] = pollfd{c->fd(), events, 0};
+      pollfds_.push_back(pollfd{c->fd(), events, 0});
     }
   }
-  int rc = ppoll(fds, n, &ts, nullptr);
+  const size_t first_wait = pollfds_.size();
+  add_fd_waits();
+  int rc = ppoll(pollfds_.data(), pollfds_.size(), &ts, nullptr);
 
   bool wake = false, input = false;
   if (rc > 0) {
-    if (fds[0].revents != 0) {
+    if (pollfds_[0].revents != 0) {
       uint64_t drained;
       [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
       wake = true;
     }
-    for (nfds_t i = 1; i < n; ++i) {
-      if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
-      if ((fds[i].revents & POLLOUT) != 0) wake = true;
+    for (size_t i = 1; i < first_wait; ++i) {
+      if ((pollfds_[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
+      if ((pollfds_[i].revents & POLLOUT) != 0) wake = true;
     }
+    wake_fd_waits(first_wait);
   }
   if (std::chrono::steady_clock::now() - last_pump_ >= idle_wait_) input = true;
   if (consumer_ && !broken_ && consumer_->has_output() && ack_flush_due()) {
@@ -377,13 +393,61 @@ bool Loop::ack_flush_due() const {
 }
 
 void Loop::check_io_while_busy() noexcept {
-  if (parked_io_ == nullptr || broken_ || !conn_) return;
-  pollfd fds[2];
-  nfds_t n = 0;
-  if (conn_->has_output() || (consumer_ && consumer_->has_output() && ack_flush_due())) wake_io(false);
-  for (AmqpConnection* c : connections()) fds[n++] = pollfd{c->fd(), POLLIN, 0};
-  bool heartbeat_due = std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
-  if (heartbeat_due || poll(fds, n, 0) > 0) wake_io(true);
+  pollfds_.clear();
+  const bool io = parked_io_ != nullptr && !broken_ && conn_;
+  if (io) {
+    if (conn_->has_output() || (consumer_ && consumer_->has_output() && ack_flush_due())) wake_io(false);
+    for (AmqpConnection* c : connections()) pollfds_.push_back(pollfd{c->fd(), POLLIN, 0});
+  }
+  const size_t first_wait = pollfds_.size();
+  add_fd_waits();
+  if (pollfds_.empty()) return;
+  bool heartbeat_due = io && std::chrono::steady_clock::now() - last_pump_ >= idle_wait_;
+  bool ready = poll(pollfds_.data(), pollfds_.size(), 0) > 0;
+  if (ready) wake_fd_waits(first_wait);
+  bool input = false;
+  for (size_t i = 0; ready && i < first_wait; ++i) input = input || pollfds_[i].revents != 0;
+  if (io && (heartbeat_due || input)) wake_io(true);
+}
+
+void Loop::add_fd_waits() {
+  for (FdWait* w : fd_waits_)
+    if (!w->done) pollfds_.push_back(pollfd{w->fd, w->events, 0});
+}
+
+void Loop::wake_fd_waits(size_t first) {
+  size_t i = first;
+  for (FdWait* w : fd_waits_) {
+    if (w->done) continue;
+    short revents = pollfds_[i++].revents;
+    if (revents == 0) continue;
+    w->revents = revents;
+    w->done = true;
+    if (!w->waiter->ready_is_linked()) boost::fibers::context::active()->schedule(w->waiter);
+  }
+}
+
+short Loop::wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+  if (stopping()) return 0;
+  FdWait w{fd, events};
+  w.waiter = boost::fibers::context::active();
+  fd_waits_.push_back(&w);
+  while (!w.done && !stopping() && std::chrono::steady_clock::now() < deadline)
+    w.waiter->wait_until(deadline);
+  fd_waits_.erase(std::find(fd_waits_.begin(), fd_waits_.end(), &w));
+  return w.revents;
+}
+
+void Loop::cancel_waits(int fd) {
+  for (FdWait* w : fd_waits_) {
+    if (w->fd != fd || w->done) continue;
+    w->done = true;
+    if (!w->waiter->ready_is_linked()) boost::fibers::context::active()->schedule(w->waiter);
+  }
+}
+
+void Loop::spawn(std::function<void()> fn) {
+  boost::fibers::fiber(std::allocator_arg, *stacks_, std::move(fn)).detach();
 }
 
 void Loop::wake() noexcept {

@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <poll.h>
+
 #include <boost/fiber/all.hpp>
 
 #include "amqp.h"
@@ -115,6 +117,17 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   const std::string& name() const { return name_; }
   size_t max_message_bytes() const { return static_cast<size_t>(options_.max_message_kb) * 1024; }
 
+  // Parks the calling fiber until `fd` is ready for `events` (POLLIN,
+  // POLLOUT), `deadline` passes, cancel_waits(fd) is called or the loop
+  // stops; the scheduler polls it with the broker sockets. Returns poll()'s
+  // revents, 0 if the fd did not become ready. Loop thread only.
+  short wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline);
+  // Ends every wait_fd on `fd` (they return 0). Loop thread only.
+  void cancel_waits(int fd);
+  // Runs fn in a new fiber on this loop. Loop thread only.
+  void spawn(std::function<void()> fn);
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
   // Scheduler hooks (see loop.cc).
   void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;
   void wake() noexcept;
@@ -126,6 +139,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
  private:
   struct PendingCall;
   struct PendingConfirm;
+  struct FdWait;
 
   // AmqpConnection::Sink
   void on_message(Message&& m) override { dispatch(std::move(m)); }
@@ -149,6 +163,9 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void fail_all_pending(const Error& error);
   void complete(PendingCall* pc);
   void run_posted();
+  // Adds the fd waits to pollfds_; wakes those poll() found ready.
+  void add_fd_waits();
+  void wake_fd_waits(size_t first);
 
   const Options options_;
   const std::string name_;
@@ -182,6 +199,8 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   int reconnect_attempt_ = 0;
   std::chrono::steady_clock::time_point next_reconnect_{};
 
+  std::vector<FdWait*> fd_waits_;
+  std::vector<pollfd> pollfds_;
   std::unordered_map<std::string, PendingCall*> pending_;
   std::unordered_map<std::string, Context*> running_;   // handlers by request id
   std::map<uint64_t, PendingConfirm*> confirms_;

@@ -14,6 +14,7 @@
 #include <boost/fiber/operations.hpp>
 #include <fmt/format.h>
 
+#include "http_server.h"
 #include "loop.h"
 #include "tern/envelope.pb.h"
 #include "tern/idempotency.h"
@@ -194,6 +195,7 @@ class ServiceCore {
       add_file(ep.request_type->file(), &seen, d.mutable_files());
       add_file(ep.response_type->file(), &seen, d.mutable_files());
     }
+    for (const auto& r : routes) *d.add_routes() = r;
     return d;
   }
 
@@ -235,9 +237,36 @@ class ServiceCore {
   }
 
   int in_flight() const {
-    int n = 0;
+    int n = http_active.load(std::memory_order_acquire);
     for (const auto& l : loops) n += l->in_flight();
     return n;
+  }
+
+  struct Periodic {
+    std::chrono::milliseconds period;
+    std::function<void(Context&)> fn;
+  };
+
+  // A fiber on `loop` running task.fn every task.period until stopping.
+  void run_periodic(Loop& loop, const Periodic& task) {
+    auto next = Context::Clock::now() + task.period;
+    for (;;) {
+      // Short naps, so that stop() never waits a whole period.
+      while (Context::Clock::now() < next) {
+        if (periodic_stop.load(std::memory_order_acquire) || loop.stopping()) return;
+        boost::this_fiber::sleep_for(std::min<Context::Clock::duration>(
+            next - Context::Clock::now(), std::chrono::milliseconds(50)));
+      }
+      if (periodic_stop.load(std::memory_order_acquire) || loop.stopping()) return;
+      try {
+        Context ctx = Context::with_timeout(std::max(task.period, std::chrono::milliseconds(options.event_timeout_ms)));
+        ctx.set_transport(&loop);
+        task.fn(ctx);
+      } catch (const std::exception& e) {
+        log::error("{}: a periodic task threw: {}", name, e.what());
+      }
+      next = std::max(next + task.period, Context::Clock::now());
+    }
   }
 
   const std::string name;
@@ -247,6 +276,15 @@ class ServiceCore {
   std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>> limits;
   std::vector<EventSubscription> subscriptions;
   std::shared_ptr<IdempotencyStore> idempotency = std::make_shared<MemoryIdempotencyStore>();
+  std::vector<v1::DescribeResponse::Route> routes;
+  std::vector<Periodic> periodic;
+  std::atomic<bool> periodic_stop{false};
+  std::atomic<int> periodic_running{0};
+  http::ServerOptions http_options;
+  http::Handler http_handler;
+  int http_port = 0;
+  std::atomic<int> http_active{0};
+  std::vector<std::unique_ptr<HttpServer>> http_servers;   // outlive the loops' fibers
   std::vector<std::unique_ptr<Loop>> loops;
 };
 
@@ -278,6 +316,30 @@ int Service::in_flight() const { return core_->in_flight(); }
 
 Service& Service::rate_limit(std::string endpoint, double per_second, double burst) {
   core_->limits[std::move(endpoint)] = std::make_unique<detail::TokenBucket>(per_second, std::max(1.0, burst));
+  return *this;
+}
+
+void Service::add_route(std::string method, std::string path, const std::string& endpoint) {
+  if (method.empty() || path.empty() || path.front() != '/')
+    throw std::invalid_argument(fmt::format("route '{} {}': the path must start with '/'", method, path));
+  for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  v1::DescribeResponse::Route r;
+  r.set_method(std::move(method));
+  r.set_path(std::move(path));
+  r.set_endpoint(endpoint);
+  core_->routes.push_back(std::move(r));
+}
+
+Service& Service::serve_http(http::ServerOptions options, http::Handler handler) {
+  core_->http_options = std::move(options);
+  core_->http_handler = std::move(handler);
+  return *this;
+}
+
+int Service::http_port() const { return core_->http_port; }
+
+Service& Service::every(std::chrono::milliseconds period, std::function<void(Context&)> fn) {
+  core_->periodic.push_back({std::max(period, std::chrono::milliseconds(1)), std::move(fn)});
   return *this;
 }
 
@@ -314,6 +376,33 @@ void Service::start(const Options& options) {
     }
     core->loops.push_back(std::move(loop));
   }
+  if (core->http_handler) {
+    try {
+      int port = core->http_options.port;
+      for (auto& loop : core->loops) {
+        int fd = detail::http_listen(core->http_options.address, port);
+        port = detail::bound_port(fd);   // the port 0 resolved to, for the other threads
+        core->http_servers.push_back(std::make_unique<detail::HttpServer>(
+            *loop, fd, core->http_options, core->http_handler, &core->http_active));
+      }
+      core->http_port = port;
+    } catch (...) {
+      core->http_servers.clear();
+      core->loops.clear();
+      throw;
+    }
+    for (auto& server : core->http_servers) server->start();
+    log::info("{}: HTTP on {}:{}", core->name, core->http_options.address, core->http_port);
+  }
+  core->periodic_stop.store(false);
+  for (size_t i = 0; i < core->periodic.size(); ++i) {
+    detail::Loop& loop = *core->loops[i % core->loops.size()];
+    core->periodic_running.fetch_add(1);
+    loop.post([core, &loop, i] {
+      core->run_periodic(loop, core->periodic[i]);
+      core->periodic_running.fetch_sub(1);
+    });
+  }
   log::info("{} serving: {} threads, {} requests at once", core->name, threads,
             per_thread * threads);
 }
@@ -322,6 +411,8 @@ void Service::stop() {
   auto& loops = core_->loops;
   if (loops.empty()) return;
   for (auto& l : loops) l->stop_consuming();
+  for (auto& h : core_->http_servers) h->stop();
+  core_->periodic_stop.store(true);
   const auto give_up = std::chrono::steady_clock::now() +
                        std::chrono::milliseconds(core_->options.drain_timeout_ms);
   while (core_->in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
@@ -329,7 +420,11 @@ void Service::stop() {
   if (int left = core_->in_flight(); left > 0)
     log::warn("{}: {} requests still running after the drain timeout; they go back to the queue",
               core_->name, left);
+  // Periodic tasks finish their run (an outbox relay mid-publish).
+  while (core_->periodic_running.load() > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   loops.clear();  // closes each connection and joins its thread
+  core_->http_servers.clear();
   log::info("{} stopped", core_->name);
 }
 

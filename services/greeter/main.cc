@@ -35,8 +35,8 @@ tern::Result<HelloResponse> RelayHello(tern::Context& ctx, const HelloRequest& r
 
 int main(int argc, char** argv) {
   tern::Service svc{"service.greeter"};
-  svc.handle("hello", Hello);
-  svc.handle("slow_hello", SlowHello);
-  svc.handle("relay_hello", RelayHello);
+  svc.post("/hello", "hello", Hello);              // also POST /greeter/hello via the gateway
+  svc.post("/slow_hello", "slow_hello", SlowHello);
+  svc.handle("relay_hello", RelayHello);           // reachable over the bus only
   return svc.run(argc, argv);
 }

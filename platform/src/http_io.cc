@@ -1,0 +1,380 @@
+#include "http_io.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace tern::detail {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; `plus_is_space` for query strings. False on a bad escape.
+bool percent_decode(std::string_view in, bool plus_is_space, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+// Splits the header block after the start line into headers; false if a
+// line is not "name: value".
+bool parse_headers(std::string_view block, std::vector<http::Header>* out) {
+  while (!block.empty()) {
+    size_t eol = block.find("\r\n");
+    std::string_view line = block.substr(0, eol);
+    block = eol == std::string_view::npos ? std::string_view{} : block.substr(eol + 2);
+    if (line.empty()) continue;
+    size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return false;
+    std::string_view name = line.substr(0, colon);
+    if (name.find_first_of(" \t") != std::string_view::npos) return false;
+    out->push_back({std::string(name), std::string(trim(line.substr(colon + 1)))});
+  }
+  return true;
+}
+
+// Waits until the buffer holds a whole head ("\r\n\r\n"); returns its length
+// including the blank line, or 0 with *failure set.
+size_t read_head(Socket& s, const Limits& limits, Clock::time_point first_byte_by,
+                 Clock::time_point deadline, ReadFailure* failure) {
+  size_t searched = 0;
+  for (;;) {
+    size_t end = s.buffer_.find("\r\n\r\n", searched > 3 ? searched - 3 : 0);
+    if (end != std::string::npos) {
+      if (end + 4 > limits.max_header_bytes) break;
+      return end + 4;
+    }
+    searched = s.buffer_.size();
+    if (searched > limits.max_header_bytes) break;
+    if (!s.read_some(s.buffer_.empty() ? first_byte_by : deadline)) {
+      if (s.buffer_.empty()) *failure = ReadFailure::kClosed;
+      else *failure = s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+      return 0;
+    }
+  }
+  *failure = ReadFailure::kHeadTooLarge;
+  return 0;
+}
+
+// Reads a body framed by Content-Length, chunked encoding, or (responses
+// only, `until_close`) the end of the connection.
+ReadFailure read_body(Socket& s, const std::vector<http::Header>& headers, const Limits& limits,
+                      Clock::time_point deadline, bool until_close, std::string* body) {
+  const std::string* te = http::find_header(headers, "Transfer-Encoding");
+  if (te != nullptr && !iequals(*te, "identity")) {
+    if (!iequals(trim(*te), "chunked")) return ReadFailure::kMalformed;
+    size_t pos = 0;
+    for (;;) {
+      size_t eol;
+      while ((eol = s.buffer_.find("\r\n", pos)) == std::string::npos) {
+        if (s.buffer_.size() - pos > 1024) return ReadFailure::kMalformed;
+        if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+      }
+      std::string_view size_line = std::string_view(s.buffer_).substr(pos, eol - pos);
+      size_line = size_line.substr(0, size_line.find(';'));
+      size_t size = 0;
+      auto [p, ec] = std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
+      if (ec != std::errc{} || p == size_line.data()) return ReadFailure::kMalformed;
+      if (body->size() + size > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
+      pos = eol + 2;
+      if (size == 0) {
+        // Trailers, up to the blank line.
+        size_t end;
+        while ((end = s.buffer_.find("\r\n", pos)) == std::string::npos || end != pos) {
+          if (end != std::string::npos) { pos = end + 2; continue; }
+          if (s.buffer_.size() - pos > limits.max_header_bytes) return ReadFailure::kMalformed;
+          if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+        }
+        s.buffer_.erase(0, pos + 2);
+        return ReadFailure::kNone;
+      }
+      while (s.buffer_.size() < pos + size + 2)
+        if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+      body->append(s.buffer_, pos, size);
+      if (s.buffer_.compare(pos + size, 2, "\r\n") != 0) return ReadFailure::kMalformed;
+      pos += size + 2;
+      if (pos > 64 * 1024) {
+        s.buffer_.erase(0, pos);
+        pos = 0;
+      }
+    }
+  }
+  const std::string* cl = http::find_header(headers, "Content-Length");
+  if (cl == nullptr) {
+    if (!until_close) return ReadFailure::kNone;
+    while (s.read_some(deadline))
+      if (s.buffer_.size() > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
+    if (s.timed_out()) return ReadFailure::kTimeout;
+    body->swap(s.buffer_);
+    s.buffer_.clear();
+    return ReadFailure::kNone;
+  }
+  size_t length = 0;
+  std::string_view v = trim(*cl);
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
+  if (ec != std::errc{} || p != v.data() + v.size()) return ReadFailure::kMalformed;
+  if (length > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
+  while (s.buffer_.size() < length)
+    if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+  body->assign(s.buffer_, 0, length);
+  s.buffer_.erase(0, length);
+  return ReadFailure::kNone;
+}
+
+}  // namespace
+
+Socket::~Socket() {
+  if (fd_ >= 0) {
+    loop_.cancel_waits(fd_);
+    ::close(fd_);
+  }
+}
+
+bool Socket::read_some(Clock::time_point deadline) {
+  char chunk[16 * 1024];
+  for (;;) {
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    if (loop_.wait_fd(fd_, POLLIN, deadline) == 0) {
+      timed_out_ = Clock::now() >= deadline;
+      return false;
+    }
+  }
+}
+
+bool Socket::write_all(std::string_view data, Clock::time_point deadline) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    short ev = loop_.wait_fd(fd_, POLLOUT, deadline);
+    if (ev == 0 || (ev & (POLLERR | POLLHUP)) != 0) {
+      timed_out_ = ev == 0 && Clock::now() >= deadline;
+      return false;
+    }
+  }
+  return true;
+}
+
+ReadFailure read_request(Socket& s, const Limits& limits, Clock::time_point first_byte_by,
+                         std::chrono::milliseconds read_timeout, http::Request* out) {
+  ReadFailure failure = ReadFailure::kNone;
+  // The request's time starts with its first byte.
+  Clock::time_point deadline = Clock::now() + read_timeout;
+  if (s.buffer_.empty()) {
+    if (!s.read_some(first_byte_by)) return ReadFailure::kClosed;
+    deadline = Clock::now() + read_timeout;
+  }
+  size_t head = read_head(s, limits, first_byte_by, deadline, &failure);
+  if (head == 0) return failure;
+  std::string_view h(s.buffer_.data(), head - 4);
+  size_t eol = h.find("\r\n");
+  std::string_view start = h.substr(0, eol);
+  // METHOD SP TARGET SP HTTP/1.x
+  size_t sp1 = start.find(' '), sp2 = start.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1) return ReadFailure::kMalformed;
+  std::string_view version = start.substr(sp2 + 1);
+  if (!version.starts_with("HTTP/1.")) return ReadFailure::kMalformed;
+  out->method.assign(start.substr(0, sp1));
+  std::string_view target = start.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (target.empty() || target.front() != '/') return ReadFailure::kMalformed;
+  size_t q = target.find('?');
+  out->query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
+  if (!percent_decode(target.substr(0, q), false, &out->path)) return ReadFailure::kMalformed;
+  out->headers.clear();
+  if (eol != std::string_view::npos && !parse_headers(h.substr(eol + 2), &out->headers))
+    return ReadFailure::kMalformed;
+  // HTTP/1.0 closes unless asked; HTTP/1.1 keeps alive unless asked. The
+  // version is kept as a pseudo-header for the server loop.
+  if (version == "HTTP/1.0") out->headers.push_back({":version", "1.0"});
+  s.buffer_.erase(0, head);
+
+  const std::string* expect = out->header("Expect");
+  if (expect != nullptr && iequals(*expect, "100-continue")) {
+    const std::string* cl = out->header("Content-Length");
+    size_t length = 0;
+    if (cl != nullptr) std::from_chars(cl->data(), cl->data() + cl->size(), length);
+    if (length > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
+    if (!s.write_all("HTTP/1.1 100 Continue\r\n\r\n", deadline)) return ReadFailure::kClosed;
+  }
+  out->body.clear();
+  return read_body(s, out->headers, limits, deadline, false, &out->body);
+}
+
+ReadFailure read_response(Socket& s, const Limits& limits, Clock::time_point deadline,
+                          http::Response* out) {
+  for (;;) {
+    ReadFailure failure = ReadFailure::kNone;
+    size_t head = read_head(s, limits, deadline, deadline, &failure);
+    if (head == 0) return failure == ReadFailure::kClosed ? ReadFailure::kMalformed : failure;
+    std::string_view h(s.buffer_.data(), head - 4);
+    size_t eol = h.find("\r\n");
+    std::string_view start = h.substr(0, eol);
+    // HTTP/1.1 SP STATUS SP REASON
+    if (!start.starts_with("HTTP/1.") || start.size() < 12) return ReadFailure::kMalformed;
+    int status = 0;
+    auto [p, ec] = std::from_chars(start.data() + 9, start.data() + 12, status);
+    if (ec != std::errc{} || status < 100 || status > 999) return ReadFailure::kMalformed;
+    out->status = status;
+    out->headers.clear();
+    if (eol != std::string_view::npos && !parse_headers(h.substr(eol + 2), &out->headers))
+      return ReadFailure::kMalformed;
+    s.buffer_.erase(0, head);
+    if (status >= 100 && status < 200) continue;   // 100 Continue and friends
+    out->body.clear();
+    if (status == 204 || status == 304) return ReadFailure::kNone;
+    return read_body(s, out->headers, limits, deadline, true, &out->body);
+  }
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+std::string serialize(const http::Response& r, bool keep_alive) {
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status));
+  for (const auto& h : r.headers) {
+    if (iequals(h.name, "Content-Length") || iequals(h.name, "Connection") ||
+        iequals(h.name, "Transfer-Encoding"))
+      continue;
+    out += fmt::format("{}: {}\r\n", h.name, h.value);
+  }
+  out += fmt::format("Content-Length: {}\r\n", r.body.size());
+  if (!keep_alive) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += r.body;
+  return out;
+}
+
+std::string serialize(const http::Request& r, std::string_view host) {
+  std::string out = fmt::format("{} {}{}{} HTTP/1.1\r\nHost: {}\r\n", r.method,
+                                r.path.empty() ? "/" : r.path, r.query.empty() ? "" : "?", r.query, host);
+  bool user_agent = false;
+  for (const auto& h : r.headers) {
+    if (iequals(h.name, "Content-Length") || iequals(h.name, "Connection") || iequals(h.name, "Host") ||
+        iequals(h.name, "Transfer-Encoding"))
+      continue;
+    user_agent = user_agent || iequals(h.name, "User-Agent");
+    out += fmt::format("{}: {}\r\n", h.name, h.value);
+  }
+  if (!user_agent) out += "User-Agent: tern\r\n";
+  if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH")
+    out += fmt::format("Content-Length: {}\r\n", r.body.size());
+  out += "Connection: close\r\n\r\n";
+  out += r.body;
+  return out;
+}
+
+}  // namespace tern::detail
+
+namespace tern::http {
+
+const std::string* find_header(const std::vector<Header>& headers, std::string_view name) {
+  for (const auto& h : headers)
+    if (detail::iequals(h.name, name)) return &h.value;
+  return nullptr;
+}
+
+Response Response::json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers.push_back({"Content-Type", "application/json"});
+  r.body = std::move(body);
+  return r;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_query(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    std::string key, value;
+    if (!detail::percent_decode(part.substr(0, eq), true, &key)) continue;
+    if (eq != std::string_view::npos && !detail::percent_decode(part.substr(eq + 1), true, &value))
+      continue;
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return out;
+}
+
+}  // namespace tern::http

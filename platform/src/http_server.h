@@ -1,0 +1,45 @@
+// The HTTP server of Service::serve_http: one HttpServer per loop thread,
+// each accepting on its own SO_REUSEPORT socket, one fiber per connection.
+#pragma once
+
+#include <atomic>
+#include <set>
+#include <string>
+
+#include "http_io.h"
+
+namespace tern::detail {
+
+// A listening IPv4 socket (non-blocking, SO_REUSEPORT). Throws on failure.
+int http_listen(const std::string& address, int port);
+int bound_port(int fd);
+
+class HttpServer {
+ public:
+  // Takes the listening socket. `active` counts requests being handled.
+  HttpServer(Loop& loop, int listen_fd, const http::ServerOptions& options,
+             const http::Handler& handler, std::atomic<int>* active);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Thread-safe. start: begin accepting. stop: stop accepting and close idle
+  // connections; requests being handled still get their responses (with
+  // Connection: close). Destroy only once the loop has stopped.
+  void start();
+  void stop();
+
+ private:
+  void accept_loop();
+  void serve(int fd, std::string peer);
+
+  Loop& loop_;
+  const int listen_fd_;
+  const http::ServerOptions options_;
+  const http::Handler& handler_;
+  std::atomic<int>* active_;
+  bool stopped_ = false;     // loop thread only
+  std::set<int> idle_;       // connections waiting for their next request
+};
+
+}  // namespace tern::detail

@@ -1,0 +1,271 @@
+#include "gateway.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+
+#include "tern/call.h"
+#include "tern/json.h"
+#include "tern/log.h"
+
+namespace gateway {
+namespace {
+
+namespace pb = google::protobuf;
+using tern::Code;
+using tern::Error;
+using tern::http::Response;
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// {"error":{"code":"NOT_FOUND","message":"...","params":{...}}} with the
+// status from tern's one code-to-HTTP table.
+Response error_response(const Error& e) {
+  std::string params;
+  for (const auto& [k, v] : e.params) params += fmt::format("{}{}:{}", params.empty() ? "" : ",", json_string(k), json_string(v));
+  int status = tern::http_status(e.code);
+  if (e.params.count("allow") != 0) status = 405;
+  Response r = Response::json(
+      status, fmt::format(R"({{"error":{{"code":"{}","message":{},"params":{{{}}}}}}})",
+                          tern::code_name(e.code), json_string(e.message), params));
+  if (status == 405) r.headers.push_back({"Allow", e.params.at("allow")});
+  return r;
+}
+
+// Sets (or, for a repeated field, adds) a scalar field from its text form,
+// as path and query parameters arrive.
+Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::string& text) {
+  const pb::Reflection* r = m->GetReflection();
+  const bool rep = f->is_repeated();
+  auto bad = [&] {
+    return Error{Code::kInvalidArgument, fmt::format("'{}' is not a valid {}", text, f->name())}
+        .with_param("field", f->name());
+  };
+  auto parse_int = [&](auto* out) {
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc{} && p == text.data() + text.size();
+  };
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      rep ? r->AddString(m, f, text) : r->SetString(m, f, text);
+      return Error{Code::kOk, {}};
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!parse_int(&v)) return bad();
+      rep ? r->AddInt32(m, f, v) : r->SetInt32(m, f, v);
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!parse_int(&v)) return bad();
+      rep ? r->AddInt64(m, f, v) : r->SetInt64(m, f, v);
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!parse_int(&v)) return bad();
+      rep ? r->AddUInt32(m, f, v) : r->SetUInt32(m, f, v);
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!parse_int(&v)) return bad();
+      rep ? r->AddUInt64(m, f, v) : r->SetUInt64(m, f, v);
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL: {
+      if (text != "true" && text != "false") return bad();
+      rep ? r->AddBool(m, f, text == "true") : r->SetBool(m, f, text == "true");
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+    case pb::FieldDescriptor::CPPTYPE_FLOAT: {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0') return bad();
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE) rep ? r->AddDouble(m, f, v) : r->SetDouble(m, f, v);
+      else rep ? r->AddFloat(m, f, static_cast<float>(v)) : r->SetFloat(m, f, static_cast<float>(v));
+      return Error{Code::kOk, {}};
+    }
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(text);
+      if (e == nullptr) return bad();
+      rep ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
+      return Error{Code::kOk, {}};
+    }
+    default:
+      return Error{Code::kInvalidArgument, fmt::format("{} cannot be set from the URL", f->name())};
+  }
+}
+
+const pb::FieldDescriptor* find_field(const pb::Descriptor* d, const std::string& name) {
+  const pb::FieldDescriptor* f = d->FindFieldByName(name);
+  if (f == nullptr) f = d->FindFieldByCamelcaseName(name);
+  return f;
+}
+
+bool valid_request_id(const std::string& id) {
+  return !id.empty() && id.size() <= 128 &&
+         std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+}  // namespace
+
+// A service's description, its descriptors built into a pool of their own.
+struct Gateway::Described {
+  tern::v1::DescribeResponse description;
+  pb::DescriptorPool pool;
+  std::unique_ptr<pb::DynamicMessageFactory> factory;
+  std::unique_ptr<EndpointRoutes> routes;
+  std::map<std::string, std::pair<const pb::Descriptor*, const pb::Descriptor*>, std::less<>> types;
+  std::chrono::steady_clock::time_point fetched;
+
+  std::unique_ptr<pb::Message> make(const pb::Descriptor* d) const {
+    return std::unique_ptr<pb::Message>(factory->GetPrototype(d)->New());
+  }
+};
+
+Gateway::Gateway(RouteTable table, Config config) : table_(std::move(table)), config_(config) {}
+Gateway::~Gateway() = default;
+
+tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const tern::Context& ctx,
+                                                                          const std::string& service,
+                                                                          bool refresh) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(service);
+    if (it != cache_.end() && now - it->second->fetched < config_.describe_ttl &&
+        !(refresh && now - it->second->fetched > std::chrono::seconds(1)))
+      return it->second;
+  }
+  auto d = tern::call<tern::v1::DescribeResponse>(
+      ctx, service, "_describe", tern::v1::DescribeRequest{},
+      tern::CallOptions{.timeout = std::min<std::chrono::milliseconds>(ctx.remaining(), std::chrono::seconds(3))});
+  if (!d.ok()) return std::move(d.error());
+  auto out = std::make_shared<Described>();
+  out->description = std::move(*d);
+  for (const auto& file : out->description.files().file())
+    if (out->pool.BuildFile(file) == nullptr)
+      return Error{Code::kInternal, fmt::format("{} described an invalid file {}", service, file.name())};
+  out->factory = std::make_unique<pb::DynamicMessageFactory>(&out->pool);
+  for (const auto& e : out->description.endpoints()) {
+    const pb::Descriptor* in = out->pool.FindMessageTypeByName(e.request_type());
+    const pb::Descriptor* res = out->pool.FindMessageTypeByName(e.response_type());
+    if (in != nullptr && res != nullptr) out->types[e.name()] = {in, res};
+  }
+  out->routes = std::make_unique<EndpointRoutes>(out->description.routes());
+  out->fetched = now;
+  std::lock_guard<std::mutex> lock(mu_);
+  cache_[service] = out;
+  return std::shared_ptr<const Described>(std::move(out));
+}
+
+Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
+  const std::string* given = req.header("X-Request-Id");
+  const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::detail::new_trace_id();
+  Response r;
+  if (req.path == "/healthz") {
+    r = Response::json(200, R"({"status":"SERVING"})");
+  } else {
+    r = route(ctx, req, request_id);
+  }
+  r.headers.push_back({"X-Request-Id", request_id});
+  r.headers.push_back({"X-Trace-Id", ctx.trace_id()});
+  tern::log::debug("{} {} -> {} ({})", req.method, req.path, r.status, request_id);
+  return r;
+}
+
+Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const std::string& request_id) {
+  std::optional<Target> target = table_.resolve(req.path);
+  if (!target) return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
+
+  // The request's deadline, and what travels with every call it causes.
+  auto timeout = config_.timeout;
+  if (const std::string* t = req.header("X-Tern-Timeout-Ms")) {
+    long ms = 0;
+    auto [p, ec] = std::from_chars(t->data(), t->data() + t->size(), ms);
+    if (ec != std::errc{} || ms <= 0)
+      return error_response(Error{Code::kInvalidArgument, "X-Tern-Timeout-Ms must be a positive number"});
+    timeout = std::min(timeout, std::chrono::milliseconds(ms));
+  }
+  tern::Context ctx = http_ctx.child(timeout);
+  if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);
+  ctx.set_metadata("request_id", request_id);
+
+  auto described = describe(ctx, target->service, false);
+  if (!described.ok()) {
+    Error& e = described.error();
+    // No queue of that name: the /{name} rule guessed a service that is not there.
+    if (e.code == Code::kUnavailable && e.params.count("service") != 0 && !target->listed)
+      return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
+    return error_response(e);
+  }
+  auto match = (*described)->routes->match(req.method, target->rest);
+  if (!match.ok() && match.code() == Code::kNotFound) {
+    // Perhaps the service gained the route since we asked.
+    described = describe(ctx, target->service, true);
+    if (!described.ok()) return error_response(described.error());
+    match = (*described)->routes->match(req.method, target->rest);
+  }
+  if (!match.ok()) {
+    if (match.code() == Code::kNotFound)
+      return error_response(Error{Code::kNotFound, fmt::format("no route for {} {}", req.method, req.path)});
+    return error_response(match.error());
+  }
+  const Described& svc = **described;
+  auto types = svc.types.find(match->endpoint);
+  if (types == svc.types.end())
+    return error_response(Error{Code::kInternal, fmt::format("{} routes to an endpoint it does not describe: {}",
+                                                             target->service, match->endpoint)});
+
+  // The request message: the JSON body, then path and query parameters.
+  auto message = svc.make(types->second.first);
+  if (!req.body.empty()) {
+    // Bodies are JSON whatever Content-Type says (curl -d says form data).
+    Error e = tern::json::from_json(req.body, message.get());
+    if (!e.ok()) return error_response(e);
+  }
+  for (const auto& [name, value] : match->params) {
+    if (const pb::FieldDescriptor* f = find_field(message->GetDescriptor(), name)) {
+      if (f->is_repeated()) message->GetReflection()->ClearField(message.get(), f);
+      Error e = set_from_text(message.get(), f, value);
+      if (!e.ok()) return error_response(e);
+    }
+  }
+  for (const auto& [name, value] : tern::http::parse_query(req.query)) {
+    const pb::FieldDescriptor* f = find_field(message->GetDescriptor(), name);
+    if (f == nullptr)
+      return error_response(Error{Code::kInvalidArgument, fmt::format("unknown query parameter '{}'", name)});
+    Error e = set_from_text(message.get(), f, value);
+    if (!e.ok()) return error_response(e);
+  }
+
+  tern::CallOptions opts;
+  opts.timeout = ctx.remaining();
+  opts.idempotent = req.method == "GET" || req.method == "HEAD";
+  auto reply = tern::call_bytes(ctx, target->service, match->endpoint, message->SerializeAsString(), opts);
+  if (!reply.ok()) return error_response(reply.error());
+  auto response = svc.make(types->second.second);
+  if (!response->ParseFromString(*reply))
+    return error_response(Error{Code::kInternal, fmt::format("{} sent a reply that is not a {}", target->service,
+                                                             response->GetDescriptor()->full_name())});
+  return Response::json(200, tern::json::to_json(*response));
+}
+
+}  // namespace gateway

@@ -1,0 +1,46 @@
+// The HTTP gateway: an HTTP request in, a tern call out, its reply back as
+// JSON. Which service: the route table; which endpoint and request type:
+// the routes and descriptors the service gives in _describe, cached.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "router.h"
+#include "tern/context.h"
+#include "tern/http.h"
+
+namespace gateway {
+
+struct Config {
+  // TERN_GATEWAY_TIMEOUT_MS: each request's deadline; a request may ask for
+  // less with the header X-Tern-Timeout-Ms.
+  std::chrono::milliseconds timeout{10000};
+  // How long a service's description (routes, types) is reused.
+  std::chrono::milliseconds describe_ttl{10000};
+};
+
+class Gateway {
+ public:
+  Gateway(RouteTable table, Config config);
+  ~Gateway();
+
+  // The http::Handler: runs in the connection's fiber; thread-safe.
+  tern::http::Response handle(tern::Context& ctx, tern::http::Request& req);
+
+ private:
+  struct Described;
+  tern::Result<std::shared_ptr<const Described>> describe(const tern::Context& ctx,
+                                                          const std::string& service, bool refresh);
+  tern::http::Response route(tern::Context& ctx, tern::http::Request& req, const std::string& request_id);
+
+  const RouteTable table_;
+  const Config config_;
+  std::mutex mu_;   // guards cache_; never held across a call
+  std::map<std::string, std::shared_ptr<const Described>> cache_;
+};
+
+}  // namespace gateway
