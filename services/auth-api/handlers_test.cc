@@ -1,9 +1,10 @@
-#include <catch2/catch.hpp>
+#include "handlers.h"
 
 #include <tern/testing.h>
 
+#include <catch2/catch.hpp>
+
 #include "auth.pb.h"
-#include "handlers.h"
 
 using namespace std::chrono_literals;
 

@@ -21,8 +21,8 @@ Accounts Accounts::parse(std::string_view text) {
       throw std::invalid_argument("accounts line " + std::to_string(number) +
                                   ": expected \"<account_id> <password>\"");
     if (!accounts.digests_.emplace(account, common::sha256(password)).second)
-      throw std::invalid_argument("accounts line " + std::to_string(number) + ": account " + account +
-                                  " appears twice");
+      throw std::invalid_argument("accounts line " + std::to_string(number) + ": account " +
+                                  account + " appears twice");
   }
   return accounts;
 }

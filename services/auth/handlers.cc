@@ -10,7 +10,8 @@ int64_t system_now_unix_ms() {
       .count();
 }
 
-tern::Result<IssueTokenResponse> Auth::issue_token(tern::Context&, const IssueTokenRequest& req) const {
+tern::Result<IssueTokenResponse> Auth::issue_token(tern::Context&,
+                                                   const IssueTokenRequest& req) const {
   if (req.account_id().empty() || req.password().empty())
     return tern::Error{tern::Code::kInvalidArgument, "account_id and password are required"};
   if (!accounts_.check(req.account_id(), req.password()))

@@ -1,11 +1,11 @@
 // service.auth's endpoints, apart from the bus.
 #pragma once
 
-#include <cstdint>
-#include <functional>
-
 #include <tern/context.h>
 #include <tern/error.h>
+
+#include <cstdint>
+#include <functional>
 
 #include "accounts.h"
 #include "auth.pb.h"
@@ -26,7 +26,8 @@ class Auth {
   // account_id + password -> a token. INVALID_ARGUMENT if either is empty,
   // UNAUTHENTICATED if they do not match (the same answer for an unknown
   // account as for a wrong password).
-  tern::Result<IssueTokenResponse> issue_token(tern::Context& ctx, const IssueTokenRequest& req) const;
+  tern::Result<IssueTokenResponse> issue_token(tern::Context& ctx,
+                                               const IssueTokenRequest& req) const;
   // token -> the account id it was issued to. UNAUTHENTICATED if the token
   // is malformed, tampered with, signed with another secret or expired.
   tern::Result<ValidateResponse> validate(tern::Context& ctx, const ValidateRequest& req) const;

@@ -2,12 +2,12 @@
 // validates a token any other issued, with no shared store.
 #pragma once
 
+#include <tern/error.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
-
-#include <tern/error.h>
 
 namespace auth {
 

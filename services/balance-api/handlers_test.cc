@@ -1,9 +1,10 @@
-#include <catch2/catch.hpp>
+#include "handlers.h"
 
 #include <tern/testing.h>
 
+#include <catch2/catch.hpp>
+
 #include "auth.pb.h"
-#include "handlers.h"
 
 using namespace std::chrono_literals;
 
@@ -11,14 +12,16 @@ namespace {
 
 void stubs(tern::testing::FakeTransport& fake, std::vector<std::string>* asked) {
   fake.stub<auth::ValidateRequest, auth::ValidateResponse>(
-      "service.auth", "validate", [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
+      "service.auth", "validate",
+      [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
         if (r.token() != "tok_1") return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
         auth::ValidateResponse rsp;
         rsp.set_account_id("acc_1");
         return rsp;
       });
   fake.stub<balance::GetRequest, balance::Balance>(
-      "service.balance", "get", [asked](const balance::GetRequest& r) -> tern::Result<balance::Balance> {
+      "service.balance", "get",
+      [asked](const balance::GetRequest& r) -> tern::Result<balance::Balance> {
         asked->push_back(r.account_id());
         balance::Balance b;
         b.set_balance(1250);

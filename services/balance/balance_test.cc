@@ -7,7 +7,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-transaction::Created created(std::string id, std::string account, int64_t amount, std::string currency = "GBP") {
+transaction::Created created(std::string id, std::string account, int64_t amount,
+                             std::string currency = "GBP") {
   transaction::Created e;
   auto* tx = e.mutable_transaction();
   tx->set_id(std::move(id));
@@ -19,8 +20,9 @@ transaction::Created created(std::string id, std::string account, int64_t amount
 
 // An event handler's context: its request id is the event id.
 tern::Context event_context(std::string event_id) {
-  return tern::Context::from_wire(tern::detail::to_unix_ms(tern::Context::Clock::now() + 5s), "trace", "span",
-                                  "", std::move(event_id), "service.transaction", {});
+  return tern::Context::from_wire(tern::detail::to_unix_ms(tern::Context::Clock::now() + 5s),
+                                  "trace", "span", "", std::move(event_id), "service.transaction",
+                                  {});
 }
 
 int64_t balance_of(balance::Balances& b, std::string account) {

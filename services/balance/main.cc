@@ -16,7 +16,9 @@ int main(int argc, char** argv) {
   }
   balance::Balances balances{*store};
   tern::Service svc{"service.balance"};
-  svc.handle("get", [&](tern::Context& ctx, const balance::GetRequest& req) { return balances.get(ctx, req); });
+  svc.handle("get", [&](tern::Context& ctx, const balance::GetRequest& req) {
+    return balances.get(ctx, req);
+  });
   svc.subscribe<transaction::Created>("transaction.created",
                                       [&](tern::Context& ctx, const transaction::Created& event) {
                                         return balances.on_created(ctx, event);

@@ -14,7 +14,8 @@ Store::Store(const std::string& path) : db_(path) {
                " applied_unix_ms INTEGER NOT NULL)");
 }
 
-tern::Result<Store::Outcome> Store::apply(const transaction::Transaction& tx, std::string_view event_id) {
+tern::Result<Store::Outcome> Store::apply(const transaction::Transaction& tx,
+                                          std::string_view event_id) {
   std::lock_guard lock(mu_);
   tern::Result<Outcome> outcome = Outcome::kApplied;
   db_.transaction([&] {
@@ -32,19 +33,21 @@ tern::Result<Store::Outcome> Store::apply(const transaction::Transaction& tx, st
       return false;
     }
     int64_t balance = 0;
-    common::Statement current(db_.get(), "SELECT balance, currency FROM balances WHERE account_id = ?");
+    common::Statement current(db_.get(),
+                              "SELECT balance, currency FROM balances WHERE account_id = ?");
     current.bind(1, tx.account_id());
     if (current.step()) {
       if (current.text(1) != tx.currency()) {
-        outcome = tern::Error{tern::Code::kFailedPrecondition,
-                              "account " + tx.account_id() + " holds " + current.text(1) + ", not " +
-                                  tx.currency()};
+        outcome = tern::Error{
+            tern::Code::kFailedPrecondition,
+            "account " + tx.account_id() + " holds " + current.text(1) + ", not " + tx.currency()};
         return false;
       }
       balance = current.int64(0);
     }
     if (__builtin_add_overflow(balance, tx.amount(), &balance)) {
-      outcome = tern::Error{tern::Code::kOutOfRange, "balance of " + tx.account_id() + " would overflow"};
+      outcome =
+          tern::Error{tern::Code::kOutOfRange, "balance of " + tx.account_id() + " would overflow"};
       return false;
     }
     common::Statement(db_.get(),

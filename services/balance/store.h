@@ -2,11 +2,11 @@
 // transactions it already holds.
 #pragma once
 
-#include <string>
-#include <string_view>
+#include <tern/error.h>
 
 #include <boost/fiber/mutex.hpp>
-#include <tern/error.h>
+#include <string>
+#include <string_view>
 
 #include "balance.pb.h"
 #include "common/sqlite.h"

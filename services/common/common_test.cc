@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 
 #include "common/crypto.h"
@@ -44,14 +43,18 @@ TEST_CASE("equal_constant_time compares contents and lengths") {
 }
 
 TEST_CASE("data_file creates the data directory and names the file after the service") {
-  auto dir = std::filesystem::temp_directory_path() / ("common-test-" + std::to_string(getpid())) / "a";
+  auto dir =
+      std::filesystem::temp_directory_path() / ("common-test-" + std::to_string(getpid())) / "a";
   std::string path = common::data_file(dir.string(), "service.balance");
   CHECK(std::filesystem::is_directory(dir));
   CHECK(path == (dir / "service.balance.db").string());
   common::Database db(path);
   common::exec(db.get(), "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)");
   CHECK(db.transaction([&] {
-    common::Statement(db.get(), "INSERT INTO t VALUES (?, ?)").bind(1, "x").bind(2, int64_t{7}).step();
+    common::Statement(db.get(), "INSERT INTO t VALUES (?, ?)")
+        .bind(1, "x")
+        .bind(2, int64_t{7})
+        .step();
     return true;
   }));
   CHECK_FALSE(db.transaction([&] {

@@ -17,7 +17,8 @@ namespace {
 std::string data_file(const std::string& data_dir, std::string_view service_name) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
-  if (ec) throw std::runtime_error("cannot create data directory " + data_dir + ": " + ec.message());
+  if (ec)
+    throw std::runtime_error("cannot create data directory " + data_dir + ": " + ec.message());
   return (std::filesystem::path(data_dir) / (std::string(service_name) + ".db")).string();
 }
 
@@ -37,8 +38,8 @@ Statement::Statement(sqlite3* db, const char* sql) : db_(db) {
 Statement::~Statement() { sqlite3_finalize(stmt_); }
 
 Statement& Statement::bind(int index, std::string_view text) {
-  if (sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) !=
-      SQLITE_OK)
+  if (sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                        SQLITE_TRANSIENT) != SQLITE_OK)
     fail(db_, "bind");
   return *this;
 }

@@ -1,9 +1,10 @@
-#include <catch2/catch.hpp>
+#include "handlers.h"
 
 #include <tern/testing.h>
 
+#include <catch2/catch.hpp>
+
 #include "auth.pb.h"
-#include "handlers.h"
 
 using namespace std::chrono_literals;
 
@@ -16,14 +17,17 @@ struct Fixture {
 
   Fixture() {
     fake.stub<auth::ValidateRequest, auth::ValidateResponse>(
-        "service.auth", "validate", [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
-          if (r.token() != "tok_1") return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
+        "service.auth", "validate",
+        [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
+          if (r.token() != "tok_1")
+            return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
           auth::ValidateResponse rsp;
           rsp.set_account_id("acc_1");
           return rsp;
         });
     fake.stub<transaction::CreateRequest, transaction::Transaction>(
-        "service.transaction", "create", [this](const transaction::CreateRequest& r) -> tern::Result<transaction::Transaction> {
+        "service.transaction", "create",
+        [this](const transaction::CreateRequest& r) -> tern::Result<transaction::Transaction> {
           created.push_back(r);
           transaction::Transaction tx;
           tx.set_id("tx_1");
@@ -32,7 +36,8 @@ struct Fixture {
           return tx;
         });
     fake.stub<transaction::GetRequest, transaction::Transaction>(
-        "service.transaction", "get", [this](const transaction::GetRequest& r) -> tern::Result<transaction::Transaction> {
+        "service.transaction", "get",
+        [this](const transaction::GetRequest& r) -> tern::Result<transaction::Transaction> {
           got.push_back(r);
           return tern::Error{tern::Code::kNotFound, "no transaction " + r.id()};
         });

@@ -1,9 +1,9 @@
 #include "handlers.h"
 
+#include <tern/log.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <tern/log.h>
 
 #include "common/crypto.h"
 
@@ -28,10 +28,12 @@ tern::Error check(const CreateRequest& req) {
     return invalid("amount", "must be a positive number of minor units, at most " +
                                  std::to_string(kMaxAmount));
   const std::string& c = req.currency();
-  if (c.size() != 3 || !std::all_of(c.begin(), c.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; }))
+  if (c.size() != 3 ||
+      !std::all_of(c.begin(), c.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; }))
     return invalid("currency", "must be three upper-case letters (ISO 4217), like GBP");
   if (req.description().size() > kMaxDescriptionBytes)
-    return invalid("description", "must be at most " + std::to_string(kMaxDescriptionBytes) + " bytes");
+    return invalid("description",
+                   "must be at most " + std::to_string(kMaxDescriptionBytes) + " bytes");
   return tern::Error{tern::Code::kOk, {}};
 }
 
@@ -46,7 +48,8 @@ tern::Result<Transaction> Transactions::create(tern::Context& ctx, const CreateR
   tx.set_created_at_unix_ms(now_());
   store_.create(ctx, tx);
   if (store_.relay(ctx) == 0)
-    tern::log::warn("transaction {} stored; its event waits in the outbox for the next relay", tx.id());
+    tern::log::warn("transaction {} stored; its event waits in the outbox for the next relay",
+                    tx.id());
   return tx;
 }
 

@@ -1,11 +1,11 @@
 // service.transaction's endpoints, apart from the bus.
 #pragma once
 
-#include <cstdint>
-#include <functional>
-
 #include <tern/context.h>
 #include <tern/error.h>
+
+#include <cstdint>
+#include <functional>
 
 #include "store.h"
 #include "transaction.pb.h"

@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   try {
     // TERN_DATA_DIR: where service.transaction.db lives. TERN_OUTBOX_RELAY_MS:
     // how often events left in the outbox are retried.
-    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.transaction"));
+    store.emplace(
+        common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.transaction"));
     relay_every = std::chrono::milliseconds(common::env_positive("TERN_OUTBOX_RELAY_MS", 1000));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());

@@ -2,13 +2,13 @@
 // tern::Outbox, the events that announce them.
 #pragma once
 
+#include <tern/context.h>
+#include <tern/outbox.h>
+
+#include <boost/fiber/mutex.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/fiber/mutex.hpp>
-#include <tern/context.h>
-#include <tern/outbox.h>
 
 #include "transaction.pb.h"
 

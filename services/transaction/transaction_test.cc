@@ -1,7 +1,7 @@
-#include <catch2/catch.hpp>
-
 #include <tern/call.h>
 #include <tern/events.h>
+
+#include <catch2/catch.hpp>
 
 #include "handlers.h"
 #include "store.h"
@@ -19,8 +19,8 @@ class RecordingTransport final : public tern::Transport {
   bool up = true;
   std::vector<Published> published;
 
-  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view, std::string,
-                                 const tern::CallOptions&) override {
+  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view,
+                                 std::string, const tern::CallOptions&) override {
     return tern::Error{tern::Code::kUnavailable, "no calls here"};
   }
   tern::Error publish(const tern::Context&, std::string_view type, std::string_view key,

@@ -6,7 +6,8 @@
 
 namespace webhook_api {
 
-tern::Result<webhook::RegisterResponse> register_webhook(tern::Context& ctx, const RegisterRequest& req) {
+tern::Result<webhook::RegisterResponse> register_webhook(tern::Context& ctx,
+                                                         const RegisterRequest& req) {
   auto account = auth::authenticate(ctx);
   if (!account.ok()) return account.error();
   webhook::RegisterRequest r;
@@ -23,7 +24,8 @@ tern::Result<webhook::ListResponse> list(tern::Context& ctx, const ListRequest&)
   return tern::call<webhook::ListResponse>(ctx, "service.webhook", "list", r, {.idempotent = true});
 }
 
-tern::Result<webhook::DeregisterResponse> deregister(tern::Context& ctx, const DeregisterRequest& req) {
+tern::Result<webhook::DeregisterResponse> deregister(tern::Context& ctx,
+                                                     const DeregisterRequest& req) {
   auto account = auth::authenticate(ctx);
   if (!account.ok()) return account.error();
   webhook::DeregisterRequest r;

@@ -11,10 +11,12 @@
 namespace webhook_api {
 
 // POST /: registers url for the caller's account.
-tern::Result<webhook::RegisterResponse> register_webhook(tern::Context& ctx, const RegisterRequest& req);
+tern::Result<webhook::RegisterResponse> register_webhook(tern::Context& ctx,
+                                                         const RegisterRequest& req);
 // GET /: the caller's webhooks.
 tern::Result<webhook::ListResponse> list(tern::Context& ctx, const ListRequest& req);
 // DELETE /:id: NOT_FOUND unless it is one of the caller's.
-tern::Result<webhook::DeregisterResponse> deregister(tern::Context& ctx, const DeregisterRequest& req);
+tern::Result<webhook::DeregisterResponse> deregister(tern::Context& ctx,
+                                                     const DeregisterRequest& req);
 
 }  // namespace webhook_api

@@ -1,9 +1,10 @@
-#include <catch2/catch.hpp>
+#include "handlers.h"
 
 #include <tern/testing.h>
 
+#include <catch2/catch.hpp>
+
 #include "auth.pb.h"
-#include "handlers.h"
 
 using namespace std::chrono_literals;
 
@@ -16,14 +17,17 @@ struct Fixture {
 
   Fixture() {
     fake.stub<auth::ValidateRequest, auth::ValidateResponse>(
-        "service.auth", "validate", [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
-          if (r.token() != "tok_1") return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
+        "service.auth", "validate",
+        [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
+          if (r.token() != "tok_1")
+            return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
           auth::ValidateResponse rsp;
           rsp.set_account_id("acc_1");
           return rsp;
         });
     fake.stub<webhook::RegisterRequest, webhook::RegisterResponse>(
-        "service.webhook", "register", [this](const webhook::RegisterRequest& r) -> tern::Result<webhook::RegisterResponse> {
+        "service.webhook", "register",
+        [this](const webhook::RegisterRequest& r) -> tern::Result<webhook::RegisterResponse> {
           calls.push_back("register " + r.account_id() + " " + r.url());
           webhook::RegisterResponse rsp;
           rsp.set_id("wh_1");
@@ -31,7 +35,8 @@ struct Fixture {
           return rsp;
         });
     fake.stub<webhook::ListRequest, webhook::ListResponse>(
-        "service.webhook", "list", [this](const webhook::ListRequest& r) -> tern::Result<webhook::ListResponse> {
+        "service.webhook", "list",
+        [this](const webhook::ListRequest& r) -> tern::Result<webhook::ListResponse> {
           calls.push_back("list " + r.account_id());
           webhook::ListResponse rsp;
           rsp.add_webhooks()->set_id("wh_1");
@@ -71,8 +76,9 @@ TEST_CASE("register, list and deregister act on the token's account") {
   CHECK(webhook_api::deregister(ctx, del).ok());
   del.set_id("wh_2");
   CHECK(webhook_api::deregister(ctx, del).code() == tern::Code::kNotFound);
-  CHECK(f.calls == std::vector<std::string>{"register acc_1 http://127.0.0.1:9999/hook", "list acc_1",
-                                            "deregister acc_1 wh_1", "deregister acc_1 wh_2"});
+  CHECK(f.calls == std::vector<std::string>{"register acc_1 http://127.0.0.1:9999/hook",
+                                            "list acc_1", "deregister acc_1 wh_1",
+                                            "deregister acc_1 wh_2"});
 }
 
 TEST_CASE("without a valid token nothing reaches service.webhook") {

@@ -1,15 +1,15 @@
 // service.webhook's endpoints and event handlers, apart from the bus.
 #pragma once
 
+#include <tern/context.h>
+#include <tern/error.h>
+#include <tern/http.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
-
-#include <tern/context.h>
-#include <tern/error.h>
-#include <tern/http.h>
 
 #include "store.h"
 #include "transaction.pb.h"
@@ -33,7 +33,8 @@ std::string sign(std::string_view secret, std::string_view body);
 
 // How deliveries reach the outside: tern::http::fetch, or a test's stand-in.
 using Fetch = std::function<tern::Result<tern::http::Response>(
-    const tern::Context&, std::string_view url, tern::http::Request, std::chrono::milliseconds timeout)>;
+    const tern::Context&, std::string_view url, tern::http::Request,
+    std::chrono::milliseconds timeout)>;
 using Clock = std::function<int64_t()>;  // Unix ms now
 int64_t system_now_unix_ms();
 

@@ -27,16 +27,19 @@ int main(int argc, char** argv) {
   svc.handle("register", [&](tern::Context& ctx, const webhook::RegisterRequest& req) {
     return webhooks.register_webhook(ctx, req);
   });
-  svc.handle("list", [&](tern::Context& ctx, const webhook::ListRequest& req) { return webhooks.list(ctx, req); });
+  svc.handle("list", [&](tern::Context& ctx, const webhook::ListRequest& req) {
+    return webhooks.list(ctx, req);
+  });
   svc.handle("deregister", [&](tern::Context& ctx, const webhook::DeregisterRequest& req) {
     return webhooks.deregister(ctx, req);
   });
-  svc.subscribe<transaction::Created>("transaction.created", [&](tern::Context& ctx, const transaction::Created& e) {
-    return webhooks.on_transaction_created(ctx, e);
-  });
-  svc.subscribe<webhook::Delivery>("webhook.delivery", [&](tern::Context& ctx, const webhook::Delivery& d) {
-    return webhooks.on_delivery(ctx, d);
-  });
+  svc.subscribe<transaction::Created>("transaction.created",
+                                      [&](tern::Context& ctx, const transaction::Created& e) {
+                                        return webhooks.on_transaction_created(ctx, e);
+                                      });
+  svc.subscribe<webhook::Delivery>(
+      "webhook.delivery",
+      [&](tern::Context& ctx, const webhook::Delivery& d) { return webhooks.on_delivery(ctx, d); });
   svc.every(relay_every, [&](tern::Context& ctx) { store->relay(ctx); });
   return svc.run(argc, argv);
 }

@@ -72,8 +72,9 @@ bool Store::remove(std::string_view account_id, std::string_view id) {
 
 std::optional<Store::Target> Store::find(std::string_view id) {
   std::lock_guard lock(mu_);
-  common::Statement s(outbox_.db(),
-                      "SELECT id, account_id, url, created_at_unix_ms, secret FROM webhooks WHERE id = ?");
+  common::Statement s(
+      outbox_.db(),
+      "SELECT id, account_id, url, created_at_unix_ms, secret FROM webhooks WHERE id = ?");
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return Target{read_webhook(s), s.text(4)};
@@ -94,9 +95,10 @@ int Store::fan_out(const tern::Context& ctx, std::string_view account_id, std::s
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     for (const std::string& webhook_id : webhooks) {
-      common::Statement(outbox_.db(),
-                        "INSERT OR IGNORE INTO deliveries (event_id, webhook_id, created_at_unix_ms)"
-                        " VALUES (?, ?, ?)")
+      common::Statement(
+          outbox_.db(),
+          "INSERT OR IGNORE INTO deliveries (event_id, webhook_id, created_at_unix_ms)"
+          " VALUES (?, ?, ?)")
           .bind(1, event_id)
           .bind(2, webhook_id)
           .bind(3, now)

@@ -2,14 +2,14 @@
 // caused, and (through tern::Outbox) the webhook.delivery events for them.
 #pragma once
 
+#include <tern/context.h>
+#include <tern/outbox.h>
+
+#include <boost/fiber/mutex.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/fiber/mutex.hpp>
-#include <tern/context.h>
-#include <tern/outbox.h>
 
 #include "webhook.pb.h"
 

@@ -1,10 +1,9 @@
-#include <catch2/catch.hpp>
-
-#include <set>
-
 #include <tern/call.h>
 #include <tern/events.h>
 #include <tern/json.h>
+
+#include <catch2/catch.hpp>
+#include <set>
 
 #include "handlers.h"
 #include "store.h"
@@ -17,11 +16,12 @@ namespace {
 class RecordingTransport final : public tern::Transport {
  public:
   std::vector<std::pair<std::string, std::string>> published;  // routing key, body
-  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view, std::string,
-                                 const tern::CallOptions&) override {
+  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view,
+                                 std::string, const tern::CallOptions&) override {
     return tern::Error{tern::Code::kUnavailable, "no calls here"};
   }
-  tern::Error publish(const tern::Context&, std::string_view, std::string_view key, std::string body) override {
+  tern::Error publish(const tern::Context&, std::string_view, std::string_view key,
+                      std::string body) override {
     published.emplace_back(std::string(key), std::move(body));
     return tern::Error{tern::Code::kOk, {}};
   }
@@ -42,15 +42,17 @@ struct Fixture {
   webhook::Store store{":memory:"};
   std::vector<Fetched> fetched;
   tern::Result<tern::http::Response> answer = tern::http::Response{};  // 200
-  webhook::Webhooks webhooks{store, {},
-                             [this](const tern::Context&, std::string_view url, tern::http::Request req,
-                                    std::chrono::milliseconds) {
+  webhook::Webhooks webhooks{store,
+                             {},
+                             [this](const tern::Context&, std::string_view url,
+                                    tern::http::Request req, std::chrono::milliseconds) {
                                fetched.push_back({std::string(url), std::move(req)});
                                return answer;
                              },
                              [] { return int64_t{42}; }};
 
-  webhook::RegisterResponse add(std::string account, std::string url = "http://127.0.0.1:9999/hook") {
+  webhook::RegisterResponse add(std::string account,
+                                std::string url = "http://127.0.0.1:9999/hook") {
     webhook::RegisterRequest req;
     req.set_account_id(std::move(account));
     req.set_url(std::move(url));
@@ -95,7 +97,9 @@ transaction::Created created(std::string id, std::string account) {
   return e;
 }
 
-const std::string* header(const tern::http::Request& r, std::string_view name) { return r.header(name); }
+const std::string* header(const tern::http::Request& r, std::string_view name) {
+  return r.header(name);
+}
 
 }  // namespace
 
@@ -110,10 +114,11 @@ TEST_CASE("webhook URLs are plain http with a host") {
   for (std::string ok : {"http://127.0.0.1:9999/hook", "http://example.com", "http://h/p?q=1&r=2",
                          "http://[::1]:8080/x", "http://h:65535/"})
     CHECK(webhook::check_url(ok).ok());
-  for (std::string bad : std::vector<std::string>{"", "https://example.com/hook", "ftp://h/", "HTTP://h/", "http://", "http:///path",
-                          "http://:80/", "http://h:0/", "http://h:65536/", "http://h:x/", "http://h:/",
-                          "http://user:pw@h/", "http://h/a b", "http://h/#frag", "http://h/\n",
-                          "http://h/" + std::string(2048, 'a')}) {
+  for (std::string bad : std::vector<std::string>{
+           "", "https://example.com/hook", "ftp://h/", "HTTP://h/", "http://", "http:///path",
+           "http://:80/", "http://h:0/", "http://h:65536/", "http://h:x/", "http://h:/",
+           "http://user:pw@h/", "http://h/a b", "http://h/#frag", "http://h/\n",
+           "http://h/" + std::string(2048, 'a')}) {
     INFO(bad);
     auto e = webhook::check_url(bad);
     CHECK(e.code == tern::Code::kInvalidArgument);

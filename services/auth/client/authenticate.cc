@@ -1,7 +1,6 @@
 #include "auth/authenticate.h"
 
 #include <strings.h>
-
 #include <tern/call.h>
 
 #include "auth.pb.h"
@@ -12,9 +11,11 @@ tern::Result<std::string> authenticate(const tern::Context& ctx) {
   constexpr std::string_view kScheme = "bearer ";
   auto it = ctx.metadata().find(kAuthorizationKey);
   if (it == ctx.metadata().end())
-    return tern::Error{tern::Code::kUnauthenticated, "no credentials: send Authorization: Bearer <token>"};
+    return tern::Error{tern::Code::kUnauthenticated,
+                       "no credentials: send Authorization: Bearer <token>"};
   std::string_view value = it->second;
-  if (value.size() <= kScheme.size() || strncasecmp(value.data(), kScheme.data(), kScheme.size()) != 0)
+  if (value.size() <= kScheme.size() ||
+      strncasecmp(value.data(), kScheme.data(), kScheme.size()) != 0)
     return tern::Error{tern::Code::kUnauthenticated, "Authorization is not a bearer token"};
   value.remove_prefix(kScheme.size());
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);

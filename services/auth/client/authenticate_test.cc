@@ -1,9 +1,10 @@
-#include <catch2/catch.hpp>
+#include "auth/authenticate.h"
 
 #include <tern/testing.h>
 
+#include <catch2/catch.hpp>
+
 #include "auth.pb.h"
-#include "auth/authenticate.h"
 
 using namespace std::chrono_literals;
 
@@ -12,7 +13,8 @@ namespace {
 // service.auth as a stub: "good" belongs to acc_1, anything else is refused.
 void stub_auth(tern::testing::FakeTransport& fake) {
   fake.stub<auth::ValidateRequest, auth::ValidateResponse>(
-      "service.auth", "validate", [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
+      "service.auth", "validate",
+      [](const auth::ValidateRequest& r) -> tern::Result<auth::ValidateResponse> {
         if (r.token() != "good") return tern::Error{tern::Code::kUnauthenticated, "invalid token"};
         auth::ValidateResponse rsp;
         rsp.set_account_id("acc_1");

@@ -1,10 +1,10 @@
 // For the api services: who is calling. Link the library auth_client.
 #pragma once
 
-#include <string>
-
 #include <tern/context.h>
 #include <tern/error.h>
+
+#include <string>
 
 namespace auth {
 
