@@ -21,6 +21,7 @@
 #include "bench.h"
 #include "broker_tools.h"
 #include "dynamic.h"
+#include "tern/json.h"
 #include "tern/tern.h"
 
 namespace {
@@ -114,7 +115,7 @@ int cmd_endpoint(tern::Client& client, const Args& args) {
                                       tern::CallOptions{.timeout = args.timeout});
   });
   if (err.code != tern::Code::kOk) return fail_call(err);
-  fmt::print("{}\n", tern::cli::to_json(*resp));
+  fmt::print("{}\n", tern::json::to_json(*resp));
   return 0;
 }
 

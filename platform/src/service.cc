@@ -1,6 +1,7 @@
 #include "tern/service.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -377,6 +378,13 @@ void Service::start(const Options& options) {
     core->loops.push_back(std::move(loop));
   }
   if (core->http_handler) {
+    // Each open HTTP connection is a socket: lift the soft limit on open
+    // files (often 1024) to the hard one, as Go's runtime does.
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+      files.rlim_cur = files.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
     try {
       int port = core->http_options.port;
       for (auto& loop : core->loops) {

@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
-#include <google/protobuf/dynamic_message.h>
 
 #include "tern/call.h"
+#include "tern/described.h"
 #include "tern/json.h"
 #include "tern/log.h"
 
@@ -126,18 +126,11 @@ bool valid_request_id(const std::string& id) {
 
 }  // namespace
 
-// A service's description, its descriptors built into a pool of their own.
+// A service's description and when it was fetched.
 struct Gateway::Described {
-  tern::v1::DescribeResponse description;
-  pb::DescriptorPool pool;
-  std::unique_ptr<pb::DynamicMessageFactory> factory;
-  std::unique_ptr<EndpointRoutes> routes;
-  std::map<std::string, std::pair<const pb::Descriptor*, const pb::Descriptor*>, std::less<>> types;
+  std::shared_ptr<const tern::DescribedService> service;
+  EndpointRoutes routes;
   std::chrono::steady_clock::time_point fetched;
-
-  std::unique_ptr<pb::Message> make(const pb::Descriptor* d) const {
-    return std::unique_ptr<pb::Message>(factory->GetPrototype(d)->New());
-  }
 };
 
 Gateway::Gateway(RouteTable table, Config config) : table_(std::move(table)), config_(config) {}
@@ -154,23 +147,10 @@ tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const 
         !(refresh && now - it->second->fetched > std::chrono::seconds(1)))
       return it->second;
   }
-  auto d = tern::call<tern::v1::DescribeResponse>(
-      ctx, service, "_describe", tern::v1::DescribeRequest{},
-      tern::CallOptions{.timeout = std::min<std::chrono::milliseconds>(ctx.remaining(), std::chrono::seconds(3))});
+  auto d = tern::DescribedService::fetch(
+      ctx, service, std::min<std::chrono::milliseconds>(ctx.remaining(), std::chrono::seconds(3)));
   if (!d.ok()) return std::move(d.error());
-  auto out = std::make_shared<Described>();
-  out->description = std::move(*d);
-  for (const auto& file : out->description.files().file())
-    if (out->pool.BuildFile(file) == nullptr)
-      return Error{Code::kInternal, fmt::format("{} described an invalid file {}", service, file.name())};
-  out->factory = std::make_unique<pb::DynamicMessageFactory>(&out->pool);
-  for (const auto& e : out->description.endpoints()) {
-    const pb::Descriptor* in = out->pool.FindMessageTypeByName(e.request_type());
-    const pb::Descriptor* res = out->pool.FindMessageTypeByName(e.response_type());
-    if (in != nullptr && res != nullptr) out->types[e.name()] = {in, res};
-  }
-  out->routes = std::make_unique<EndpointRoutes>(out->description.routes());
-  out->fetched = now;
+  auto out = std::make_shared<Described>(Described{*d, EndpointRoutes((*d)->description().routes()), now});
   std::lock_guard<std::mutex> lock(mu_);
   cache_[service] = out;
   return std::shared_ptr<const Described>(std::move(out));
@@ -216,26 +196,24 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
       return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
     return error_response(e);
   }
-  auto match = (*described)->routes->match(req.method, target->rest);
+  auto match = (*described)->routes.match(req.method, target->rest);
   if (!match.ok() && match.code() == Code::kNotFound) {
     // Perhaps the service gained the route since we asked.
     described = describe(ctx, target->service, true);
     if (!described.ok()) return error_response(described.error());
-    match = (*described)->routes->match(req.method, target->rest);
+    match = (*described)->routes.match(req.method, target->rest);
   }
   if (!match.ok()) {
     if (match.code() == Code::kNotFound)
       return error_response(Error{Code::kNotFound, fmt::format("no route for {} {}", req.method, req.path)});
     return error_response(match.error());
   }
-  const Described& svc = **described;
-  auto types = svc.types.find(match->endpoint);
-  if (types == svc.types.end())
-    return error_response(Error{Code::kInternal, fmt::format("{} routes to an endpoint it does not describe: {}",
-                                                             target->service, match->endpoint)});
+  const tern::DescribedService& svc = *(*described)->service;
+  auto types = svc.endpoint(match->endpoint);
+  if (!types.ok()) return error_response(types.error());
 
   // The request message: the JSON body, then path and query parameters.
-  auto message = svc.make(types->second.first);
+  auto message = svc.make(types->request);
   if (!req.body.empty()) {
     // Bodies are JSON whatever Content-Type says (curl -d says form data).
     Error e = tern::json::from_json(req.body, message.get());
@@ -261,7 +239,7 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   opts.idempotent = req.method == "GET" || req.method == "HEAD";
   auto reply = tern::call_bytes(ctx, target->service, match->endpoint, message->SerializeAsString(), opts);
   if (!reply.ok()) return error_response(reply.error());
-  auto response = svc.make(types->second.second);
+  auto response = svc.make(types->response);
   if (!response->ParseFromString(*reply))
     return error_response(Error{Code::kInternal, fmt::format("{} sent a reply that is not a {}", target->service,
                                                              response->GetDescriptor()->full_name())});

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""The README's walk-through, over real HTTP through the gateway.
+
+Starts the example system's binaries (gateway, auth, auth-api, webhook,
+webhook-api, transaction, transaction-api, balance, balance-api) against the
+broker at TERN_AMQP_URL, plus a local HTTP receiver for webhooks, then:
+token; 401 without one; register a webhook; create a transaction; the
+receiver gets the signed webhook; the balance; list and delete webhooks;
+400 for bad JSON; 404 for an unknown route; 503/504 by the deadline for a
+stopped service.
+
+    walkthrough_test.py BIN_DIR
+"""
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SERVICES = ["auth", "auth-api", "webhook", "webhook-api", "transaction", "transaction-api",
+            "balance", "balance-api"]
+
+failures = []
+passed = 0
+
+
+def check(name, ok, detail=""):
+    global passed
+    if ok:
+        passed += 1
+        print(f"ok    {name}", flush=True)
+    else:
+        failures.append(name)
+        print(f"FAIL  {name} {detail}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def await_true(what, fn, timeout=30.0):
+    """Polls fn until it returns a true value (returned) or timeout (None)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = fn()
+            if v:
+                return v
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    print(f"gave up waiting for {what} after {timeout} s", flush=True)
+    return None
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """The external provider: keeps every POST it gets."""
+    got = []
+    lock = threading.Lock()
+    cond = threading.Condition(lock)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with Receiver.cond:
+            Receiver.got.append((self.path, dict(self.headers), body))
+            Receiver.cond.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    # Many sockets at once: lift the soft limit on open files.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    bin_dir = sys.argv[1]
+    if not os.environ.get("TERN_AMQP_URL"):
+        print("TERN_AMQP_URL is not set: run through scripts/test")
+        return 2
+    data = tempfile.mkdtemp(prefix="tern-walkthrough-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, TERN_DATA_DIR=data, TERN_GATEWAY_PORT=str(port),
+               TERN_GATEWAY_ADDRESS="127.0.0.1", TERN_EVENT_RETRY_MS="200", TERN_THREADS="1")
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+
+    procs = {}
+    log = open(os.path.join(data, "services.log"), "w")
+    for name in SERVICES + ["gateway"]:
+        procs[name] = subprocess.Popen([os.path.join(bin_dir, name)], env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+
+    def request(method, path, body=None, token=None, headers=None, raw=None):
+        data_bytes = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(base + path, data=data_bytes, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, text
+
+    try:
+        # Up: the gateway answers and the auth path works end to end.
+        up = await_true("the system to answer POST /auth/token", lambda: request(
+            "POST", "/auth/token", {"account_id": "acc_demo", "password": "demo"})[0] == 200)
+        check("the system starts and answers through the gateway", up)
+        if not up:
+            return 1
+
+        status, body = request("POST", "/auth/token", {"account_id": "acc_demo", "password": "demo"})
+        token = body.get("token") if isinstance(body, dict) else None
+        check("POST /auth/token gives a token", status == 200 and token, f"{status} {body}")
+        status, body = request("POST", "/auth/token", {"accountId": "acc_demo", "password": "wrong"})
+        check("a wrong password is 401", status == 401, f"{status} {body}")
+
+        status, body = request("GET", "/webhooks")
+        check("a missing token is 401", status == 401, f"{status} {body}")
+        status, body = request("GET", "/balance", token="not-a-token")
+        check("a bad token is 401", status == 401, f"{status} {body}")
+
+        status, hook = request("POST", "/webhooks", {"url": hook_url}, token=token)
+        check("POST /webhooks gives exactly id and secret",
+              status == 200 and isinstance(hook, dict) and set(hook) == {"id", "secret"}, f"{status} {hook}")
+        status, listed = request("GET", "/webhooks", token=token)
+        check("GET /webhooks lists the webhook", status == 200 and hook["id"] in json.dumps(listed),
+              f"{status} {listed}")
+
+        status, tx = request("POST", "/transactions",
+                             {"amount": 1250, "currency": "GBP", "description": "coffee"}, token=token)
+        check("POST /transactions gives the transaction with its id",
+              status == 200 and tx.get("id") and tx.get("amount") == 1250, f"{status} {tx}")
+
+        with Receiver.cond:
+            Receiver.cond.wait_for(lambda: len(Receiver.got) >= 1, timeout=30)
+            got = list(Receiver.got)
+        check("the registered URL receives the webhook", len(got) >= 1)
+        if got:
+            path, headers, raw = got[0]
+            sent = json.loads(raw)
+            want_sig = hmac.new(hook["secret"].encode(), raw, hashlib.sha256).hexdigest()
+            sig = {k.lower(): v for k, v in headers.items()}.get("x-tern-signature")
+            check("the webhook body holds the transaction",
+                  sent.get("id") == tx["id"] and sent.get("amount") == 1250 and sent.get("currency") == "GBP"
+                  and sent.get("description") == "coffee", f"{sent}")
+            check("X-Tern-Signature is the hex HMAC-SHA256 of the body by the webhook's secret",
+                  sig == want_sig, f"{sig} != {want_sig}")
+
+        balance = await_true("the balance to reflect the transaction", lambda: (lambda r: r[0] == 200 and r[1].get(
+            "balance") == 1250 and r)(request("GET", "/balance", token=token)), timeout=30)
+        check("GET /balance reflects the transaction",
+              balance and balance[1] == {"balance": 1250, "currency": "GBP"}, f"{balance}")
+
+        status, body = request("POST", "/transactions", raw=b'{"amount": 12', token=token)
+        check("bad JSON is 400", status == 400, f"{status} {body}")
+        status, body = request("GET", "/nowhere/at/all", token=token)
+        check("an unknown route is 404", status == 404, f"{status} {body}")
+
+        status, _ = request("DELETE", f"/webhooks/{hook['id']}", token=token)
+        status2, listed = request("GET", "/webhooks", token=token)
+        check("DELETE /webhooks/<id> removes it", status == 200 and hook["id"] not in json.dumps(listed),
+              f"{status} {listed}")
+        status, body = request("DELETE", f"/webhooks/{hook['id']}", token=token)
+        check("deleting it again is 404", status == 404, f"{status} {body}")
+
+        # A stopped service: the gateway answers by the request's deadline.
+        procs["balance-api"].send_signal(signal.SIGTERM)
+        procs["balance-api"].wait(timeout=30)
+        start = time.monotonic()
+        status, body = request("GET", "/balance", token=token, headers={"X-Tern-Timeout-Ms": "1000"})
+        took = time.monotonic() - start
+        check("a stopped service is 503 or 504 by the deadline", status in (503, 504) and took < 1.0 + 0.5,
+              f"{status} in {took:.2f} s: {body}")
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                failures.append(f"{name} did not stop on SIGTERM")
+        receiver.shutdown()
+        log.close()
+        if failures:
+            print(open(os.path.join(data, "services.log")).read()[-6000:])
+
+    print(f"{passed} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+#include <catch2/catch.hpp>
+
+#include "tern/metrics.h"
+
+using tern::metrics::Registry;
+
+TEST_CASE("counters render with their labels and HELP and TYPE lines") {
+  Registry r;
+  r.counter("tern_requests_total", "Requests handled", {{"endpoint", "hello"}, {"code", "OK"}}).inc(3);
+  r.counter("tern_requests_total", "ignored", {{"endpoint", "hello"}, {"code", "NOT_FOUND"}}).inc();
+  CHECK(r.render() ==
+        "# HELP tern_requests_total Requests handled\n"
+        "# TYPE tern_requests_total counter\n"
+        "tern_requests_total{endpoint=\"hello\",code=\"NOT_FOUND\"} 1\n"
+        "tern_requests_total{endpoint=\"hello\",code=\"OK\"} 3\n");
+}
+
+TEST_CASE("the same name and labels give the same counter") {
+  Registry r;
+  auto& a = r.counter("c", "h", {{"x", "1"}});
+  auto& b = r.counter("c", "h", {{"x", "1"}});
+  CHECK(&a == &b);
+  CHECK_THROWS_AS(r.gauge("c", "h"), std::logic_error);
+}
+
+TEST_CASE("histograms render cumulative buckets with sum and count") {
+  Registry r;
+  auto& h = r.histogram("lat_seconds", "Latency", {{"e", "x"}});
+  h.observe_us(300);       // 0.0003 s: every bucket
+  h.observe_us(30000);     // 0.03 s: from le=0.05
+  h.observe_us(20000000);  // 20 s: only +Inf
+  std::string text = r.render();
+  CHECK_THAT(text, Catch::Contains("# TYPE lat_seconds histogram\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.0005\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.025\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.05\"} 2\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"10\"} 2\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"+Inf\"} 3\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_sum{e=\"x\"} 20.0303\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_count{e=\"x\"} 3\n"));
+}
+
+TEST_CASE("gauges hold a value or read a function and label values are escaped") {
+  Registry r;
+  r.gauge("in_flight", "Now").set(7);
+  r.gauge_fn("queue", "Read", {{"q", "a\"b\\c\nd"}}, [] { return 2.5; });
+  std::string text = r.render();
+  CHECK_THAT(text, Catch::Contains("in_flight 7\n"));
+  CHECK_THAT(text, Catch::Contains("queue{q=\"a\\\"b\\\\c\\nd\"} 2.5\n"));
+}
