@@ -65,7 +65,7 @@ TEST_CASE("accounts parse from lines, with comments, and refuse malformed lines"
   CHECK_THROWS_WITH(auth::Accounts::parse("a b\na c\n"), Catch::Contains("twice"));
 }
 
-TEST_CASE("accounts load from a file; a missing file is nullopt") {
+TEST_CASE("accounts load from a file, and a missing file is nullopt") {
   const std::string path = "/tmp/auth-test-accounts-" + std::to_string(getpid());
   std::ofstream(path) << "acc_x px\n";
   auto loaded = auth::Accounts::load(path);
@@ -76,7 +76,7 @@ TEST_CASE("accounts load from a file; a missing file is nullopt") {
   CHECK(auth::Accounts::demo().check("acc_demo", "demo"));
 }
 
-TEST_CASE("issue_token issues for the right password only; validate reads it back") {
+TEST_CASE("issue_token issues for the right password only, and validate reads it back") {
   int64_t now = kNow;
   auth::Auth service{auth::Accounts::demo(), kTokens, [&] { return now; }};
   auto ctx = tern::Context::with_timeout(1s);

@@ -106,7 +106,8 @@ TEST_CASE("create stores the transaction and publishes transaction.created carry
   CHECK(back->SerializeAsString() == tx->SerializeAsString());
 }
 
-TEST_CASE("a create while the broker is away succeeds; its event goes out with the next relay") {
+TEST_CASE(
+    "a create while the broker is away succeeds, and its event goes out with the next relay") {
   Fixture f;
   f.transport.up = false;
   REQUIRE(f.transactions.create(f.ctx, coffee()).ok());

@@ -49,7 +49,7 @@ struct Fixture {
                                fetched.push_back({std::string(url), std::move(req)});
                                return answer;
                              },
-                             [] { return int64_t{42}; }};
+                             [n = int64_t{42}]() mutable { return n++; }};
 
   webhook::RegisterResponse add(std::string account,
                                 std::string url = "http://127.0.0.1:9999/hook") {
@@ -233,7 +233,7 @@ TEST_CASE("a delivery POSTs the body, signed with the webhook's secret") {
   CHECK(*header(sent.request, "X-Tern-Event-Id") == "transaction.created:tx_1");
 }
 
-TEST_CASE("a failed delivery is UNAVAILABLE, to be retried; one to a deleted webhook is done") {
+TEST_CASE("a failed delivery is UNAVAILABLE, to be retried, and one to a deleted webhook is done") {
   Fixture f;
   auto hook = f.add("acc_a");
   REQUIRE(f.webhooks.on_transaction_created(f.ctx, created("tx_1", "acc_a")).ok());
