@@ -1,8 +1,9 @@
-// The tern command line: call and load any service by hand.
+// The tern command line: call and load any service by hand, or create one.
 //
 //   tern call SERVICE ENDPOINT ['<json>'] [--timeout 2s]
 //   tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]
 //   tern describe SERVICE
+//   tern new service.NAME|api.NAME [--dir ROOT]
 //
 // JSON is turned into the endpoint's request type using the service's
 // _describe endpoint, so the CLI needs no generated code for the service.
@@ -21,6 +22,7 @@
 #include "bench.h"
 #include "broker_tools.h"
 #include "dynamic.h"
+#include "new_service.h"
 #include "tern/json.h"
 #include "tern/tern.h"
 
@@ -42,7 +44,12 @@ constexpr const char* kUsage =
     "  tern tail PATTERN [-n N] [--duration 10s]  print events matching PATTERN as JSON lines\n"
     "  tern dlq list SUBSCRIPTION               events in SUBSCRIPTION's dead-letter queue\n"
     "  tern dlq replay SUBSCRIPTION             move them back to SUBSCRIPTION\n"
-    "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s), --amqp-url URL (or TERN_AMQP_URL)\n"
+    "  tern new service.NAME|api.NAME [--dir ROOT]\n"
+    "                                           create services/NAME/ (api.: NAME-api/) with a\n"
+    "                                           proto, handlers, main, test and CMake line\n"
+    "  tern help                                this text\n"
+    "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s),\n"
+    "       --amqp-url URL (or TERN_AMQP_URL), --dir ROOT (tern new; default: .)\n"
     "exit status: 0 ok, 1 the call failed (CODE: message on stderr), 2 usage, 3 no broker\n";
 
 struct Args {
@@ -50,6 +57,7 @@ struct Args {
   std::chrono::milliseconds timeout{2000};
   tern::cli::BenchOptions bench;
   tern::Options options;
+  std::string dir = ".";  // tern new: the repository root
 };
 
 bool parse_duration(std::string_view s, std::chrono::milliseconds* out) {
@@ -188,6 +196,10 @@ int main(int argc, char** argv) {
       auto v = value("--amqp-url");
       if (!v) return fail_usage("--amqp-url needs a value");
       args.options.amqp_url = std::string(*v);
+    } else if (is("--dir")) {
+      auto v = value("--dir");
+      if (!v) return fail_usage("--dir needs a value");
+      args.dir = std::string(*v);
     } else if (a.starts_with("-") && a.size() > 1) {
       return fail_usage(fmt::format("unknown flag {}", a));
     } else {
@@ -196,6 +208,14 @@ int main(int argc, char** argv) {
   }
   if (args.positional.empty()) return fail_usage("no command");
   const std::string& cmd = args.positional[0];
+  if (cmd == "help") {
+    fmt::print("{}", kUsage);
+    return 0;
+  }
+  if (cmd == "new") {
+    if (args.positional.size() != 2) return fail_usage("new takes service.NAME or api.NAME");
+    return tern::cli::new_service(args.positional[1], args.dir);
+  }
   if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq" &&
       cmd != "publish")
     return fail_usage(fmt::format("unknown command '{}'", cmd));

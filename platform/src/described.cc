@@ -27,8 +27,9 @@ Result<std::shared_ptr<const DescribedService>> DescribedService::build(v1::Desc
 Result<std::shared_ptr<const DescribedService>> DescribedService::fetch(const Context& ctx,
                                                                         std::string_view service,
                                                                         std::chrono::milliseconds timeout) {
-  auto d = call<v1::DescribeResponse>(ctx, service, "_describe", v1::DescribeRequest{},
-                                      CallOptions{.timeout = timeout});
+  CallOptions opts;
+  opts.timeout = timeout;
+  auto d = call<v1::DescribeResponse>(ctx, service, "_describe", v1::DescribeRequest{}, opts);
   if (!d.ok()) return std::move(d.error());
   return build(std::move(*d));
 }
