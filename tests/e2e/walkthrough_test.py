@@ -130,6 +130,10 @@ def main():
         # Up: the gateway answers and the auth path works end to end.
         up = await_true("the system to answer POST /auth/token", lambda: request(
             "POST", "/auth/token", {"account_id": "acc_demo", "password": "demo"})[0] == 200)
+        # Every api service consuming: without a token each answers 401 (503 until it is up).
+        for method, path in [("GET", "/balance"), ("GET", "/webhooks"), ("POST", "/transactions")]:
+            up = up and await_true(f"{method} {path} to reach its service",
+                                   lambda: request(method, path)[0] == 401)
         check("the system starts and answers through the gateway", up)
         if not up:
             return 1

@@ -1,0 +1,33 @@
+// service.transaction: stores transactions and announces each one as a
+// transaction.created event, through an outbox in the same SQLite file.
+#include <tern/tern.h>
+
+#include "common/env.h"
+#include "common/sqlite.h"
+#include "handlers.h"
+
+int main(int argc, char** argv) {
+  tern::log::set_process_name("service.transaction");
+  std::optional<transaction::Store> store;
+  std::chrono::milliseconds relay_every{1000};
+  try {
+    // TERN_DATA_DIR: where service.transaction.db lives. TERN_OUTBOX_RELAY_MS:
+    // how often events left in the outbox are retried.
+    store.emplace(
+        common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.transaction"));
+    relay_every = std::chrono::milliseconds(common::env_positive("TERN_OUTBOX_RELAY_MS", 1000));
+  } catch (const std::exception& e) {
+    tern::log::error("cannot start: {}", e.what());
+    return 2;
+  }
+  transaction::Transactions transactions{*store};
+  tern::Service svc{"service.transaction"};
+  svc.handle("create", [&](tern::Context& ctx, const transaction::CreateRequest& req) {
+    return transactions.create(ctx, req);
+  });
+  svc.handle("get", [&](tern::Context& ctx, const transaction::GetRequest& req) {
+    return transactions.get(ctx, req);
+  });
+  svc.every(relay_every, [&](tern::Context& ctx) { store->relay(ctx); });
+  return svc.run(argc, argv);
+}

@@ -1,0 +1,133 @@
+#include "handlers.h"
+
+#include <tern/json.h>
+#include <tern/log.h>
+
+#include <charconv>
+
+#include "common/crypto.h"
+
+namespace webhook {
+namespace {
+
+tern::Error invalid_url(std::string why) {
+  return tern::Error{tern::Code::kInvalidArgument, "url " + why}.with_param("field", "url");
+}
+
+}  // namespace
+
+int64_t system_now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+tern::Error check_url(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.empty()) return invalid_url("is required");
+  if (url.size() > kMaxUrlBytes)
+    return invalid_url("is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
+  if (!url.starts_with(kScheme)) return invalid_url("must start with http:// (plain HTTP only)");
+  for (unsigned char c : url)
+    if (c <= 0x20 || c >= 0x7f)
+      return invalid_url("must not hold spaces, control or non-ASCII characters");
+  if (url.find('#') != std::string_view::npos) return invalid_url("must not have a fragment");
+  std::string_view authority = url.substr(kScheme.size());
+  authority = authority.substr(0, authority.find_first_of("/?"));
+  if (authority.find('@') != std::string_view::npos) return invalid_url("must not hold user info");
+  std::string_view host = authority;
+  if (auto colon = authority.rfind(':');
+      colon != std::string_view::npos && authority.back() != ']') {
+    host = authority.substr(0, colon);
+    std::string_view port = authority.substr(colon + 1);
+    int n = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || n < 1 || n > 65535)
+      return invalid_url("has a bad port");
+  }
+  if (host.empty()) return invalid_url("must name a host");
+  return tern::Error{tern::Code::kOk, {}};
+}
+
+std::string sign(std::string_view secret, std::string_view body) {
+  return common::to_hex(common::hmac_sha256(secret, body));
+}
+
+tern::Result<RegisterResponse> Webhooks::register_webhook(tern::Context&,
+                                                          const RegisterRequest& req) {
+  if (req.account_id().empty())
+    return tern::Error{tern::Code::kInvalidArgument, "account_id is required"};
+  if (tern::Error e = check_url(req.url()); !e.ok()) return e;
+  if (store_.count(req.account_id()) >= kMaxWebhooksPerAccount)
+    return tern::Error{
+        tern::Code::kFailedPrecondition,
+        "an account may register at most " + std::to_string(kMaxWebhooksPerAccount) + " webhooks"};
+  Webhook w;
+  w.set_id("wh_" + common::random_hex(12));
+  w.set_account_id(req.account_id());
+  w.set_url(req.url());
+  w.set_created_at_unix_ms(now_());
+  RegisterResponse rsp;
+  rsp.set_id(w.id());
+  rsp.set_secret("whsec_" + common::random_hex(24));
+  store_.add(w, rsp.secret());
+  return rsp;
+}
+
+tern::Result<ListResponse> Webhooks::list(tern::Context&, const ListRequest& req) {
+  if (req.account_id().empty())
+    return tern::Error{tern::Code::kInvalidArgument, "account_id is required"};
+  ListResponse rsp;
+  for (Webhook& w : store_.list(req.account_id())) *rsp.add_webhooks() = std::move(w);
+  return rsp;
+}
+
+tern::Result<DeregisterResponse> Webhooks::deregister(tern::Context&,
+                                                      const DeregisterRequest& req) {
+  if (!store_.remove(req.account_id(), req.id()))
+    return tern::Error{tern::Code::kNotFound, "no webhook " + req.id()};
+  return DeregisterResponse{};
+}
+
+tern::Error Webhooks::on_transaction_created(tern::Context& ctx,
+                                             const transaction::Created& event) {
+  const transaction::Transaction& tx = event.transaction();
+  if (tx.id().empty() || tx.account_id().empty())
+    return tern::Error{tern::Code::kInvalidArgument,
+                       "transaction.created without a transaction id or account"};
+  // Keyed on the transaction id, which stays the same when the event comes
+  // again (even published anew by service.transaction's outbox).
+  int queued = store_.fan_out(ctx, tx.account_id(), "transaction.created:" + tx.id(),
+                              "transaction.created", tern::json::to_json(tx));
+  if (queued > 0) store_.relay(ctx);  // what fails to go out now, the periodic relay sends
+  return tern::Error{tern::Code::kOk, {}};
+}
+
+tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) {
+  auto target = store_.find(delivery.webhook_id());
+  if (!target) {
+    tern::log::info("webhook {} is gone: {} not delivered", delivery.webhook_id(),
+                    delivery.event_id());
+    return tern::Error{tern::Code::kOk, {}};
+  }
+  tern::http::Request req;
+  req.method = "POST";
+  req.body = delivery.body();
+  req.headers = {{"Content-Type", "application/json"},
+                 {"X-Tern-Signature", sign(target->secret, req.body)},
+                 {"X-Tern-Event", delivery.event_type()},
+                 {"X-Tern-Event-Id", delivery.event_id()},
+                 {"X-Tern-Webhook-Id", delivery.webhook_id()}};
+  const std::string& url = target->webhook.url();
+  auto rsp = fetch_(ctx, url, std::move(req), config_.timeout);
+  if (!rsp.ok())
+    return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + " at " + url +
+                                                     ": " + rsp.error().to_string()};
+  if (rsp->status < 200 || rsp->status > 299)
+    return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + " at " + url +
+                                                     " answered " + std::to_string(rsp->status)};
+  tern::log::debug("delivered {} to webhook {}", delivery.event_id(), delivery.webhook_id());
+  return tern::Error{tern::Code::kOk, {}};
+}
+
+}  // namespace webhook

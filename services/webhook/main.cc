@@ -1,0 +1,45 @@
+// service.webhook: keeps accounts' webhooks, and POSTs each of their
+// transactions to them, signed, retried, dead-lettered when they keep failing.
+#include <tern/tern.h>
+
+#include "common/env.h"
+#include "common/sqlite.h"
+#include "handlers.h"
+
+int main(int argc, char** argv) {
+  tern::log::set_process_name("service.webhook");
+  std::optional<webhook::Store> store;
+  webhook::Config config;
+  std::chrono::milliseconds relay_every{1000};
+  try {
+    // TERN_DATA_DIR: where service.webhook.db lives. TERN_OUTBOX_RELAY_MS:
+    // how often deliveries left in the outbox are retried.
+    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.webhook"));
+    relay_every = std::chrono::milliseconds(common::env_positive("TERN_OUTBOX_RELAY_MS", 1000));
+    config.timeout = std::chrono::milliseconds(
+        common::env_positive("TERN_WEBHOOK_TIMEOUT_MS", config.timeout.count()));
+  } catch (const std::exception& e) {
+    tern::log::error("cannot start: {}", e.what());
+    return 2;
+  }
+  webhook::Webhooks webhooks{*store, config};
+  tern::Service svc{"service.webhook"};
+  svc.handle("register", [&](tern::Context& ctx, const webhook::RegisterRequest& req) {
+    return webhooks.register_webhook(ctx, req);
+  });
+  svc.handle("list", [&](tern::Context& ctx, const webhook::ListRequest& req) {
+    return webhooks.list(ctx, req);
+  });
+  svc.handle("deregister", [&](tern::Context& ctx, const webhook::DeregisterRequest& req) {
+    return webhooks.deregister(ctx, req);
+  });
+  svc.subscribe<transaction::Created>("transaction.created",
+                                      [&](tern::Context& ctx, const transaction::Created& e) {
+                                        return webhooks.on_transaction_created(ctx, e);
+                                      });
+  svc.subscribe<webhook::Delivery>(
+      "webhook.delivery",
+      [&](tern::Context& ctx, const webhook::Delivery& d) { return webhooks.on_delivery(ctx, d); });
+  svc.every(relay_every, [&](tern::Context& ctx) { store->relay(ctx); });
+  return svc.run(argc, argv);
+}
