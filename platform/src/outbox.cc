@@ -92,11 +92,11 @@ int Outbox::relay(const Context& ctx) {
   if (transport == nullptr) throw std::logic_error("Outbox::relay outside a tern runtime");
   struct Row {
     int64_t id;
-    std::string type, key, body;
+    std::string type, key, body, trace_id, span_id;
   };
   std::vector<Row> rows;
   {
-    Statement s(db_, "SELECT id, type, routing_key, body FROM tern_outbox WHERE sent = 0 ORDER BY id LIMIT 1000");
+    Statement s(db_, "SELECT id, type, routing_key, body, trace_id, span_id FROM tern_outbox WHERE sent = 0 ORDER BY id LIMIT 1000");
     while (sqlite3_step(s.stmt) == SQLITE_ROW) {
       Row r;
       r.id = sqlite3_column_int64(s.stmt, 0);
@@ -104,6 +104,8 @@ int Outbox::relay(const Context& ctx) {
       r.key = reinterpret_cast<const char*>(sqlite3_column_text(s.stmt, 2));
       r.body.assign(static_cast<const char*>(sqlite3_column_blob(s.stmt, 3)),
                     static_cast<size_t>(sqlite3_column_bytes(s.stmt, 3)));
+      if (auto* t = sqlite3_column_text(s.stmt, 4)) r.trace_id = reinterpret_cast<const char*>(t);
+      if (auto* t = sqlite3_column_text(s.stmt, 5)) r.span_id = reinterpret_cast<const char*>(t);
       rows.push_back(std::move(r));
     }
   }
@@ -111,7 +113,11 @@ int Outbox::relay(const Context& ctx) {
   for (Row& r : rows) {
     // At least once: a crash after the confirm and before this update
     // publishes the event again on the next relay.
-    if (!transport->publish(ctx, r.type, r.key, std::move(r.body)).ok()) break;
+    // Each event goes out in the trace of the request that caused it, with
+    // none of the relaying context's metadata.
+    Context event_ctx = Context::from_wire(ctx.deadline_unix_ms(), r.trace_id, r.span_id, "", "", "", {});
+    event_ctx.set_transport(transport);
+    if (!transport->publish(event_ctx, r.type, r.key, std::move(r.body)).ok()) break;
     Statement s(db_, "UPDATE tern_outbox SET sent = 1 WHERE id = ?");
     sqlite3_bind_int64(s.stmt, 1, r.id);
     if (sqlite3_step(s.stmt) != SQLITE_DONE)

@@ -61,20 +61,25 @@ struct Fixture {
 
 TEST_CASE("register, list and deregister act on the token's account") {
   Fixture f;
+  // Each request has a context of its own (authenticate takes the token out).
   auto ctx = f.ctx("Bearer tok_1");
   webhook_api::RegisterRequest reg;
   reg.set_url("http://127.0.0.1:9999/hook");
   auto r = webhook_api::register_webhook(ctx, reg);
+  CHECK(ctx.metadata().count("authorization") == 0);
   REQUIRE(r.ok());
   CHECK(r->id() == "wh_1");
   CHECK(r->secret() == "whsec_1");
+  ctx = f.ctx("Bearer tok_1");
   auto l = webhook_api::list(ctx, {});
   REQUIRE(l.ok());
   CHECK(l->webhooks_size() == 1);
   webhook_api::DeregisterRequest del;
   del.set_id("wh_1");
+  ctx = f.ctx("Bearer tok_1");
   CHECK(webhook_api::deregister(ctx, del).ok());
   del.set_id("wh_2");
+  ctx = f.ctx("Bearer tok_1");
   CHECK(webhook_api::deregister(ctx, del).code() == tern::Code::kNotFound);
   CHECK(f.calls == std::vector<std::string>{"register acc_1 http://127.0.0.1:9999/hook",
                                             "list acc_1", "deregister acc_1 wh_1",

@@ -47,6 +47,8 @@ class Context {
   void set_metadata(std::string key, std::string value) {
     metadata_[std::move(key)] = std::move(value);
   }
+  // Stops `key` from travelling further, e.g. credentials once checked.
+  void erase_metadata(const std::string& key) { metadata_.erase(key); }
 
   // Cancelling a context cancels every context derived from it, and ends
   // the calls waiting on it (and on those) with CANCELLED. Thread-safe.

@@ -7,13 +7,15 @@
 
 namespace auth {
 
-tern::Result<std::string> authenticate(const tern::Context& ctx) {
+tern::Result<std::string> authenticate(tern::Context& ctx) {
   constexpr std::string_view kScheme = "bearer ";
   auto it = ctx.metadata().find(kAuthorizationKey);
   if (it == ctx.metadata().end())
     return tern::Error{tern::Code::kUnauthenticated,
                        "no credentials: send Authorization: Bearer <token>"};
-  std::string_view value = it->second;
+  const std::string credentials = it->second;
+  ctx.erase_metadata(kAuthorizationKey);
+  std::string_view value = credentials;
   if (value.size() <= kScheme.size() ||
       strncasecmp(value.data(), kScheme.data(), kScheme.size()) != 0)
     return tern::Error{tern::Code::kUnauthenticated, "Authorization is not a bearer token"};

@@ -17,6 +17,8 @@ inline constexpr const char* kAuthorizationKey = "authorization";
 // service.auth (within ctx's deadline). UNAUTHENTICATED if the metadata is
 // missing or not a bearer token, or the token is bad or expired; any other
 // failure of service.auth (UNAVAILABLE, DEADLINE_EXCEEDED...) as it came.
-tern::Result<std::string> authenticate(const tern::Context& ctx);
+// The credentials are taken out of ctx's metadata first, so the token goes
+// no further: not to downstream calls, events or dead-letter queues.
+tern::Result<std::string> authenticate(tern::Context& ctx);
 
 }  // namespace auth
