@@ -264,6 +264,7 @@ void HttpServer::serve(int fd, std::string peer) {
     try {
       Context ctx = Context::with_timeout(options_.read_timeout);
       ctx.set_transport(&loop_);
+      ScopedCurrent current(&ctx);
       resp = handler_(ctx, req);
     } catch (const std::exception& e) {
       log::error("HTTP {} {}: the handler threw: {}", req.method, req.path, e.what());

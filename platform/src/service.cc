@@ -115,6 +115,7 @@ class ServiceCore {
         req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
         Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
     ctx.set_transport(&loop);
+    detail::ScopedCurrent current(&ctx);  // for the handler's logs
     // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
     const std::string request_id = ctx.request_id();
     loop.track(request_id, &ctx);
@@ -221,6 +222,7 @@ class ServiceCore {
         Context::Metadata(event.metadata().begin(), event.metadata().end()),
         static_cast<uint32_t>(std::max(1, std::atoi(m.header("x-tern-attempt").c_str()))));
     ctx.set_transport(&loop);
+    detail::ScopedCurrent current(&ctx);
     Error err;
     try {
       err = subscriptions.at(index).invoke(ctx, event.body());
