@@ -159,6 +159,7 @@ tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const 
 Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
   const std::string* given = req.header("X-Request-Id");
   const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::detail::new_trace_id();
+  ctx.set_metadata("request_id", request_id);   // for the gateway's own log lines
   Response r;
   if (req.path == "/healthz") {
     r = Response::json(200, R"({"status":"SERVING"})");
