@@ -119,8 +119,8 @@ struct Loop::PendingConfirm {
 Loop::Loop(Options options, std::string name)
     : options_(std::move(options)),
       name_(std::move(name)),
-      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}),
-      tracing_(options_.tracing == "on") {
+      tracing_(options_.tracing == "on"),
+      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}) {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
   instance_ = fmt::format("{}:{}", host, getpid());
