@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "telemetry.h"
 #include "tern/log.h"
 
 namespace tern {
@@ -141,6 +142,14 @@ Result<int> connect_to(Loop& loop, const addrinfo* ai, const Url& url, Clock::ti
   return Error{Code::kUnavailable, fmt::format("cannot connect to {}:{}: {}", url.host, url.port, last)};
 }
 
+// How an HTTP exchange ended, for its span: the inverse of http_status().
+Code code_of_status(int status) {
+  if (status < 400) return Code::kOk;
+  for (int c = 1; c <= 16; ++c)
+    if (http_status(static_cast<Code>(c)) == status) return static_cast<Code>(c);
+  return status < 500 ? Code::kInvalidArgument : Code::kInternal;
+}
+
 http::Response error_response(int status, std::string_view message) {
   return http::Response::json(
       status, fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})",
@@ -261,13 +270,24 @@ void HttpServer::serve(int fd, std::string peer) {
                                           (!http10 || connection->find("eep-alive") != std::string::npos));
     active_->fetch_add(1, std::memory_order_acq_rel);
     http::Response resp;
-    try {
-      Context ctx = Context::with_timeout(options_.read_timeout);
-      ctx.set_transport(&loop_);
-      resp = handler_(ctx, req);
-    } catch (const std::exception& e) {
-      log::error("HTTP {} {}: the handler threw: {}", req.method, req.path, e.what());
-      resp = http::Response::json(500, R"({"error":{"code":"INTERNAL","message":"internal error"}})");
+    const SpanClock clock;
+    Context ctx = Context::with_timeout(options_.read_timeout);
+    ctx.set_transport(&loop_);
+    {
+      ScopedCurrent current(&ctx);
+      try {
+        resp = handler_(ctx, req);
+      } catch (const std::exception& e) {
+        log::error("HTTP {} {}: the handler threw: {}", req.method, req.path, e.what());
+        resp = http::Response::json(500, R"({"error":{"code":"INTERNAL","message":"internal error"}})");
+      }
+    }
+    if (loop_.tracing() && options_.trace) {
+      v1::Span span = make_span(v1::Span::HTTP, ctx.trace_id(), ctx.span_id(), "",
+                                fmt::format("{} {}", req.method, req.path), clock, code_of_status(resp.status));
+      span.set_peer(peer);
+      (*span.mutable_tags())["http.status"] = std::to_string(resp.status);
+      loop_.record_span(std::move(span));
     }
     keep_alive = keep_alive && !stopped_;
     bool sent = s.write_all(serialize(resp, keep_alive), Clock::now() + options_.read_timeout);

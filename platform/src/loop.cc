@@ -12,6 +12,7 @@
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
 #include "tern/log.h"
+#include "telemetry.h"
 #include "wire.h"
 
 namespace tern::detail {
@@ -28,6 +29,12 @@ constexpr auto kAckDelay = std::chrono::milliseconds(1);
 constexpr size_t kAckBatchBytes = 4096;
 // Cancel notices: body = the request id, routing key = the service.
 constexpr const char* kCancelExchange = "tern.cancel";
+// Spans wait at most this long, and this many, before leaving in a batch.
+constexpr auto kSpanFlushEvery = std::chrono::seconds(1);
+constexpr size_t kSpanBatch = 512;
+constexpr size_t kMaxSpans = 8192;
+// A batch nobody collects within a minute is dropped by the broker.
+constexpr const char* kSpanTtlMs = "60000";
 // After losing a cluster node: the least wait before reconnecting (see
 // connection_lost).
 constexpr std::chrono::milliseconds kClusterSettle{1000};
@@ -112,7 +119,11 @@ struct Loop::PendingConfirm {
 Loop::Loop(Options options, std::string name)
     : options_(std::move(options)),
       name_(std::move(name)),
-      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}) {
+      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}),
+      tracing_(options_.tracing == "on") {
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  instance_ = fmt::format("{}:{}", host, getpid());
   // Even with nothing to read, look at the connection this often, so
   // heartbeats go out on time (rabbitmq-c sends them from inside its calls).
   if (options_.heartbeat_s > 0)
@@ -183,6 +194,7 @@ void Loop::setup_on(const std::string& url) {
   pub->consume(kReplyTo, kReplyTag, /*no_ack=*/true);
   pub->open_event_channel(kEventExchange);
   pub->declare_exchange(kCancelExchange, "direct");
+  if (tracing_) pub->declare_exchange(kTraceExchange, "topic");
   std::unique_ptr<AmqpConnection> conn;
   if (!queue_.empty()) {
     conn = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, name_ + " consume");
@@ -293,6 +305,7 @@ void Loop::try_reconnect() {
   try {
     setup();  // blocks this thread while connecting (bounded by connect and RPC timeouts)
     broken_ = false;
+    metric::reconnects(name_).inc();
     log::info("{}: reconnected to the broker at {} after {} attempt(s)", name_,
               broker_address(urls_[url_index_]), reconnect_attempt_ + 1);
   } catch (const std::exception& e) {
@@ -402,6 +415,7 @@ void Loop::wait_for_io(std::chrono::steady_clock::time_point until) noexcept {
   auto now = std::chrono::steady_clock::now();
   auto wake_at = std::min(until, now + idle_wait_);
   if (!broken_) {
+    if (!spans_.empty()) flush_spans();
     bool ok = conn_->flush();
     if (consumer_ && consumer_->has_output()) {
       if (ack_flush_due()) ok = consumer_->flush() && ok;
@@ -462,6 +476,7 @@ void Loop::check_io_while_busy() noexcept {
     if (conn_->has_output() || (consumer_ && consumer_->has_output() && ack_flush_due())) wake_io(false);
     for (AmqpConnection* c : connections()) pollfds_.push_back(pollfd{c->fd(), POLLIN, 0});
   }
+  if (io && spans_.size() >= kSpanBatch) flush_spans();
   const size_t first_wait = pollfds_.size();
   add_fd_waits();
   if (pollfds_.empty()) return;
@@ -646,6 +661,17 @@ void Loop::fail_all_pending(const Error& error) {
 Result<std::string> Loop::call(const Context& ctx, std::string_view service,
                                std::string_view endpoint, std::string body,
                                const CallOptions& opts) {
+  const SpanClock clock;
+  Result<std::string> r = call_with_retries(ctx, service, endpoint, std::move(body), opts);
+  const std::string downstream(service);
+  metric::client_calls(name_, downstream, r.code()).inc();
+  metric::client_latency(name_, downstream).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
+  return r;
+}
+
+Result<std::string> Loop::call_with_retries(const Context& ctx, std::string_view service,
+                                            std::string_view endpoint, std::string body,
+                                            const CallOptions& opts) {
   if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = std::min(ctx.deadline(), start + opts.timeout);
@@ -666,8 +692,19 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
     log_transitions(breaker, service, endpoint);
     auto attempt_deadline = deadline;
     if (opts.attempt_timeout.count() > 0) attempt_deadline = std::min(deadline, now + opts.attempt_timeout);
+    if (n > 1) metric::client_retries(name_, std::string(service)).inc();
+    const SpanClock clock;
+    const std::string span_id = new_span_id();
     Result<std::string> r = attempt(ctx, service, endpoint, n < max_attempts ? body : std::move(body),
-                                    attempt_deadline, static_cast<uint32_t>(n), opts.idempotency_key);
+                                    attempt_deadline, static_cast<uint32_t>(n), opts.idempotency_key, span_id);
+    if (tracing_) {
+      v1::Span span = make_span(v1::Span::CLIENT, ctx.trace_id(), span_id, ctx.span_id(),
+                                fmt::format("{}/{}", service, endpoint), clock, r.code(),
+                                r.ok() ? std::string() : r.error().message);
+      span.set_attempt(static_cast<uint32_t>(n));
+      span.set_peer(std::string(service));
+      record_span(std::move(span));
+    }
     // The downstream is unhealthy if it cannot be reached, times out or
     // fails internally; our own lost broker connection says nothing about it.
     const Code code = r.code();
@@ -699,14 +736,18 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
 }
 
 void Loop::log_transitions(CircuitBreaker& breaker, std::string_view service, std::string_view endpoint) {
-  while (auto t = breaker.take_transition())
+  while (auto t = breaker.take_transition()) {
+    if (t->from == CircuitBreaker::State::kClosed) metric::circuits_open(name_).add(1);
+    if (t->to == CircuitBreaker::State::kClosed) metric::circuits_open(name_).add(-1);
     log::warn("{}: circuit for {}/{} went from {} to {}", name_, service, endpoint, state_name(t->from),
               state_name(t->to));
+  }
 }
 
 Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
                                   std::string body, std::chrono::steady_clock::time_point deadline,
-                                  uint32_t attempt_number, const std::string& idempotency_key) {
+                                  uint32_t attempt_number, const std::string& idempotency_key,
+                                  const std::string& span_id) {
   const auto now = std::chrono::steady_clock::now();
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
   if (budget.count() <= 0)
@@ -727,7 +768,7 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
     req.set_body(std::move(body));
     req.set_deadline_unix_ms(to_unix_ms(deadline));
     req.set_trace_id(ctx.trace_id().empty() ? new_trace_id() : ctx.trace_id());
-    req.set_span_id(new_span_id());
+    req.set_span_id(span_id);
     req.set_parent_span_id(ctx.span_id());
     req.set_from(name_);
     for (const auto& [k, v] : ctx.metadata()) (*req.mutable_metadata())[k] = v;
@@ -783,6 +824,21 @@ Result<std::string> Loop::attempt(const Context& ctx, std::string_view service, 
 
 Error Loop::publish(const Context& ctx, std::string_view type, std::string_view routing_key,
                     std::string body) {
+  const SpanClock clock;
+  const std::string span_id = new_span_id();
+  Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id);
+  metric::events_published(name_, std::string(type), e.ok()).inc();
+  if (tracing_) {
+    v1::Span span = make_span(v1::Span::PUBLISH, ctx.trace_id(), span_id, ctx.span_id(), std::string(type),
+                              clock, e.code, e.message);
+    if (auto it = e.params.find("outcome"); it != e.params.end()) (*span.mutable_tags())["outcome"] = it->second;
+    record_span(std::move(span));
+  }
+  return e;
+}
+
+Error Loop::publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
+                              std::string body, const std::string& span_id) {
   if (broken_) return Error{Code::kUnavailable, broken_reason_}.with_param("outcome", "not sent");
   if (ctx.expired())
     return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
@@ -794,7 +850,7 @@ Error Loop::publish(const Context& ctx, std::string_view type, std::string_view 
   event.set_time_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count());
   event.set_trace_id(ctx.trace_id());
-  event.set_span_id(ctx.span_id());
+  event.set_span_id(span_id);   // the publish span: the parent of each consumer's span
   event.set_body(std::move(body));
   for (const auto& [k, v] : ctx.metadata()) (*event.mutable_metadata())[k] = v;
   std::string wire = event.SerializeAsString();
@@ -883,6 +939,52 @@ void Loop::untrack(const std::string& request_id) { running_.erase(request_id); 
 
 void Loop::ack(const Message& request) {
   if (!broken_ && request.generation == generation_ && consumer_) consumer_->ack(request.delivery_tag);
+}
+
+void Loop::record_span(v1::Span&& span) {
+  span.set_service(name_);
+  span.set_instance(instance_);
+  to_span_sink(span);
+  if (!tracing_ || spans_.size() >= kMaxSpans) {
+    if (tracing_) ++spans_dropped_;
+    return;
+  }
+  spans_.push_back(std::move(span));
+}
+
+void Loop::flush_spans() {
+  const auto now = std::chrono::steady_clock::now();
+  if (spans_.size() < kSpanBatch && now - last_span_flush_ < kSpanFlushEvery) return;
+  last_span_flush_ = now;
+  // Batches wait behind nothing: with the broker pushing back (output not
+  // draining), they are dropped rather than queued.
+  if (conn_->output_bytes() > (1u << 20)) {
+    spans_dropped_ += spans_.size();
+    metric::spans_dropped(name_).inc(spans_.size());
+    spans_.clear();
+    return;
+  }
+  v1::SpanBatch batch;
+  const size_t n = spans_.size();
+  for (auto& s : spans_) *batch.add_spans() = std::move(s);
+  spans_.clear();
+  batch.set_dropped(spans_dropped_);
+  if (spans_dropped_ > 0) metric::spans_dropped(name_).inc(spans_dropped_);
+  spans_dropped_ = 0;
+  v1::Event event;
+  event.set_id(new_trace_id());
+  event.set_type(v1::SpanBatch::descriptor()->full_name());
+  event.set_source(name_);
+  event.set_time_unix_ms(to_unix_ms(now));
+  batch.SerializeToString(event.mutable_body());
+  const std::string wire = event.SerializeAsString();
+  AmqpConnection::Publish p;
+  p.exchange = kTraceExchange;
+  p.routing_key = "tern.v1.span_batch";
+  p.body = wire;
+  p.expiration_ms = kSpanTtlMs;
+  if (conn_->publish(p)) metric::spans_sent(name_).inc(n);
+  else metric::spans_dropped(name_).inc(n);
 }
 
 }  // namespace tern::detail

@@ -28,6 +28,7 @@
 #include "resilience.h"
 #include "tern/call.h"
 #include "tern/options.h"
+#include "tern/trace.pb.h"
 
 namespace tern::detail {
 
@@ -129,6 +130,13 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void spawn(std::function<void()> fn);
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
 
+  // Tracing: keeps `span` (stamped with this loop's service and instance)
+  // for the next batch sent to tern.traces, about once a second. Past
+  // kMaxSpans waiting, or with tracing off, it is dropped and counted.
+  // Never blocks. Loop thread only.
+  void record_span(v1::Span&& span);
+  bool tracing() const { return tracing_; }
+
   // Scheduler hooks (see loop.cc).
   void wait_for_io(std::chrono::steady_clock::time_point until) noexcept;
   void wake() noexcept;
@@ -149,7 +157,12 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   // One attempt of a call: publish, wait until `deadline`, decode.
   Result<std::string> attempt(const Context& ctx, std::string_view service, std::string_view endpoint,
                               std::string body, std::chrono::steady_clock::time_point deadline,
-                              uint32_t attempt_number, const std::string& idempotency_key);
+                              uint32_t attempt_number, const std::string& idempotency_key,
+                              const std::string& span_id);
+  Error publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
+                          std::string body, const std::string& span_id);
+  Result<std::string> call_with_retries(const Context& ctx, std::string_view service,
+                                        std::string_view endpoint, std::string body, const CallOptions& opts);
   void send_cancel(std::string_view service, const std::string& request_id);
   void cancel_request(const std::string& request_id);
   void cancel_pending(const std::string& id);
@@ -165,6 +178,7 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   void fail_all_pending(const Error& error);
   void complete(PendingCall* pc);
   void run_posted();
+  void flush_spans();   // one SpanBatch to tern.traces, when due
   // Adds the fd waits to pollfds_; wakes those poll() found ready.
   void add_fd_waits();
   void wake_fd_waits(size_t first);
@@ -203,6 +217,11 @@ class Loop final : public Transport, private AmqpConnection::Sink {
   int reconnect_attempt_ = 0;
   std::chrono::steady_clock::time_point next_reconnect_{};
 
+  const bool tracing_;
+  std::string instance_;
+  std::vector<v1::Span> spans_;
+  uint64_t spans_dropped_ = 0;
+  std::chrono::steady_clock::time_point last_span_flush_{};
   std::vector<FdWait*> fd_waits_;
   std::vector<pollfd> pollfds_;
   std::unordered_map<std::string, PendingCall*> pending_;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "loop.h"
+#include "telemetry.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
 #include "wire.h"
@@ -34,8 +35,12 @@ void Loop::retry_event(const Message& m, size_t index, const std::string& error)
       {"x-tern-error", error},
       {"x-tern-subscription", sub.queue},
   };
-  if (last)
+  if (last) {
     log::error("{}: event for {} failed {} times, last with {}: dead-lettered", name_, sub.queue, attempt, error);
+    metric::events_dead_lettered(name_, sub.queue).inc();
+  } else {
+    metric::events_retried(name_, sub.queue).inc();
+  }
   if (!broken_) {
     AmqpConnection::Publish p;
     p.routing_key = target;

@@ -34,6 +34,8 @@ const Field kFields[] = {
     {"event-retry-ms", "TERN_EVENT_RETRY_MS", "first event retry delay", nullptr, &Options::event_retry_ms, 1},
     {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
     {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
+    {"tracing", "TERN_TRACING", "on or off: spans to tern.traces", &Options::tracing, nullptr},
+    {"metrics-port", "TERN_METRICS_PORT", "Prometheus /metrics port (0: none)", nullptr, &Options::metrics_port, 0},
     {"request-queue-type", "TERN_REQUEST_QUEUE_TYPE", "classic or quorum", &Options::request_queue_type,
      nullptr},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
@@ -63,6 +65,8 @@ namespace {
 void validate(const Options& o) {
   if (o.event_queue_type != "classic" && o.event_queue_type != "quorum")
     throw ConfigError(fmt::format("event queue type '{}' is neither classic nor quorum", o.event_queue_type));
+  if (o.tracing != "on" && o.tracing != "off")
+    throw ConfigError(fmt::format("tracing '{}' is neither on nor off", o.tracing));
   if (o.request_queue_type != "classic" && o.request_queue_type != "quorum")
     throw ConfigError(
         fmt::format("request queue type '{}' is neither classic nor quorum", o.request_queue_type));

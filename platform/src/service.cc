@@ -17,10 +17,12 @@
 
 #include "http_server.h"
 #include "loop.h"
+#include "telemetry.h"
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
 #include "tern/idempotency.h"
 #include "tern/log.h"
+#include "tern/metrics.h"
 #include "wire.h"
 
 namespace tern {
@@ -52,6 +54,8 @@ class TokenBucket {
   double tokens_;
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
+
+constexpr const char* kUnknownEndpoint = "(unknown)";
 
 class ServiceCore {
  public:
@@ -109,12 +113,33 @@ class ServiceCore {
           .with_param("envelope", "invalid");
     if (req.deadline_unix_ms() <= 0)
       return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
+    // The handler's span is its own, a child of the caller's attempt span.
+    const SpanClock clock;
     Context ctx = Context::from_wire(
-        req.deadline_unix_ms(), std::move(*req.mutable_trace_id()),
-        std::move(*req.mutable_span_id()), std::move(*req.mutable_parent_span_id()),
-        req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
-        Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
+        req.deadline_unix_ms(), std::move(*req.mutable_trace_id()), new_span_id(),
+        std::move(*req.mutable_span_id()), req.id().empty() ? m.correlation_id : req.id(),
+        std::move(*req.mutable_from()), Context::Metadata(req.metadata().begin(), req.metadata().end()),
+        req.attempt());
     ctx.set_transport(&loop);
+    ScopedCurrent current(&ctx);
+    Error err = serve(loop, ctx, req, out);
+    // Requests to endpoints that do not exist are counted under one label.
+    const std::string& endpoint = endpoints.count(req.endpoint()) != 0 ? req.endpoint() : kUnknownEndpoint;
+    metric::server_requests(name, endpoint, err.code).inc();
+    metric::server_latency(name, endpoint).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
+    if (loop.tracing() && !endpoint.starts_with('_')) {
+      v1::Span span = make_span(v1::Span::SERVER, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(),
+                                endpoint, clock, err.code, err.message);
+      span.set_attempt(ctx.attempt());
+      span.set_peer(ctx.caller());
+      auto request_id = ctx.metadata().find("request_id");
+      if (request_id != ctx.metadata().end()) (*span.mutable_tags())["request_id"] = request_id->second;
+      loop.record_span(std::move(span));
+    }
+    return err;
+  }
+
+  Error serve(Loop& loop, Context& ctx, tern::v1::Request& req, std::string* out) {
     // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
     const std::string request_id = ctx.request_id();
     loop.track(request_id, &ctx);
@@ -221,6 +246,8 @@ class ServiceCore {
         Context::Metadata(event.metadata().begin(), event.metadata().end()),
         static_cast<uint32_t>(std::max(1, std::atoi(m.header("x-tern-attempt").c_str()))));
     ctx.set_transport(&loop);
+    ScopedCurrent current(&ctx);
+    const SpanClock clock;
     Error err;
     try {
       err = subscriptions.at(index).invoke(ctx, event.body());
@@ -228,6 +255,16 @@ class ServiceCore {
       err = Error{Code::kInternal, fmt::format("the handler threw: {}", e.what())};
     } catch (...) {
       err = Error{Code::kInternal, "the handler threw"};
+    }
+    metric::events_consumed(name, event.type(), err.code).inc();
+    // Spans about spans would feed themselves.
+    if (loop.tracing() && event.type() != v1::SpanBatch::descriptor()->full_name()) {
+      v1::Span span = make_span(v1::Span::CONSUME, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(),
+                                event.type(), clock, err.code, err.message);
+      span.set_attempt(ctx.attempt());
+      span.set_peer(event.source());
+      (*span.mutable_tags())["event_id"] = event.id();
+      loop.record_span(std::move(span));
     }
     if (err.ok()) {
       loop.ack(m);
@@ -287,6 +324,16 @@ class ServiceCore {
   int http_port = 0;
   std::atomic<int> http_active{0};
   std::vector<std::unique_ptr<HttpServer>> http_servers;   // outlive the loops' fibers
+  std::unique_ptr<HttpServer> metrics_server;
+  int metrics_port = 0;
+  std::atomic<int> metrics_active{0};
+  const http::Handler metrics_handler = [](Context&, http::Request& req) {
+    if (req.path != "/metrics") return http::Response::json(404, R"({"error":"try /metrics"})");
+    http::Response r;
+    r.headers.push_back({"Content-Type", "text/plain; version=0.0.4"});
+    r.body = metrics::registry().render();
+    return r;
+  };
   std::vector<std::unique_ptr<Loop>> loops;
 };
 
@@ -339,6 +386,7 @@ Service& Service::serve_http(http::ServerOptions options, http::Handler handler)
 }
 
 int Service::http_port() const { return core_->http_port; }
+int Service::metrics_port() const { return core_->metrics_port; }
 
 Service& Service::every(std::chrono::milliseconds period, std::function<void(Context&)> fn) {
   core_->periodic.push_back({std::max(period, std::chrono::milliseconds(1)), std::move(fn)});
@@ -408,6 +456,25 @@ void Service::start(const Options& options) {
     for (auto& server : core->http_servers) server->start();
     log::info("{}: HTTP on {}:{}", core->name, core->http_options.address, core->http_port);
   }
+  if (options.metrics_port > 0) {
+    metrics::registry().gauge_fn("tern_server_in_flight", "Requests being handled now",
+                                 {{"service", core->name}}, [core] { return double(core->in_flight()); });
+    http::ServerOptions mo;
+    mo.port = options.metrics_port;
+    mo.trace = false;
+    try {
+      int fd = detail::http_listen(mo.address, mo.port);
+      core->metrics_port = detail::bound_port(fd);
+      core->metrics_server = std::make_unique<detail::HttpServer>(*core->loops.front(), fd, mo,
+                                                                  core->metrics_handler, &core->metrics_active);
+    } catch (...) {
+      core->http_servers.clear();
+      core->loops.clear();
+      throw;
+    }
+    core->metrics_server->start();
+    log::info("{}: Prometheus metrics at http://{}:{}/metrics", core->name, mo.address, core->metrics_port);
+  }
   core->periodic_stop.store(false);
   for (size_t i = 0; i < core->periodic.size(); ++i) {
     detail::Loop& loop = *core->loops[i % core->loops.size()];
@@ -426,6 +493,12 @@ void Service::stop() {
   if (loops.empty()) return;
   for (auto& l : loops) l->stop_consuming();
   for (auto& h : core_->http_servers) h->stop();
+  if (core_->metrics_server) {
+    core_->metrics_server->stop();
+    // The gauge must not read this service once it is gone.
+    metrics::registry().gauge_fn("tern_server_in_flight", "Requests being handled now",
+                                 {{"service", core_->name}}, [] { return 0.0; });
+  }
   core_->periodic_stop.store(true);
   const auto give_up = std::chrono::steady_clock::now() +
                        std::chrono::milliseconds(core_->options.drain_timeout_ms);
@@ -439,6 +512,7 @@ void Service::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   loops.clear();  // closes each connection and joins its thread
   core_->http_servers.clear();
+  core_->metrics_server.reset();
   log::info("{} stopped", core_->name);
 }
 

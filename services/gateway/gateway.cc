@@ -184,7 +184,11 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
       return error_response(Error{Code::kInvalidArgument, "X-Tern-Timeout-Ms must be a positive number"});
     timeout = std::min(timeout, std::chrono::milliseconds(ms));
   }
-  tern::Context ctx = http_ctx.child(timeout);
+  // The HTTP request's own span is the parent of the calls it causes.
+  tern::Context ctx = tern::Context::from_wire(
+      tern::detail::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
+      http_ctx.trace_id(), http_ctx.span_id(), "", request_id, "", {});
+  ctx.set_transport(http_ctx.transport());
   if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);
   ctx.set_metadata("request_id", request_id);
 

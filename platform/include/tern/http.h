@@ -54,12 +54,14 @@ struct ServerOptions {
   size_t max_body_bytes = 1024 * 1024;     // larger: 413
   std::chrono::milliseconds read_timeout{10000};   // a request's headers and body
   std::chrono::milliseconds idle_timeout{60000};   // a kept-alive connection with nothing to do
+  bool trace = true;                // record a span per request (when tracing is on)
 };
 
 // Runs once per request in the connection's own fiber on one of the
 // service's loop threads, so it may call tern::call and friends; it must
-// not block the thread. `ctx` is a fresh root context whose deadline is
-// read_timeout past the request's arrival. A throw answers 500.
+// not block the thread. `ctx` is a fresh root context (a new trace, whose
+// root span is this request's) whose deadline is read_timeout past the
+// request's arrival. A throw answers 500.
 using Handler = std::function<Response(Context& ctx, Request& req)>;
 
 // Client: from a tern fiber (a handler, Client::run). Sends `req` to `url`

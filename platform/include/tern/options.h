@@ -70,6 +70,12 @@ struct Options {
   // RESOURCE_EXHAUSTED), where a classic queue refuses the newest. All
   // instances must agree (it is part of the queues' declaration).
   std::string request_queue_type = "classic";
+  // TERN_TRACING, --tracing: "on" records a span for every call, request
+  // and event and sends them, batched, to the exchange tern.traces; "off".
+  std::string tracing = "on";
+  // TERN_METRICS_PORT, --metrics-port: serve Prometheus metrics at
+  // http://0.0.0.0:PORT/metrics; 0 (the default) serves none.
+  int metrics_port = 0;
 
   // Defaults overridden by the TERN_* variables present in the environment.
   // Throws ConfigError on a malformed value.

@@ -138,6 +138,8 @@ class Service {
   // start(). http_port() is the bound port once started (for port 0).
   Service& serve_http(http::ServerOptions options, http::Handler handler);
   int http_port() const;
+  // With Options::metrics_port set: the port /metrics is served on.
+  int metrics_port() const;
 
   // Runs fn in a fiber on one of the service's threads every `period`, from
   // start() until stop() (the first run one period after start). For

@@ -2,6 +2,10 @@
 #pragma once
 
 #include <functional>
+
+#include "tern/trace.pb.h"
+
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -65,5 +69,9 @@ class FakeTransport final : public Transport {
   std::map<std::pair<std::string, std::string>, std::function<Result<std::string>(const std::string&)>> stubs_;
   std::vector<Recorded> calls_;
 };
+
+// Every span any tern runtime of this process records also goes to `sink`
+// while tracing is on (TERN_TRACING); null stops it. For tests of tracing.
+void set_span_sink(std::function<void(const v1::Span&)> sink);
 
 }  // namespace tern::testing

@@ -1,0 +1,143 @@
+#include "telemetry.h"
+
+#include "tern/testing.h"
+
+#include <mutex>
+#include <unordered_map>
+
+namespace tern::detail {
+namespace {
+
+std::mutex& sink_mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::function<void(const v1::Span&)>& sink() {
+  static std::function<void(const v1::Span&)> fn;
+  return fn;
+}
+std::atomic<bool> g_has_sink{false};
+
+std::string code_label(Code code) { return std::string(code_name(code)); }
+
+// The registry takes a lock to find a metric; each thread remembers what it
+// found, so recording costs a hash lookup and an atomic add.
+template <class M, class L>
+M& cached(const char* name, const std::string& a, const std::string& b, const std::string& c,
+          M& (*find)(const metrics::Labels&), L labels) {
+  thread_local std::unordered_map<std::string, void*> cache;
+  std::string key;
+  key.reserve(64);
+  key.append(name).append(1, '\0').append(a).append(1, '\0').append(b).append(1, '\0').append(c);
+  auto it = cache.find(key);
+  if (it != cache.end()) return *static_cast<M*>(it->second);
+  M& m = find(labels());
+  cache.emplace(std::move(key), &m);
+  return m;
+}
+
+}  // namespace
+
+v1::Span make_span(v1::Span::Kind kind, const std::string& trace_id, const std::string& span_id,
+                   const std::string& parent_span_id, std::string name, const SpanClock& clock, Code code,
+                   const std::string& error) {
+  v1::Span s;
+  s.set_kind(kind);
+  s.set_trace_id(trace_id);
+  s.set_span_id(span_id);
+  s.set_parent_span_id(parent_span_id);
+  s.set_name(std::move(name));
+  s.set_start_unix_us(clock.start_unix_us);
+  s.set_duration_us(clock.elapsed_us());
+  s.set_code(static_cast<v1::Code>(code));
+  if (code != Code::kOk) s.set_error(error);
+  return s;
+}
+
+void set_span_sink(std::function<void(const v1::Span&)> fn) {
+  std::lock_guard<std::mutex> lock(sink_mu());
+  sink() = std::move(fn);
+  g_has_sink.store(static_cast<bool>(sink()));
+}
+
+void to_span_sink(const v1::Span& span) {
+  if (!g_has_sink.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> lock(sink_mu());
+  if (sink()) sink()(span);
+}
+
+namespace metric {
+using metrics::registry;
+
+metrics::Counter& server_requests(const std::string& service, const std::string& endpoint, Code code) {
+  return cached<metrics::Counter>("tern_server_requests_total", service, endpoint, code_label(code),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_server_requests_total", "Requests handled, by endpoint and code", l); },
+      [&] { return metrics::Labels{{"service", service}, {"endpoint", endpoint}, {"code", code_label(code)}}; });
+}
+metrics::Histogram& server_latency(const std::string& service, const std::string& endpoint) {
+  return cached<metrics::Histogram>("tern_server_request_duration_seconds", service, endpoint, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Histogram& { return registry().histogram("tern_server_request_duration_seconds", "Time from delivery to reply", l); },
+      [&] { return metrics::Labels{{"service", service}, {"endpoint", endpoint}}; });
+}
+metrics::Counter& client_calls(const std::string& service, const std::string& downstream, Code code) {
+  return cached<metrics::Counter>("tern_client_calls_total", service, downstream, code_label(code),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_client_calls_total", "Calls made, by downstream service and code", l); },
+      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}, {"code", code_label(code)}}; });
+}
+metrics::Histogram& client_latency(const std::string& service, const std::string& downstream) {
+  return cached<metrics::Histogram>("tern_client_call_duration_seconds", service, downstream, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Histogram& { return registry().histogram("tern_client_call_duration_seconds", "Calls made, retries included", l); },
+      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}}; });
+}
+metrics::Counter& client_retries(const std::string& service, const std::string& downstream) {
+  return cached<metrics::Counter>("tern_client_retries_total", service, downstream, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_client_retries_total", "Attempts after a call's first", l); },
+      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}}; });
+}
+metrics::Gauge& circuits_open(const std::string& service) {
+  return cached<metrics::Gauge>("tern_client_circuits_open", service, std::string(), std::string(),
+      +[](const metrics::Labels& l) -> metrics::Gauge& { return registry().gauge("tern_client_circuits_open", "Circuit breakers now open or half-open", l); },
+      [&] { return metrics::Labels{{"service", service}}; });
+}
+metrics::Counter& events_published(const std::string& service, const std::string& type, bool confirmed) {
+  return cached<metrics::Counter>("tern_events_published_total", service, type, confirmed ? "confirmed" : "failed",
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_published_total", "Events published, by type and outcome", l); },
+      [&] { return metrics::Labels{{"service", service}, {"type", type}, {"outcome", confirmed ? "confirmed" : "failed"}}; });
+}
+metrics::Counter& events_consumed(const std::string& service, const std::string& type, Code code) {
+  return cached<metrics::Counter>("tern_events_consumed_total", service, type, code_label(code),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_consumed_total", "Events handled, by type and code", l); },
+      [&] { return metrics::Labels{{"service", service}, {"type", type}, {"code", code_label(code)}}; });
+}
+metrics::Counter& events_retried(const std::string& service, const std::string& subscription) {
+  return cached<metrics::Counter>("tern_events_retried_total", service, subscription, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_retried_total", "Events sent to a retry queue", l); },
+      [&] { return metrics::Labels{{"service", service}, {"subscription", subscription}}; });
+}
+metrics::Counter& events_dead_lettered(const std::string& service, const std::string& subscription) {
+  return cached<metrics::Counter>("tern_events_dead_lettered_total", service, subscription, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_dead_lettered_total", "Events given up on", l); },
+      [&] { return metrics::Labels{{"service", service}, {"subscription", subscription}}; });
+}
+metrics::Counter& reconnects(const std::string& service) {
+  return cached<metrics::Counter>("tern_broker_reconnects_total", service, std::string(), std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_broker_reconnects_total", "Broker connections re-established", l); },
+      [&] { return metrics::Labels{{"service", service}}; });
+}
+metrics::Counter& spans_dropped(const std::string& service) {
+  return cached<metrics::Counter>("tern_spans_dropped_total", service, std::string(), std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_spans_dropped_total", "Spans dropped under pressure or without a broker", l); },
+      [&] { return metrics::Labels{{"service", service}}; });
+}
+metrics::Counter& spans_sent(const std::string& service) {
+  return cached<metrics::Counter>("tern_spans_sent_total", service, std::string(), std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_spans_sent_total", "Spans sent to tern.traces", l); },
+      [&] { return metrics::Labels{{"service", service}}; });
+}
+}  // namespace metric
+
+}  // namespace tern::detail
+
+namespace tern::testing {
+void set_span_sink(std::function<void(const v1::Span&)> sink) { detail::set_span_sink(std::move(sink)); }
+}  // namespace tern::testing

@@ -1,0 +1,54 @@
+// Spans and metrics the platform records about calls, requests and events.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "tern/error.h"
+#include "tern/metrics.h"
+#include "tern/trace.pb.h"
+
+namespace tern::detail {
+
+// When something started: the steady clock for its duration, the wall
+// clock (Unix µs) for its place on a timeline.
+struct SpanClock {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int64_t start_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  int64_t elapsed_us() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
+        .count();
+  }
+};
+
+// A finished span: kind, ids, name, timing and how it ended (`code`, and
+// `error`'s message unless the code is OK).
+v1::Span make_span(v1::Span::Kind kind, const std::string& trace_id, const std::string& span_id,
+                   const std::string& parent_span_id, std::string name, const SpanClock& clock, Code code,
+                   const std::string& error = {});
+
+// For tests: every span any loop records also goes to `sink` (null: none).
+void set_span_sink(std::function<void(const v1::Span&)> sink);
+void to_span_sink(const v1::Span& span);
+
+// The platform's own metrics, in metrics::registry().
+namespace metric {
+metrics::Counter& server_requests(const std::string& service, const std::string& endpoint, Code code);
+metrics::Histogram& server_latency(const std::string& service, const std::string& endpoint);
+metrics::Counter& client_calls(const std::string& service, const std::string& downstream, Code code);
+metrics::Histogram& client_latency(const std::string& service, const std::string& downstream);
+metrics::Counter& client_retries(const std::string& service, const std::string& downstream);
+metrics::Gauge& circuits_open(const std::string& service);
+metrics::Counter& events_published(const std::string& service, const std::string& type, bool confirmed);
+metrics::Counter& events_consumed(const std::string& service, const std::string& type, Code code);
+metrics::Counter& events_retried(const std::string& service, const std::string& subscription);
+metrics::Counter& events_dead_lettered(const std::string& service, const std::string& subscription);
+metrics::Counter& reconnects(const std::string& service);
+metrics::Counter& spans_dropped(const std::string& service);
+metrics::Counter& spans_sent(const std::string& service);
+}  // namespace metric
+
+}  // namespace tern::detail
