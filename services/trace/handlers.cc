@@ -52,7 +52,7 @@ uint32_t query_limit(std::string_view query, uint32_t fallback) {
 
 tern::http::Response Collector::http(tern::Context&, tern::http::Request& req) {
   const std::string_view path = req.path;
-  if (req.method != "GET" && req.method != "HEAD") {
+  if (req.method != "GET") {
     auto r = html(405, render_message("405", "only GET"));
     r.headers.push_back({"Allow", "GET"});
     return r;
