@@ -3,6 +3,7 @@
 //   tern call SERVICE ENDPOINT ['<json>'] [--timeout 2s]
 //   tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]
 //   tern describe SERVICE
+//   tern trace TRACE_ID [--json] | tern traces [--errors] [--slow MS] [-n N]
 //   tern new service.NAME|api.NAME [--dir ROOT]
 //
 // JSON is turned into the endpoint's request type using the service's
@@ -25,6 +26,9 @@
 #include "new_service.h"
 #include "tern/json.h"
 #include "tern/tern.h"
+#ifdef TERN_CLI_TRACE
+#include "trace_cmd.h"
+#endif
 
 namespace {
 
@@ -42,6 +46,9 @@ constexpr const char* kUsage =
     "  tern describe SERVICE                    list a service's endpoints and types\n"
     "  tern publish TYPE '<json>'               publish an event of a message type the services define\n"
     "  tern tail PATTERN [-n N] [--duration 10s]  print events matching PATTERN as JSON lines\n"
+    "  tern trace TRACE_ID [--json]             a trace's call tree from service.trace: start and\n"
+    "                                           duration (ms), kind, name, service and code per span\n"
+    "  tern traces [--errors] [--slow MS] [-n N]  recent traces (failed ones; at least MS long)\n"
     "  tern dlq list SUBSCRIPTION               events in SUBSCRIPTION's dead-letter queue\n"
     "  tern dlq replay SUBSCRIPTION             move them back to SUBSCRIPTION\n"
     "  tern new service.NAME|api.NAME [--dir ROOT]\n"
@@ -58,6 +65,8 @@ struct Args {
   tern::cli::BenchOptions bench;
   tern::Options options;
   std::string dir = ".";  // tern new: the repository root
+  bool errors = false;    // tern traces --errors
+  long long slow_ms = 0;  // tern traces --slow MS
 };
 
 bool parse_duration(std::string_view s, std::chrono::milliseconds* out) {
@@ -177,6 +186,11 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       fmt::print("{}", kUsage);
       return 0;
+    } else if (a == "--errors") {
+      args.errors = true;
+    } else if (is("--slow")) {
+      auto v = value("--slow");
+      if (!v || !parse_number(*v, &args.slow_ms)) return fail_usage("bad --slow");
     } else if (a == "--json") {
       args.bench.json = true;
     } else if (is("--timeout")) {
@@ -222,7 +236,7 @@ int main(int argc, char** argv) {
     return tern::cli::new_service(args.positional[1], args.dir);
   }
   if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq" &&
-      cmd != "publish")
+      cmd != "publish" && cmd != "trace" && cmd != "traces")
     return fail_usage(fmt::format("unknown command '{}'", cmd));
   try {
     if (cmd == "tail") {
@@ -251,5 +265,22 @@ int main(int argc, char** argv) {
     return kExitNoBroker;
   }
   if (cmd == "publish") return cmd_publish(*client, args);
+  if (cmd == "trace" || cmd == "traces") {
+#ifdef TERN_CLI_TRACE
+    if (cmd == "trace") {
+      if (args.positional.size() != 2) return fail_usage("trace takes TRACE_ID");
+      return tern::cli::print_trace(*client, args.positional[1], args.bench.json, args.timeout);
+    }
+    if (args.positional.size() != 1) return fail_usage("traces takes no arguments");
+    tern::cli::TracesOptions opts;
+    if (args.bench.requests != tern::cli::BenchOptions{}.requests)
+      opts.limit = static_cast<uint32_t>(args.bench.requests);
+    opts.errors_only = args.errors;
+    opts.min_duration_ms = args.slow_ms;
+    return tern::cli::print_traces(*client, opts, args.timeout);
+#else
+    return fail_usage("this tern was built without services/trace");
+#endif
+  }
   return cmd == "describe" ? cmd_describe(*client, args) : cmd_endpoint(*client, args);
 }

@@ -127,7 +127,7 @@ class ServiceCore {
     const std::string& endpoint = endpoints.count(req.endpoint()) != 0 ? req.endpoint() : kUnknownEndpoint;
     metric::server_requests(name, endpoint, err.code).inc();
     metric::server_latency(name, endpoint).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
-    if (loop.tracing() && !endpoint.starts_with('_')) {
+    if (loop.tracing()) {
       v1::Span span = make_span(v1::Span::SERVER, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(),
                                 endpoint, clock, err.code, err.message);
       span.set_attempt(ctx.attempt());

@@ -1,0 +1,65 @@
+// service.trace: keeps the spans every tern process sends to tern.traces and
+// shows them: endpoints get_trace and recent (`tern trace`), and HTTP pages
+// with a waterfall per trace and Zipkin v2 JSON. See docs/observability.md.
+#include <tern/tern.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+
+#include "common/env.h"
+#include "handlers.h"
+
+namespace {
+
+// How often retention is enforced.
+constexpr std::chrono::seconds kPrunePeriod{10};
+
+int64_t now_unix_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tern::log::set_process_name("service.trace");
+  std::optional<trace::Store> store;
+  trace::Retention retention;
+  tern::http::ServerOptions http;
+  try {
+    // TERN_DATA_DIR: where service.trace.db lives.
+    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.trace"));
+    retention.max_age_s = common::env_positive("TERN_TRACE_RETENTION_S", retention.max_age_s);
+    retention.max_spans = common::env_positive("TERN_TRACE_MAX_SPANS", retention.max_spans);
+    // TERN_TRACE_HTTP_PORT: the pages and Zipkin JSON; 0 is any free port.
+    const std::string port = common::env_or("TERN_TRACE_HTTP_PORT", "9412");
+    char* end = nullptr;
+    const long p = std::strtol(port.c_str(), &end, 10);
+    if (*end != '\0' || p < 0 || p > 65535)
+      throw std::invalid_argument("TERN_TRACE_HTTP_PORT must be a port number, not '" + port + "'");
+    http.port = static_cast<int>(p);
+    http.address = common::env_or("TERN_TRACE_HTTP_ADDRESS", http.address);
+  } catch (const std::exception& e) {
+    tern::log::error("cannot start: {}", e.what());
+    return 2;
+  }
+  trace::Collector collector{*store};
+  tern::Service svc{"service.trace"};
+  svc.handle("get_trace", [&](tern::Context& ctx, const trace::GetTraceRequest& req) {
+    return collector.get_trace(ctx, req);
+  });
+  svc.handle("recent", [&](tern::Context& ctx, const trace::RecentRequest& req) {
+    return collector.recent(ctx, req);
+  });
+  svc.subscribe_on<tern::v1::SpanBatch>(
+      tern::kTraceExchange, "#",
+      [&](tern::Context& ctx, const tern::v1::SpanBatch& batch) { return collector.on_batch(ctx, batch); });
+  svc.serve_http(http, [&](tern::Context& ctx, tern::http::Request& req) { return collector.http(ctx, req); });
+  svc.every(kPrunePeriod, [&](tern::Context&) {
+    if (int64_t n = store->prune(retention, now_unix_us()); n > 0)
+      tern::log::info("retention: deleted {} spans", n);
+  });
+  return svc.run(argc, argv);
+}

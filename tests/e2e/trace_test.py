@@ -1,0 +1,289 @@
+#!/usr/bin/python3
+"""service.trace end to end: spans in over tern.traces, out through
+`tern trace`, the HTTP pages, Zipkin JSON and headless Chromium.
+
+    trace_test.py BIN_DIR REPO_ROOT [--screenshot PNG]
+
+Part 1 publishes SpanBatch events itself (with pika, as any process may) and
+checks what comes out, exactly. Part 2 makes one HTTP call through the gateway and two
+chain services (gateway -> test.chain.a -> test.chain.b) and checks the trace
+the processes themselves recorded: one trace, parent-linked, nested in time.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pika
+
+failures = []
+passed = 0
+CLOCK_SLACK_US = 5000  # processes on one host; spans timed by each process's clock
+
+
+def check(name, ok, detail=""):
+    global passed
+    if ok:
+        passed += 1
+        print(f"ok    {name}", flush=True)
+    else:
+        failures.append(name)
+        print(f"FAIL  {name} {detail}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, method="GET", body=None):
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def wait_http(url, timeout_s=30):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            if get(url)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def generate_modules(repo_root, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    subprocess.run(["protoc", f"--python_out={out_dir}", "-I", "proto",
+                    "proto/tern/envelope.proto", "proto/tern/trace.proto"], cwd=repo_root, check=True)
+    open(os.path.join(out_dir, "tern", "__init__.py"), "w").close()
+    sys.path.insert(0, out_dir)
+    from tern import envelope_pb2, trace_pb2  # noqa: E402
+    return envelope_pb2, trace_pb2
+
+
+def publish_batch(env_pb, trace_pb, spans):
+    batch = trace_pb.SpanBatch(spans=spans)
+    event = env_pb.Event(id=secrets.token_hex(16), type="tern.v1.SpanBatch", source="trace_test",
+                         time_unix_ms=int(time.time() * 1000), body=batch.SerializeToString())
+    conn = pika.BlockingConnection(pika.URLParameters(os.environ["TERN_AMQP_URL"].split(",")[0]))
+    ch = conn.channel()
+    ch.exchange_declare("tern.traces", "topic", durable=True)
+    ch.basic_publish("tern.traces", "tern.v1.span_batch", event.SerializeToString(),
+                     pika.BasicProperties(content_type="application/x-protobuf",
+                                          message_id=event.id, expiration="60000"))
+    conn.close()
+
+
+def tern(tern_bin, *args):
+    p = subprocess.run([tern_bin, *args, "--timeout", "5s"], capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def poll_trace(tern_bin, trace_id, done, timeout_s=30):
+    """`tern trace ID --json` until done(spans) or the timeout; returns the spans."""
+    end = time.monotonic() + timeout_s
+    spans = []
+    while time.monotonic() < end:
+        rc, out, _ = tern(tern_bin, "trace", trace_id, "--json")
+        if rc == 0:
+            spans = json.loads(out)["spans"]
+            if done(spans):
+                return spans
+        time.sleep(0.3)
+    return spans
+
+
+def chromium(args, timeout_s=90):
+    exe = shutil.which("chromium")
+    if exe is None:
+        return None
+    profile = tempfile.mkdtemp(prefix="trace-test-chromium-")
+    try:
+        p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
+                            f"--user-data-dir={profile}", *args],
+                           capture_output=True, text=True, timeout=timeout_s)
+        return p
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def span(pb, trace_id, sid, parent, service, name, kind, start_us, dur_us, code=0, error=""):
+    return pb.Span(trace_id=trace_id, span_id=sid, parent_span_id=parent, service=service, name=name,
+                   kind=kind, start_unix_us=start_us, duration_us=dur_us, code=code, error=error,
+                   attempt=1, instance="test:1")
+
+
+def check_tree(spans, label):
+    """One trace, parent-linked, children nested in time within their parents."""
+    ids = {s["spanId"]: s for s in spans}
+    roots = [s for s in spans if not s["parentSpanId"]]
+    check(f"{label}: one trace", len({s["traceId"] for s in spans}) == 1)
+    check(f"{label}: one root", len(roots) == 1, f"{len(roots)} roots")
+    orphans = [s for s in spans if s["parentSpanId"] and s["parentSpanId"] not in ids]
+    check(f"{label}: every parent is a span of the trace", not orphans, f"{orphans}")
+    bad = []
+    for s in spans:
+        p = ids.get(s["parentSpanId"])
+        if p is None:
+            continue
+        start, end = int(s["startUnixUs"]), int(s["startUnixUs"]) + int(s["durationUs"])
+        pstart, pend = int(p["startUnixUs"]), int(p["startUnixUs"]) + int(p["durationUs"])
+        if start < pstart - CLOCK_SLACK_US or end > pend + CLOCK_SLACK_US:
+            bad.append((s["name"], start - pstart, pend - end))
+    check(f"{label}: children nested in time in their parents", not bad, f"{bad}")
+    codes = {s["code"] for s in spans}
+    check(f"{label}: codes OK", codes == {"OK"}, f"{codes}")
+
+
+def check_pages(base, tern_bin, trace_id, n, names):
+    status, headers, body = get(f"{base}/")
+    check("GET / lists the trace", status == 200 and trace_id.encode() in body, f"{status}")
+    status, headers, body = get(f"{base}/trace/{trace_id}")
+    rows = body.decode().count('<tr class="span')
+    check("GET /trace/ID is the waterfall", status == 200 and rows == n, f"{status} {rows} rows")
+    status, _, body = get(f"{base}/api/v2/trace/{trace_id}")
+    zipkin = json.loads(body) if status == 200 else []
+    check("GET /api/v2/trace/ID is Zipkin v2 JSON",
+          len(zipkin) == n and all(s["traceId"] == trace_id and "localEndpoint" in s for s in zipkin)
+          and sum(1 for s in zipkin if "parentId" not in s) == 1, f"{status} {body[:300]}")
+    p = chromium(["--dump-dom", f"{base}/trace/{trace_id}"])
+    if p is None:
+        check("chromium is installed (scripts/bootstrap)", False)
+        return
+    dom = p.stdout
+    rows = re.findall(r'<tr class="span[^"]*" id="span-([0-9a-f]+)"', dom)
+    check("headless Chromium renders a row per span", len(rows) == n and p.returncode == 0,
+          f"rc {p.returncode}, {len(rows)} rows; {p.stderr[-500:]}")
+    check("the span names are in the rendered page", all(name in dom for name in names))
+
+
+def main():
+    bin_dir, repo_root = sys.argv[1], sys.argv[2]
+    screenshot = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--screenshot" else None
+    if not os.environ.get("TERN_AMQP_URL"):
+        print("TERN_AMQP_URL is not set: run through scripts/test")
+        return 2
+    tern_bin = os.path.join(bin_dir, "tern")
+    work = tempfile.mkdtemp(prefix="trace-test-")
+    env_pb, trace_pb = generate_modules(repo_root, os.path.join(work, "py"))
+    trace_port, gateway_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{trace_port}"
+    env = dict(os.environ, TERN_DATA_DIR=os.path.join(work, "data"), TERN_TRACE_HTTP_PORT=str(trace_port),
+               TERN_TRACE_HTTP_ADDRESS="127.0.0.1", TERN_THREADS="2")
+    procs = [subprocess.Popen([os.path.join(bin_dir, "trace")], env=env)]
+    try:
+        check("service.trace serves HTTP", wait_http(f"{base}/healthz"))
+
+        # Part 1: spans published by hand.
+        K = trace_pb.Span
+        tid, failed = secrets.token_hex(16), secrets.token_hex(16)
+        now = int(time.time() * 1e6)
+        spans = [span(trace_pb, tid, "0000000000000001", "", "service.gateway", "POST /a/probe", K.HTTP, now, 9000),
+                 span(trace_pb, tid, "0000000000000002", "0000000000000001", "service.gateway", "test.chain.a/probe", K.CLIENT, now + 500, 8000),
+                 span(trace_pb, tid, "0000000000000003", "0000000000000002", "test.chain.a", "probe", K.SERVER, now + 1000, 7000),
+                 span(trace_pb, tid, "0000000000000004", "0000000000000003", "test.chain.a", "test.chain.b/probe", K.CLIENT, now + 2000, 5000),
+                 span(trace_pb, tid, "0000000000000005", "0000000000000004", "test.chain.b", "<probe & co>", K.SERVER, now + 2500, 4000)]
+        publish_batch(env_pb, trace_pb, spans[3:])  # children first: the tree must not care
+        publish_batch(env_pb, trace_pb, spans[:3])
+        publish_batch(env_pb, trace_pb, [span(trace_pb, failed, "00000000000000f1", "", "service.gateway",
+                                              "GET /nothing", K.HTTP, now, 300, code=5, error="no such thing")])
+        got = poll_trace(tern_bin, tid, lambda s: len(s) == 5)
+        check("tern trace --json returns the published spans", len(got) == 5, f"{len(got)} spans")
+        if got:
+            check_tree(got, "published spans")
+        rc, out, err = tern(tern_bin, "trace", tid)
+        lines = out.splitlines()
+        print(out)
+        check("tern trace prints the tree", rc == 0 and len(lines) == 7 and
+              lines[2].split()[2:] == ["HTTP", "POST", "/a/probe", "[service.gateway]", "OK"] and
+              re.match(r"^\s+2\.500\s+4\.000\s{10}SERVER <probe & co> \[test\.chain\.b\] OK$", lines[6]),
+              f"rc {rc} {out!r} {err}")
+        rc, out, _ = tern(tern_bin, "trace", secrets.token_hex(16))
+        check("tern trace of an unknown trace fails", rc == 1)
+        poll_trace(tern_bin, failed, lambda s: len(s) == 1)
+        rc, out, _ = tern(tern_bin, "traces", "--errors", "-n", "1000")
+        check("tern traces --errors lists the failed trace", rc == 0 and failed in out and tid not in out, out)
+        rc, out, _ = tern(tern_bin, "traces", "--slow", "5", "-n", "1000")
+        check("tern traces --slow 5 lists the slow trace", rc == 0 and tid in out and failed not in out, out)
+        check_pages(base, tern_bin, tid, 5, ["POST /a/probe", "&lt;probe &amp; co&gt;"])
+        shot_id = tid
+
+        # Part 2: the spans the processes record themselves.
+        routes = os.path.join(work, "routes.conf")
+        with open(routes, "w") as f:
+            f.write("/a test.chain.a\n")
+        chain = os.path.join(bin_dir, "chain_service")
+        procs.append(subprocess.Popen([chain], env=dict(env, CHAIN_SERVICE="test.chain.a")))
+        procs.append(subprocess.Popen([chain], env=dict(env, CHAIN_SERVICE="test.chain.b")))
+        gw_env = dict(env, TERN_GATEWAY_PORT=str(gateway_port), TERN_GATEWAY_ADDRESS="127.0.0.1",
+                      TERN_GATEWAY_ROUTES=routes)
+        procs.append(subprocess.Popen([os.path.join(bin_dir, "gateway")], env=gw_env))
+        gw = f"http://127.0.0.1:{gateway_port}"
+        check("the gateway starts", wait_http(f"{gw}/healthz"))
+        body = json.dumps({"route": ["test.chain.b"], "sleep_ms": 20}).encode()
+        status = 0
+        end = time.monotonic() + 30
+        while status != 200 and time.monotonic() < end:  # until both chain services serve
+            status, headers, reply = get(f"{gw}/a/probe", "POST", body)
+            if status != 200:
+                time.sleep(0.2)
+        check("POST /a/probe goes through both chain services", status == 200, f"{status} {reply[:200]}")
+        real = headers.get("X-Trace-Id", "")
+        print(f"trace {real}")
+        want = {("HTTP", "service.gateway"), ("CLIENT", "service.gateway"), ("SERVER", "test.chain.a"),
+                ("CLIENT", "test.chain.a"), ("SERVER", "test.chain.b")}
+
+        def complete(spans):
+            return want <= {(s["kind"], s["service"]) for s in spans}
+
+        got = poll_trace(tern_bin, real, complete, timeout_s=30)
+        # Complete as far as the checks go; let any stragglers land (a
+        # process sends its spans about once a second) before counting rows.
+        time.sleep(1.5)
+        got = poll_trace(tern_bin, real, complete, timeout_s=10)
+        check("the call's trace is complete in tern trace", complete(got),
+              f"{[(s['kind'], s['service'], s['name']) for s in got]}")
+        if got:
+            check_tree(got, "a call through three services")
+            check("the root is the gateway's HTTP span",
+                  [s["kind"] for s in got if not s["parentSpanId"]] == ["HTTP"])
+        rc, out, _ = tern(tern_bin, "trace", real)
+        print(out)
+        check("tern trace prints the call's tree", rc == 0 and "SERVER probe [test.chain.b] OK" in out, out)
+        check_pages(base, tern_bin, real, len(got), ["test.chain.b"])
+        shot_id = real
+        if screenshot:
+            p = chromium([f"--screenshot={os.path.abspath(screenshot)}", "--window-size=1200,600",
+                          "--hide-scrollbars", f"{base}/trace/{shot_id}"])
+            check("a screenshot of the waterfall", p is not None and os.path.exists(screenshot))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{passed} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
