@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,25 +24,9 @@ import urllib.request
 
 import pika
 
-failures = []
-passed = 0
+from checks import check, failures, free_port, report
+
 CLOCK_SLACK_US = 5000  # processes on one host; spans timed by each process's clock
-
-
-def check(name, ok, detail=""):
-    global passed
-    if ok:
-        passed += 1
-        print(f"ok    {name}", flush=True)
-    else:
-        failures.append(name)
-        print(f"FAIL  {name} {detail}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, method="GET", body=None):
@@ -281,8 +264,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return report()
 
 
 if __name__ == "__main__":

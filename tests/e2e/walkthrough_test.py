@@ -18,7 +18,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,24 +29,7 @@ import urllib.request
 SERVICES = ["auth", "auth-api", "webhook", "webhook-api", "transaction", "transaction-api",
             "balance", "balance-api"]
 
-failures = []
-passed = 0
-
-
-def check(name, ok, detail=""):
-    global passed
-    if ok:
-        passed += 1
-        print(f"ok    {name}", flush=True)
-    else:
-        failures.append(name)
-        print(f"FAIL  {name} {detail}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from checks import check, failures, free_port, report
 
 
 def await_true(what, fn, timeout=30.0):
@@ -216,8 +198,7 @@ def main():
         if failures:
             print(open(os.path.join(data, "services.log")).read()[-6000:])
 
-    print(f"{passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return report()
 
 
 if __name__ == "__main__":
