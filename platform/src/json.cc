@@ -176,6 +176,12 @@ void append_message(const pb::Message& m, std::string* out) {
 
 }  // namespace
 
+std::string quote(std::string_view s) {
+  std::string out;
+  append_escaped(s, &out);
+  return out;
+}
+
 std::string to_json(const google::protobuf::Message& message) {
   std::string out;
   append_message(message, &out);

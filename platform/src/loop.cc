@@ -663,9 +663,8 @@ Result<std::string> Loop::call(const Context& ctx, std::string_view service,
                                const CallOptions& opts) {
   const SpanClock clock;
   Result<std::string> r = call_with_retries(ctx, service, endpoint, std::move(body), opts);
-  const std::string downstream(service);
-  metric::client_calls(name_, downstream, r.code()).inc();
-  metric::client_latency(name_, downstream).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
+  metric::client_calls(name_, service, r.code()).inc();
+  metric::client_latency(name_, service).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
   return r;
 }
 
@@ -692,7 +691,7 @@ Result<std::string> Loop::call_with_retries(const Context& ctx, std::string_view
     log_transitions(breaker, service, endpoint);
     auto attempt_deadline = deadline;
     if (opts.attempt_timeout.count() > 0) attempt_deadline = std::min(deadline, now + opts.attempt_timeout);
-    if (n > 1) metric::client_retries(name_, std::string(service)).inc();
+    if (n > 1) metric::client_retries(name_, service).inc();
     const SpanClock clock;
     const std::string span_id = new_span_id();
     Result<std::string> r = attempt(ctx, service, endpoint, n < max_attempts ? body : std::move(body),
@@ -827,7 +826,7 @@ Error Loop::publish(const Context& ctx, std::string_view type, std::string_view 
   const SpanClock clock;
   const std::string span_id = new_span_id();
   Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id);
-  metric::events_published(name_, std::string(type), e.ok()).inc();
+  metric::events_published(name_, type, e.ok()).inc();
   if (tracing_) {
     v1::Span span = make_span(v1::Span::PUBLISH, ctx.trace_id(), span_id, ctx.span_id(), std::string(type),
                               clock, e.code, e.message);

@@ -18,21 +18,22 @@ std::function<void(const v1::Span&)>& sink() {
 }
 std::atomic<bool> g_has_sink{false};
 
-std::string code_label(Code code) { return std::string(code_name(code)); }
 
 // The registry takes a lock to find a metric; each thread remembers what it
 // found, so recording costs a hash lookup and an atomic add.
 template <class M, class L>
-M& cached(const char* name, const std::string& a, const std::string& b, const std::string& c,
+M& cached(const char* name, std::string_view a, std::string_view b, std::string_view c,
           M& (*find)(const metrics::Labels&), L labels) {
   thread_local std::unordered_map<std::string, void*> cache;
-  std::string key;
-  key.reserve(64);
+  // The key is built in a buffer that keeps its capacity: no allocation
+  // once the thread has seen this metric.
+  thread_local std::string key;
+  key.clear();
   key.append(name).append(1, '\0').append(a).append(1, '\0').append(b).append(1, '\0').append(c);
   auto it = cache.find(key);
   if (it != cache.end()) return *static_cast<M*>(it->second);
   M& m = find(labels());
-  cache.emplace(std::move(key), &m);
+  cache.emplace(key, &m);
   return m;
 }
 
@@ -69,70 +70,70 @@ void to_span_sink(const v1::Span& span) {
 namespace metric {
 using metrics::registry;
 
-metrics::Counter& server_requests(const std::string& service, const std::string& endpoint, Code code) {
-  return cached<metrics::Counter>("tern_server_requests_total", service, endpoint, code_label(code),
+metrics::Counter& server_requests(std::string_view service, std::string_view endpoint, Code code) {
+  return cached<metrics::Counter>("tern_server_requests_total", service, endpoint, code_name(code),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_server_requests_total", "Requests handled, by endpoint and code", l); },
-      [&] { return metrics::Labels{{"service", service}, {"endpoint", endpoint}, {"code", code_label(code)}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"endpoint", std::string(endpoint)}, {"code", std::string(code_name(code))}}; });
 }
-metrics::Histogram& server_latency(const std::string& service, const std::string& endpoint) {
+metrics::Histogram& server_latency(std::string_view service, std::string_view endpoint) {
   return cached<metrics::Histogram>("tern_server_request_duration_seconds", service, endpoint, std::string(),
       +[](const metrics::Labels& l) -> metrics::Histogram& { return registry().histogram("tern_server_request_duration_seconds", "Time from delivery to reply", l); },
-      [&] { return metrics::Labels{{"service", service}, {"endpoint", endpoint}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"endpoint", std::string(endpoint)}}; });
 }
-metrics::Counter& client_calls(const std::string& service, const std::string& downstream, Code code) {
-  return cached<metrics::Counter>("tern_client_calls_total", service, downstream, code_label(code),
+metrics::Counter& client_calls(std::string_view service, std::string_view downstream, Code code) {
+  return cached<metrics::Counter>("tern_client_calls_total", service, downstream, code_name(code),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_client_calls_total", "Calls made, by downstream service and code", l); },
-      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}, {"code", code_label(code)}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"downstream", std::string(downstream)}, {"code", std::string(code_name(code))}}; });
 }
-metrics::Histogram& client_latency(const std::string& service, const std::string& downstream) {
+metrics::Histogram& client_latency(std::string_view service, std::string_view downstream) {
   return cached<metrics::Histogram>("tern_client_call_duration_seconds", service, downstream, std::string(),
       +[](const metrics::Labels& l) -> metrics::Histogram& { return registry().histogram("tern_client_call_duration_seconds", "Calls made, retries included", l); },
-      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"downstream", std::string(downstream)}}; });
 }
-metrics::Counter& client_retries(const std::string& service, const std::string& downstream) {
+metrics::Counter& client_retries(std::string_view service, std::string_view downstream) {
   return cached<metrics::Counter>("tern_client_retries_total", service, downstream, std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_client_retries_total", "Attempts after a call's first", l); },
-      [&] { return metrics::Labels{{"service", service}, {"downstream", downstream}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"downstream", std::string(downstream)}}; });
 }
-metrics::Gauge& circuits_open(const std::string& service) {
+metrics::Gauge& circuits_open(std::string_view service) {
   return cached<metrics::Gauge>("tern_client_circuits_open", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Gauge& { return registry().gauge("tern_client_circuits_open", "Circuit breakers now open or half-open", l); },
-      [&] { return metrics::Labels{{"service", service}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}}; });
 }
-metrics::Counter& events_published(const std::string& service, const std::string& type, bool confirmed) {
+metrics::Counter& events_published(std::string_view service, std::string_view type, bool confirmed) {
   return cached<metrics::Counter>("tern_events_published_total", service, type, confirmed ? "confirmed" : "failed",
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_published_total", "Events published, by type and outcome", l); },
-      [&] { return metrics::Labels{{"service", service}, {"type", type}, {"outcome", confirmed ? "confirmed" : "failed"}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"type", std::string(type)}, {"outcome", std::string(confirmed ? "confirmed" : "failed")}}; });
 }
-metrics::Counter& events_consumed(const std::string& service, const std::string& type, Code code) {
-  return cached<metrics::Counter>("tern_events_consumed_total", service, type, code_label(code),
+metrics::Counter& events_consumed(std::string_view service, std::string_view type, Code code) {
+  return cached<metrics::Counter>("tern_events_consumed_total", service, type, code_name(code),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_consumed_total", "Events handled, by type and code", l); },
-      [&] { return metrics::Labels{{"service", service}, {"type", type}, {"code", code_label(code)}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"type", std::string(type)}, {"code", std::string(code_name(code))}}; });
 }
-metrics::Counter& events_retried(const std::string& service, const std::string& subscription) {
+metrics::Counter& events_retried(std::string_view service, std::string_view subscription) {
   return cached<metrics::Counter>("tern_events_retried_total", service, subscription, std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_retried_total", "Events sent to a retry queue", l); },
-      [&] { return metrics::Labels{{"service", service}, {"subscription", subscription}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"subscription", std::string(subscription)}}; });
 }
-metrics::Counter& events_dead_lettered(const std::string& service, const std::string& subscription) {
+metrics::Counter& events_dead_lettered(std::string_view service, std::string_view subscription) {
   return cached<metrics::Counter>("tern_events_dead_lettered_total", service, subscription, std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_dead_lettered_total", "Events given up on", l); },
-      [&] { return metrics::Labels{{"service", service}, {"subscription", subscription}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"subscription", std::string(subscription)}}; });
 }
-metrics::Counter& reconnects(const std::string& service) {
+metrics::Counter& reconnects(std::string_view service) {
   return cached<metrics::Counter>("tern_broker_reconnects_total", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_broker_reconnects_total", "Broker connections re-established", l); },
-      [&] { return metrics::Labels{{"service", service}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}}; });
 }
-metrics::Counter& spans_dropped(const std::string& service) {
+metrics::Counter& spans_dropped(std::string_view service) {
   return cached<metrics::Counter>("tern_spans_dropped_total", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_spans_dropped_total", "Spans dropped under pressure or without a broker", l); },
-      [&] { return metrics::Labels{{"service", service}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}}; });
 }
-metrics::Counter& spans_sent(const std::string& service) {
+metrics::Counter& spans_sent(std::string_view service) {
   return cached<metrics::Counter>("tern_spans_sent_total", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_spans_sent_total", "Spans sent to tern.traces", l); },
-      [&] { return metrics::Labels{{"service", service}}; });
+      [&] { return metrics::Labels{{"service", std::string(service)}}; });
 }
 }  // namespace metric
 

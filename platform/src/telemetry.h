@@ -36,19 +36,19 @@ void to_span_sink(const v1::Span& span);
 
 // The platform's own metrics, in metrics::registry().
 namespace metric {
-metrics::Counter& server_requests(const std::string& service, const std::string& endpoint, Code code);
-metrics::Histogram& server_latency(const std::string& service, const std::string& endpoint);
-metrics::Counter& client_calls(const std::string& service, const std::string& downstream, Code code);
-metrics::Histogram& client_latency(const std::string& service, const std::string& downstream);
-metrics::Counter& client_retries(const std::string& service, const std::string& downstream);
-metrics::Gauge& circuits_open(const std::string& service);
-metrics::Counter& events_published(const std::string& service, const std::string& type, bool confirmed);
-metrics::Counter& events_consumed(const std::string& service, const std::string& type, Code code);
-metrics::Counter& events_retried(const std::string& service, const std::string& subscription);
-metrics::Counter& events_dead_lettered(const std::string& service, const std::string& subscription);
-metrics::Counter& reconnects(const std::string& service);
-metrics::Counter& spans_dropped(const std::string& service);
-metrics::Counter& spans_sent(const std::string& service);
+metrics::Counter& server_requests(std::string_view service, std::string_view endpoint, Code code);
+metrics::Histogram& server_latency(std::string_view service, std::string_view endpoint);
+metrics::Counter& client_calls(std::string_view service, std::string_view downstream, Code code);
+metrics::Histogram& client_latency(std::string_view service, std::string_view downstream);
+metrics::Counter& client_retries(std::string_view service, std::string_view downstream);
+metrics::Gauge& circuits_open(std::string_view service);
+metrics::Counter& events_published(std::string_view service, std::string_view type, bool confirmed);
+metrics::Counter& events_consumed(std::string_view service, std::string_view type, Code code);
+metrics::Counter& events_retried(std::string_view service, std::string_view subscription);
+metrics::Counter& events_dead_lettered(std::string_view service, std::string_view subscription);
+metrics::Counter& reconnects(std::string_view service);
+metrics::Counter& spans_dropped(std::string_view service);
+metrics::Counter& spans_sent(std::string_view service);
 }  // namespace metric
 
 }  // namespace tern::detail

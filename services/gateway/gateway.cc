@@ -18,31 +18,16 @@ using tern::Code;
 using tern::Error;
 using tern::http::Response;
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // {"error":{"code":"NOT_FOUND","message":"...","params":{...}}} with the
 // status from tern's one code-to-HTTP table.
 Response error_response(const Error& e) {
   std::string params;
-  for (const auto& [k, v] : e.params) params += fmt::format("{}{}:{}", params.empty() ? "" : ",", json_string(k), json_string(v));
+  for (const auto& [k, v] : e.params) params += fmt::format("{}{}:{}", params.empty() ? "" : ",", tern::json::quote(k), tern::json::quote(v));
   int status = tern::http_status(e.code);
   if (e.params.count("allow") != 0) status = 405;
   Response r = Response::json(
       status, fmt::format(R"({{"error":{{"code":"{}","message":{},"params":{{{}}}}}}})",
-                          tern::code_name(e.code), json_string(e.message), params));
+                          tern::code_name(e.code), tern::json::quote(e.message), params));
   if (status == 405) r.headers.push_back({"Allow", e.params.at("allow")});
   return r;
 }

@@ -17,6 +17,9 @@ namespace tern::json {
 // rather than strings: {"amount":1250}.
 std::string to_json(const google::protobuf::Message& message);
 
+// `s` as a JSON string literal, quotes included: "a\"b".
+std::string quote(std::string_view s);
+
 // Parses JSON into `message`, accepting both field names ("account_id")
 // and JSON names ("accountId"). INVALID_ARGUMENT with the parser's reason
 // on bad JSON, unknown fields or wrong types.
