@@ -73,6 +73,15 @@ class ServiceProcess {
     pid_ = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  // Without blocking: whether the process has exited, and if so its exit
+  // status (or -1) in *status.
+  bool exited(int* status) {
+    int raw = 0;
+    if (pid_ == 0 || waitpid(pid_, &raw, WNOHANG) != pid_) return false;
+    pid_ = 0;
+    *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    return true;
+  }
   // What it printed so far.
   std::string output() const {
     std::ifstream f(log_);
