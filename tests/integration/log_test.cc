@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "broker.h"
-#include "log_line.h"
+#include "observability/log_line.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "tern/envelope.pb.h"
-#include "wire.h"
+#include "core/wire.h"
 
 using tern::Code;
 

@@ -6,7 +6,7 @@
 #include <regex>
 #include <string>
 
-#include "log_line.h"
+#include "observability/log_line.h"
 #include "tern/context.h"
 
 using tern::log::Level;

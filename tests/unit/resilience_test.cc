@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "resilience.h"
+#include "rpc/client/resilience.h"
 
 using namespace std::chrono_literals;
 using tern::detail::Backoff;

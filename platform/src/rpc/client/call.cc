@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "loop.h"
+#include "service/loop.h"
 
 namespace tern {
 namespace detail {

@@ -1,5 +1,5 @@
 // tern::http: the client (fetch) and the server loop of Service::serve_http.
-#include "http_server.h"
+#include "http/http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 
 #include <fmt/format.h>
 
-#include "telemetry.h"
+#include "observability/telemetry.h"
 #include "tern/log.h"
 
 namespace tern {

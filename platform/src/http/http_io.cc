@@ -1,4 +1,4 @@
-#include "http_io.h"
+#include "http/http_io.h"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -15,15 +15,15 @@
 #include <boost/fiber/operations.hpp>
 #include <fmt/format.h>
 
-#include "http_server.h"
-#include "loop.h"
-#include "telemetry.h"
+#include "http/http_server.h"
+#include "service/loop.h"
+#include "observability/telemetry.h"
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
 #include "tern/idempotency.h"
 #include "tern/log.h"
 #include "tern/metrics.h"
-#include "wire.h"
+#include "core/wire.h"
 
 namespace tern {
 namespace detail {

@@ -1,4 +1,4 @@
-#include "telemetry.h"
+#include "observability/telemetry.h"
 
 #include "tern/testing.h"
 

@@ -6,7 +6,7 @@
 #include <set>
 #include <string>
 
-#include "http_io.h"
+#include "http/http_io.h"
 
 namespace tern::detail {
 

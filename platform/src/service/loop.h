@@ -24,8 +24,8 @@
 
 #include <boost/fiber/all.hpp>
 
-#include "amqp.h"
-#include "resilience.h"
+#include "transport/amqp/connection.h"
+#include "rpc/client/resilience.h"
 #include "tern/call.h"
 #include "tern/options.h"
 #include "tern/trace.pb.h"

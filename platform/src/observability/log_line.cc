@@ -1,4 +1,4 @@
-#include "log_line.h"
+#include "observability/log_line.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "loop.h"
+#include "service/loop.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -12,8 +12,8 @@
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
 #include "tern/log.h"
-#include "telemetry.h"
-#include "wire.h"
+#include "observability/telemetry.h"
+#include "core/wire.h"
 
 namespace tern::detail {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "loop.h"
+#include "service/loop.h"
 #include "tern/http.h"
 
 namespace tern::detail {

@@ -3,7 +3,7 @@
 #include <future>
 #include <stdexcept>
 
-#include "loop.h"
+#include "service/loop.h"
 
 namespace tern {
 

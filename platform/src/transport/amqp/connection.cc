@@ -1,4 +1,4 @@
-#include "amqp.h"
+#include "transport/amqp/connection.h"
 
 #include <amqp_tcp_socket.h>
 #include <fmt/format.h>

@@ -6,11 +6,11 @@
 
 #include <fmt/format.h>
 
-#include "loop.h"
-#include "telemetry.h"
+#include "service/loop.h"
+#include "observability/telemetry.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
-#include "wire.h"
+#include "core/wire.h"
 
 namespace tern::detail {
 

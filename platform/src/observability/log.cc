@@ -12,7 +12,7 @@
 #include <mutex>
 #include <string>
 
-#include "log_line.h"
+#include "observability/log_line.h"
 #include "tern/context.h"
 
 namespace tern::log {

@@ -10,7 +10,7 @@
 
 #include "tern/call.h"
 #include "tern/events.h"
-#include "loop.h"
+#include "service/loop.h"
 
 namespace tern {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <boost/fiber/fss.hpp>
 
-#include "loop.h"
+#include "service/loop.h"
 
 #include <random>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "resilience.h"
+#include "rpc/client/resilience.h"
 
 #include <algorithm>
 #include <utility>

@@ -4,7 +4,7 @@
 
 #include <google/protobuf/descriptor.h>
 
-#include "loop.h"
+#include "service/loop.h"
 
 namespace tern {
 
