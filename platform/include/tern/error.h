@@ -43,8 +43,25 @@ int http_status(Code code);
 struct Error {
   Code code = Code::kUnknown;
   std::string message;
+  // For the caller to read; they travel on the wire with the error.
   std::map<std::string, std::string> params;
   bool retryable = false;
+
+  // What this process decided about its own failure. Never serialized:
+  // an Error rebuilt from a reply has all of these unset, so params (or
+  // anything else) from a downstream can never steer this process's policy.
+  struct Local {
+    // Server: the message itself is unusable (not an envelope, a body of
+    // the wrong type): keep it in the dead-letter queue, never requeue.
+    bool dead_letter = false;
+    // Client: this process's own broker link failed; says nothing about the
+    // downstream, so it does not count against the downstream's breaker.
+    bool link_failed = false;
+    // Client: the broker had no queue for the service (nothing declared it).
+    bool no_route = false;
+    // HTTP edge: the methods the path allows, for 405 and its Allow header.
+    std::string allow;
+  } local;
 
   Error() = default;
   Error(Code c, std::string msg)
@@ -58,9 +75,17 @@ struct Error {
     params[std::move(key)] = std::move(value);
     return std::move(*this);
   }
+  Error&& with_local(Local l) && {
+    local = std::move(l);
+    return std::move(*this);
+  }
   // "DEADLINE_EXCEEDED: no reply from service.x/y within 2000 ms"
   std::string to_string() const;
 };
+
+// Success, for functions that return an Error rather than a Result
+// (publish, event handlers): `return tern::ok();`.
+inline Error ok() { return Error{Code::kOk, {}}; }
 
 // A value or an Error. Handlers return Result<Resp>: `return resp;` or
 // `return tern::Error{tern::Code::kNotFound, "no such user"};`.
