@@ -6,14 +6,16 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "tern/call.h"
+#include "tern/filter.h"
 #include "tern/options.h"
 
 namespace tern {
 
 namespace detail {
-class Loop;
+class ThreadRuntime;
 }
 
 // Owns one broker connection and a thread running fibers. Thread-safe.
@@ -22,6 +24,9 @@ class Client {
   // Connects at once; throws std::runtime_error if the broker is unreachable.
   // name is sent as the caller ("from") of every request.
   explicit Client(const Options& options = Options::from_env(), std::string name = "tern.client");
+  // With client filters around every attempt of every call it makes (see
+  // tern/filter.h), after the platform's own.
+  Client(const Options& options, std::string name, std::vector<ClientFilter> filters);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -55,7 +60,8 @@ class Client {
 
  private:
   void run_fiber(std::function<void()> fn);
-  std::unique_ptr<detail::Loop> loop_;
+  std::vector<ClientFilter> filters_;   // outlives the runtime, which calls them
+  std::unique_ptr<detail::ThreadRuntime> runtime_;
 };
 
 }  // namespace tern

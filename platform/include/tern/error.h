@@ -60,7 +60,7 @@ struct Error {
     // Client: the broker had no queue for the service (nothing declared it).
     bool no_route = false;
     // HTTP edge: the methods the path allows, for 405 and its Allow header.
-    std::string allow;
+    std::string allow{};
   } local;
 
   Error() = default;

@@ -13,6 +13,8 @@
 
 #include "tern/context.h"
 #include "tern/error.h"
+#include "tern/filter.h"
+#include "tern/handler.h"
 #include "tern/http.h"
 #include "tern/idempotency.h"
 #include "tern/options.h"
@@ -20,45 +22,6 @@
 namespace tern {
 
 namespace detail {
-
-// What the server keeps per endpoint. `invoke` parses `body` as the request
-// type, runs the handler and serializes its reply into *out; it returns an
-// Error (code kOk on success). It may throw whatever the handler throws.
-struct Endpoint {
-  const google::protobuf::Descriptor* request_type = nullptr;
-  const google::protobuf::Descriptor* response_type = nullptr;
-  std::function<Error(Context&, std::string_view body, std::string* out)> invoke;
-};
-
-Error unparsable_request(const google::protobuf::Descriptor* type);
-
-// What the server keeps per subscription. `invoke` parses the event body and
-// runs the handler; an Error with a code other than kOk (or a throw) makes
-// the event be retried.
-struct EventSubscription {
-  std::string exchange;
-  std::string pattern;
-  std::function<Error(Context&, std::string_view body)> invoke;
-};
-
-// Deduces Req and Resp from `Result<Resp>(Context&, const Req&)`, for
-// functions, function pointers, lambdas and other callables.
-template <class F>
-struct handler_traits : handler_traits<decltype(&std::remove_cvref_t<F>::operator())> {};
-template <class R, class Req>
-struct handler_traits<R (*)(Context&, const Req&)> {
-  using Request = Req;
-  using Response = typename R::value_type;
-};
-template <class R, class Req>
-struct handler_traits<R(Context&, const Req&)> : handler_traits<R (*)(Context&, const Req&)> {};
-template <class C, class R, class Req>
-struct handler_traits<R (C::*)(Context&, const Req&) const>
-    : handler_traits<R (*)(Context&, const Req&)> {};
-template <class C, class R, class Req>
-struct handler_traits<R (C::*)(Context&, const Req&)>
-    : handler_traits<R (*)(Context&, const Req&)> {};
-
 class ServiceCore;
 }  // namespace detail
 
@@ -151,6 +114,15 @@ class Service {
   // instance's threads, with bursts of up to `burst`; requests over the limit
   // are answered RESOURCE_EXHAUSTED without running the handler.
   Service& rate_limit(std::string endpoint, double per_second, double burst);
+
+  // Adds a server filter around every request to this service, after the
+  // platform's deadline, unknown-endpoint and rate-limit checks and before
+  // idempotent replay and the handler; filters run in the order added (see
+  // tern/filter.h). Set before start().
+  Service& use(ServerFilter filter);
+  // Adds a client filter around every attempt of every call the service's
+  // handlers (and periodic tasks, HTTP handlers) make. Set before start().
+  Service& use_on_calls(ClientFilter filter);
 
   // Subscribes to events of type Event whose routing key matches `pattern`
   // (AMQP topic syntax: "transaction.*", "#"); see tern::event_routing_key.

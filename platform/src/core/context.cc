@@ -2,7 +2,7 @@
 
 #include <boost/fiber/fss.hpp>
 
-#include "service/loop.h"
+#include "core/current.h"
 
 #include <random>
 #include <thread>
@@ -168,7 +168,7 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
 namespace tern {
 namespace {
 
-// Only fibers of a tern loop have a current context: asking Boost.Fiber on
+// Only fibers of a tern runtime have a current context: asking Boost.Fiber on
 // any other thread would give that thread a scheduler of its own.
 boost::fibers::fiber_specific_ptr<Context>& current_slot() {
   static boost::fibers::fiber_specific_ptr<Context> slot([](Context*) {});
@@ -178,14 +178,14 @@ boost::fibers::fiber_specific_ptr<Context>& current_slot() {
 }  // namespace
 
 const Context* Context::current() {
-  if (detail::Loop::current() == nullptr) return nullptr;
+  if (detail::thread_transport() == nullptr) return nullptr;
   return current_slot().get();
 }
 
 namespace detail {
 
 ScopedCurrent::ScopedCurrent(const Context* ctx) : previous_(nullptr) {
-  if (Loop::current() == nullptr) return;
+  if (thread_transport() == nullptr) return;
   fiber_ = true;
   previous_ = current_slot().get();
   current_slot().reset(const_cast<Context*>(ctx));

@@ -4,7 +4,7 @@
 
 #include <google/protobuf/descriptor.h>
 
-#include "service/loop.h"
+#include "core/current.h"
 
 namespace tern {
 
@@ -27,7 +27,7 @@ std::string event_routing_key(const google::protobuf::Descriptor* type) {
 namespace detail {
 
 Error publish_message(const Context& ctx, const google::protobuf::Message& event) {
-  Transport* transport = ctx.transport() ? ctx.transport() : Loop::current();
+  Transport* transport = transport_for(ctx);
   if (transport == nullptr)
     return Error{Code::kFailedPrecondition,
                  "tern::publish outside a tern runtime: publish from a handler or inside Client::run"};

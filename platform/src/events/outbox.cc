@@ -10,7 +10,7 @@
 
 #include "tern/call.h"
 #include "tern/events.h"
-#include "service/loop.h"
+#include "core/current.h"
 
 namespace tern {
 namespace {
@@ -88,7 +88,7 @@ void Outbox::add(const Context& ctx, const google::protobuf::Message& event) {
 }
 
 int Outbox::relay(const Context& ctx) {
-  Transport* transport = ctx.transport() ? ctx.transport() : detail::Loop::current();
+  Transport* transport = detail::transport_for(ctx);
   if (transport == nullptr) throw std::logic_error("Outbox::relay outside a tern runtime");
   struct Row {
     int64_t id;

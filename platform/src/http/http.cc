@@ -74,7 +74,7 @@ struct Lookup {
   }
 };
 
-Result<std::shared_ptr<Lookup>> resolve(Loop& loop, const Url& url, Clock::time_point deadline) {
+Result<std::shared_ptr<Lookup>> resolve(Reactor& loop, const Url& url, Clock::time_point deadline) {
   auto lookup = std::make_shared<Lookup>();
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
@@ -112,7 +112,7 @@ Result<std::shared_ptr<Lookup>> resolve(Loop& loop, const Url& url, Clock::time_
   return lookup;
 }
 
-Result<int> connect_to(Loop& loop, const addrinfo* ai, const Url& url, Clock::time_point deadline) {
+Result<int> connect_to(Reactor& loop, const addrinfo* ai, const Url& url, Clock::time_point deadline) {
   std::string last = "no address";
   for (; ai != nullptr; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
@@ -186,9 +186,10 @@ int bound_port(int fd) {
   return ntohs(addr.sin_port);
 }
 
-HttpServer::HttpServer(Loop& loop, int listen_fd, const http::ServerOptions& options,
+HttpServer::HttpServer(Reactor& loop, Transport& transport, SpanBuffer& spans, int listen_fd,
+                       const http::ServerOptions& options,
                        const http::Handler& handler, std::atomic<int>* active)
-    : loop_(loop), listen_fd_(listen_fd), options_(options), handler_(handler), active_(active) {}
+    : loop_(loop), transport_(transport), spans_(spans), listen_fd_(listen_fd), options_(options), handler_(handler), active_(active) {}
 
 HttpServer::~HttpServer() {
   if (listen_fd_ >= 0) close(listen_fd_);
@@ -272,7 +273,7 @@ void HttpServer::serve(int fd, std::string peer) {
     http::Response resp;
     const SpanClock clock;
     Context ctx = Context::with_timeout(options_.read_timeout);
-    ctx.set_transport(&loop_);
+    ctx.set_transport(&transport_);
     {
       ScopedCurrent current(&ctx);
       try {
@@ -282,12 +283,12 @@ void HttpServer::serve(int fd, std::string peer) {
         resp = http::Response::json(500, R"({"error":{"code":"INTERNAL","message":"internal error"}})");
       }
     }
-    if (loop_.tracing() && options_.trace) {
+    if (spans_.tracing() && options_.trace) {
       v1::Span span = make_span(v1::Span::HTTP, ctx.trace_id(), ctx.span_id(), "",
                                 fmt::format("{} {}", req.method, req.path), clock, code_of_status(resp.status));
       span.set_peer(peer);
       (*span.mutable_tags())["http.status"] = std::to_string(resp.status);
-      loop_.record_span(std::move(span));
+      spans_.record(std::move(span));
     }
     keep_alive = keep_alive && !stopped_;
     bool sent = s.write_all(serialize(resp, keep_alive), Clock::now() + options_.read_timeout);
@@ -302,7 +303,7 @@ namespace http {
 
 Result<Response> fetch(const Context& ctx, std::string_view url, Request req,
                        std::chrono::milliseconds timeout) {
-  detail::Loop* loop = detail::Loop::current();
+  detail::Reactor* loop = detail::Reactor::current();
   if (loop == nullptr)
     return Error{Code::kFailedPrecondition,
                  "http::fetch outside a tern runtime: call it from a handler or inside Client::run"};

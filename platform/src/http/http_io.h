@@ -1,5 +1,5 @@
 // Internals of tern::http: a non-blocking socket read and written by one
-// fiber, and HTTP/1.1 message parsing. Loop thread only.
+// fiber, and HTTP/1.1 message parsing. Reactor thread only.
 #pragma once
 
 #include <chrono>
@@ -7,17 +7,16 @@
 #include <string>
 #include <string_view>
 
-#include "service/loop.h"
+#include "runtime/reactor.h"
 #include "tern/http.h"
 
 namespace tern::detail {
 
-using Clock = std::chrono::steady_clock;
 
-// Owns a non-blocking socket; every wait parks the fiber in Loop::wait_fd.
+// Owns a non-blocking socket; every wait parks the fiber in Reactor::wait_fd.
 class Socket {
  public:
-  Socket(Loop& loop, int fd) : loop_(loop), fd_(fd) {}
+  Socket(Reactor& loop, int fd) : loop_(loop), fd_(fd) {}
   ~Socket();
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -32,7 +31,7 @@ class Socket {
   std::string buffer_;   // bytes read and not yet consumed
 
  private:
-  Loop& loop_;
+  Reactor& loop_;
   int fd_;
   bool timed_out_ = false;
 };

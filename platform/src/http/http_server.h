@@ -1,4 +1,4 @@
-// The HTTP server of Service::serve_http: one HttpServer per loop thread,
+// The HTTP server of Service::serve_http: one HttpServer per reactor thread,
 // each accepting on its own SO_REUSEPORT socket, one fiber per connection.
 #pragma once
 
@@ -7,6 +7,8 @@
 #include <string>
 
 #include "http/http_io.h"
+#include "observability/span_buffer.h"
+#include "tern/call.h"
 
 namespace tern::detail {
 
@@ -17,8 +19,9 @@ int bound_port(int fd);
 class HttpServer {
  public:
   // Takes the listening socket. `active` counts requests being handled.
-  HttpServer(Loop& loop, int listen_fd, const http::ServerOptions& options,
-             const http::Handler& handler, std::atomic<int>* active);
+  // Handlers' calls go through `transport`; their spans to `spans`.
+  HttpServer(Reactor& reactor, Transport& transport, SpanBuffer& spans, int listen_fd,
+             const http::ServerOptions& options, const http::Handler& handler, std::atomic<int>* active);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -33,7 +36,9 @@ class HttpServer {
   void accept_loop();
   void serve(int fd, std::string peer);
 
-  Loop& loop_;
+  Reactor& loop_;
+  Transport& transport_;
+  SpanBuffer& spans_;
   const int listen_fd_;
   const http::ServerOptions options_;
   const http::Handler& handler_;

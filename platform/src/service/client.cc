@@ -3,23 +3,26 @@
 #include <future>
 #include <stdexcept>
 
-#include "service/loop.h"
+#include "service/thread_runtime.h"
 
 namespace tern {
 
-Client::Client(const Options& options, std::string name)
-    : loop_(std::make_unique<detail::Loop>(options, std::move(name))) {
-  loop_->start();
+Client::Client(const Options& options, std::string name) : Client(options, std::move(name), {}) {}
+
+Client::Client(const Options& options, std::string name, std::vector<ClientFilter> filters)
+    : filters_(std::move(filters)),
+      runtime_(std::make_unique<detail::ThreadRuntime>(options, std::move(name), filters_)) {
+  runtime_->start();
 }
 
-Client::~Client() { loop_->shutdown(); }
+Client::~Client() { runtime_->shutdown(); }
 
 void Client::run_fiber(std::function<void()> fn) {
-  if (detail::Loop::current() == loop_.get())
+  if (detail::ThreadRuntime::current() == runtime_.get())
     throw std::logic_error("Client::run called from one of the client's own fibers");
   std::promise<void> done;
   std::future<void> finished = done.get_future();
-  loop_->post([&] {
+  runtime_->post([&] {
     try {
       fn();
       done.set_value();
@@ -30,6 +33,6 @@ void Client::run_fiber(std::function<void()> fn) {
   finished.get();
 }
 
-uint64_t Client::late_replies() const { return loop_->late_replies(); }
+uint64_t Client::late_replies() const { return runtime_->late_replies(); }
 
 }  // namespace tern

@@ -2,15 +2,11 @@
 
 #include <fmt/format.h>
 
-#include "service/loop.h"
+#include "core/current.h"
 
 namespace tern {
 namespace detail {
 namespace {
-
-Transport* transport_for(const Context& ctx) {
-  return ctx.transport() ? ctx.transport() : Loop::current();
-}
 
 Error no_runtime() {
   return Error{Code::kFailedPrecondition,

@@ -15,6 +15,8 @@
 #include <variant>
 #include <vector>
 
+#include "transport/amqp/topology.h"
+
 namespace tern::detail {
 
 // A message received from the broker: a delivery to one of our consumers, or
@@ -45,38 +47,30 @@ struct AmqpError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class AmqpConnection {
+class AmqpConnection final : public topology::Declarer {
  public:
   static constexpr amqp_channel_t kChannel = 1;       // requests, replies, acks
   static constexpr amqp_channel_t kEventChannel = 2;  // events, in confirm mode
 
   // Connects, logs in and opens the channel. Blocks; throws AmqpError.
   AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name);
-  ~AmqpConnection();
+  ~AmqpConnection() override;
   AmqpConnection(const AmqpConnection&) = delete;
   AmqpConnection& operator=(const AmqpConnection&) = delete;
 
   int fd() const;
 
-  // Synchronous set-up methods; they block until the broker answers and
-  // throw AmqpError. Call only before serving.
-  // A queue argument (x-max-length, x-message-ttl, ...): a number or a string.
-  struct QueueArg {
-    std::string_view key;
-    std::variant<int64_t, std::string_view> value;
-  };
-  using QueueArgs = std::vector<QueueArg>;
-  // Declares a durable queue with these arguments.
-  void declare_queue(const std::string& name, const QueueArgs& args = {});
-  // An exclusive, auto-delete queue with a broker-chosen name; returns it.
-  std::string declare_private_queue();
-  void declare_exchange(const std::string& name, const char* type);
-  void bind(const std::string& queue, const std::string& exchange, const std::string& key);
-  void qos(uint16_t prefetch);
-  void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack);
-  // Opens kEventChannel in publisher-confirm mode and declares `exchange`
-  // (topic, durable).
-  void open_event_channel(const std::string& exchange);
+  // topology::Declarer: synchronous set-up methods on kChannel; they block
+  // until the broker answers and throw AmqpError. Call only before serving.
+  using QueueArgs = topology::QueueArgs;
+  void declare_queue(const std::string& name, const QueueArgs& args) override;
+  std::string declare_private_queue() override;
+  void declare_exchange(const std::string& name, const char* type) override;
+  void bind(const std::string& queue, const std::string& exchange, const std::string& key) override;
+  void qos(uint16_t prefetch) override;
+  void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack) override;
+  // Opens kEventChannel in publisher-confirm mode.
+  void open_event_channel() override;
 
   // Output is buffered: publish, ack and cancel append whole frames to an
   // output buffer, and flush() writes as much of it as the socket takes in

@@ -1,0 +1,113 @@
+#include "events/publisher.h"
+
+#include <fmt/format.h>
+
+#include "core/wire.h"
+#include "observability/telemetry.h"
+#include "runtime/reactor.h"
+#include "tern/envelope.pb.h"
+#include "transport/amqp/topology.h"
+
+namespace tern::detail {
+
+// An event publish waiting for the broker's confirm; on the fiber's stack.
+struct Publisher::PendingConfirm {
+  boost::fibers::context* waiter = nullptr;
+  bool done = false;
+  bool ack = false;
+};
+
+Publisher::Publisher(BrokerLink& link, SpanBuffer& spans, std::string name, size_t max_message_bytes)
+    : link_(link), spans_(spans), name_(std::move(name)), max_message_bytes_(max_message_bytes) {
+  link_.on_confirm([this](uint64_t tag, bool multiple, bool ack) { on_confirm(tag, multiple, ack); });
+  link_.on_lost([this](const std::string&) { fail_all(); });
+}
+
+Error Publisher::publish(const Context& ctx, std::string_view type, std::string_view routing_key,
+                         std::string body) {
+  const SpanClock clock;
+  const std::string span_id = new_span_id();
+  Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id);
+  metric::events_published(name_, type, e.ok()).inc();
+  if (spans_.tracing()) {
+    v1::Span span = make_span(v1::Span::PUBLISH, ctx.trace_id(), span_id, ctx.span_id(), std::string(type),
+                              clock, e.code, e.message);
+    if (auto it = e.params.find("outcome"); it != e.params.end()) (*span.mutable_tags())["outcome"] = it->second;
+    spans_.record(std::move(span));
+  }
+  return e;
+}
+
+Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
+                                   std::string body, const std::string& span_id) {
+  if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "not sent");
+  if (ctx.expired())
+    return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
+  tern::v1::Event event;
+  std::string id = new_trace_id();
+  event.set_id(id);
+  event.set_type(std::string(type));
+  event.set_source(name_);
+  event.set_time_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count());
+  event.set_trace_id(ctx.trace_id());
+  event.set_span_id(span_id);   // the publish span: the parent of each consumer's span
+  event.set_body(std::move(body));
+  for (const auto& [k, v] : ctx.metadata()) (*event.mutable_metadata())[k] = v;
+  std::string wire = event.SerializeAsString();
+  if (wire.size() > max_message_bytes_)
+    return Error{Code::kInvalidArgument, fmt::format("{} event is {} bytes, over the {} byte limit", type,
+                                                     wire.size(), max_message_bytes_)}
+        .with_param("outcome", "not sent");
+
+  AmqpConnection::Publish p;
+  p.channel = AmqpConnection::kEventChannel;
+  p.exchange = topology::kEventExchange;
+  p.routing_key = routing_key;
+  p.body = wire;
+  p.persistent = true;  // the envelope carries id and type: no AMQP properties for them
+  const uint64_t tag = link_.publish(p);
+  if (tag == 0) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "unknown");
+
+  PendingConfirm pc;
+  confirms_.emplace(tag, &pc);
+  pc.waiter = boost::fibers::context::active();
+  const auto deadline = ctx.deadline();
+  while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
+  if (!pc.done) {
+    confirms_.erase(tag);
+    return Error{Code::kDeadlineExceeded, fmt::format("no confirm for {} event {} by the deadline", type, id)}
+        .with_param("outcome", "unknown");
+  }
+  if (!pc.ack)
+    return Error{Code::kUnavailable,
+                 link_.broken() ? link_.broken_reason() : fmt::format("the broker refused {} event {} (nack)", type, id)}
+        .with_param("outcome", "unknown");
+  return ok();
+}
+
+void Publisher::on_confirm(uint64_t tag, bool multiple, bool ack) {
+  auto end = confirms_.upper_bound(tag);
+  auto begin = multiple ? confirms_.begin() : confirms_.find(tag);
+  if (begin == confirms_.end()) return;
+  for (auto it = begin; it != end;) {
+    PendingConfirm* pc = it->second;
+    it = confirms_.erase(it);
+    pc->ack = ack;
+    pc->done = true;
+    Reactor::ready(pc->waiter);
+    if (!multiple) break;
+  }
+}
+
+void Publisher::fail_all() {
+  auto confirms = std::move(confirms_);
+  confirms_.clear();
+  for (auto& [tag, pc] : confirms) {
+    pc->ack = false;
+    pc->done = true;
+    Reactor::ready(pc->waiter);
+  }
+}
+
+}  // namespace tern::detail

@@ -1,0 +1,45 @@
+// The publisher: a reactor thread's confirmed event publishes. An event goes
+// out persistent on the event channel (publisher confirms) and the calling
+// fiber parks until the broker's ack or nack, a lost link, or the context's
+// deadline. Reactor thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <boost/fiber/context.hpp>
+
+#include "observability/span_buffer.h"
+#include "tern/context.h"
+#include "tern/error.h"
+#include "transport/amqp/broker_link.h"
+
+namespace tern::detail {
+
+class Publisher {
+ public:
+  // name: the events' source; max_message_bytes: larger envelopes fail.
+  Publisher(BrokerLink& link, SpanBuffer& spans, std::string name, size_t max_message_bytes);
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  // Transport::publish. On failure, param "outcome" says whether the event
+  // was "not sent" or its fate is "unknown" (sent, no confirm).
+  Error publish(const Context& ctx, std::string_view type, std::string_view routing_key, std::string body);
+
+ private:
+  struct PendingConfirm;
+  Error publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
+                          std::string body, const std::string& span_id);
+  void on_confirm(uint64_t tag, bool multiple, bool ack);
+  void fail_all();
+
+  BrokerLink& link_;
+  SpanBuffer& spans_;
+  const std::string name_;
+  const size_t max_message_bytes_;
+  std::map<uint64_t, PendingConfirm*> confirms_;   // by delivery tag on the event channel
+};
+
+}  // namespace tern::detail

@@ -1,0 +1,47 @@
+// The subscriber of one reactor thread: runs each event delivered to a
+// subscription queue through its handler and ends with an ack, or a retry:
+// the event goes to the subscription's next retry queue (its delay), or past
+// the last attempt to its dead-letter queue, with the error in a header.
+// Delivery is at least once. Reactor thread only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "observability/span_buffer.h"
+#include "tern/call.h"
+#include "tern/handler.h"
+#include "transport/amqp/broker_link.h"
+#include "transport/amqp/topology.h"
+
+namespace tern::detail {
+
+struct SubscriberOptions {
+  std::string name;               // the service
+  int event_attempts = 5;         // tries in all before the dead-letter queue
+  int event_timeout_ms = 30000;   // each handler run's deadline
+};
+
+class Subscriber {
+ public:
+  // subscriptions[i] is delivered with consumer tag topology::subscription_tag(i)
+  // from queues[i].queue; both outlive the subscriber.
+  Subscriber(BrokerLink& link, SpanBuffer& spans, Transport& transport, SubscriberOptions options,
+             const std::vector<EventSubscription>& subscriptions,
+             const std::vector<topology::Subscription>& queues);
+
+  // Runs in the event's own fiber. Never throws.
+  void handle(Message&& m, size_t index);
+
+ private:
+  void retry(const Message& m, size_t index, const std::string& error);
+
+  BrokerLink& link_;
+  SpanBuffer& spans_;
+  Transport& transport_;
+  const SubscriberOptions options_;
+  const std::vector<EventSubscription>& subscriptions_;
+  const std::vector<topology::Subscription>& queues_;
+};
+
+}  // namespace tern::detail

@@ -1,0 +1,196 @@
+#include "rpc/client/caller.h"
+
+#include <fmt/format.h>
+
+#include "core/wire.h"
+#include "rpc/client/client_filters.h"
+#include "tern/envelope.pb.h"
+#include "tern/log.h"
+#include "transport/amqp/topology.h"
+
+namespace tern::detail {
+
+// A call waiting for its reply. Lives on the caller's fiber stack; the
+// caller parks itself with wait_until(deadline) and the IO fiber (or a
+// failure) sets `done` and makes it ready. All on the reactor's thread, so
+// no locks: Boost's fiber mutex and condition variable would also cost each
+// parked call ~5 KiB more stack (their spinlock reserves a random_device).
+struct Caller::PendingCall {
+  boost::fibers::context* waiter = nullptr;
+  bool done = false;
+  bool cancelled = false;
+  bool failed = false;   // error holds why; otherwise reply holds a tern.v1.Response
+  Error error;
+  std::string reply;
+};
+
+Caller::Caller(Reactor& reactor, BrokerLink& link, SpanBuffer& spans, CallerOptions options,
+               const std::vector<ClientFilter>& user_filters)
+    : reactor_(reactor),
+      link_(link),
+      options_(std::move(options)),
+      wire_([this](const Context& ctx, OutgoingCall& call) { return send(ctx, call); }),
+      breakers_(CircuitBreakerOptions{.open_for = std::chrono::milliseconds(options_.circuit_open_ms)}) {
+  chain_.push_back(client_filters::metrics(options_.name));
+  chain_.push_back(client_filters::deadline());
+  chain_.push_back(client_filters::retries(retry_budget_, options_.name));
+  chain_.push_back(client_filters::breaker(breakers_, options_.name));
+  chain_.push_back(client_filters::tracing(spans));
+  // Called, not copied: state they hold is shared by every thread.
+  for (const ClientFilter& f : user_filters)
+    chain_.push_back([&f](const Context& ctx, OutgoingCall& call, const ClientNext& next) {
+      return f(ctx, call, next);
+    });
+  link_.on_consumer(topology::kReplyTag, [this](Message&& m) { on_reply(std::move(m)); });
+  link_.on_return([this](Message&& m) { on_return(std::move(m)); });
+  link_.on_lost([this](const std::string& reason) { fail_all(reason); });
+}
+
+Result<std::string> Caller::call(const Context& ctx, std::string_view service, std::string_view endpoint,
+                                 std::string body, const CallOptions& opts) {
+  OutgoingCall call;
+  call.service = service;
+  call.endpoint = endpoint;
+  call.body = std::move(body);
+  call.options = &opts;
+  return run_chain(chain_, wire_, ctx, call);
+}
+
+Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
+  const auto deadline = call.deadline;
+  const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  if (budget.count() <= 0)
+    return Error{Code::kDeadlineExceeded,
+                 fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
+  if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_local({.link_failed = true});
+  if (pending_.size() >= static_cast<size_t>(options_.max_in_flight))
+    return Error{Code::kResourceExhausted,
+                 fmt::format("{} calls already await replies (TERN_MAX_IN_FLIGHT)", pending_.size())};
+
+  std::string wire;
+  std::string id = new_trace_id();
+  {
+    tern::v1::Request req;
+    req.set_id(id);
+    req.set_service(std::string(call.service));
+    req.set_endpoint(std::string(call.endpoint));
+    req.set_body(call.body);
+    req.set_deadline_unix_ms(to_unix_ms(deadline));
+    req.set_trace_id(ctx.trace_id().empty() ? new_trace_id() : ctx.trace_id());
+    req.set_span_id(call.span_id.empty() ? new_span_id() : call.span_id);
+    req.set_parent_span_id(ctx.span_id());
+    req.set_from(options_.name);
+    auto& metadata = *req.mutable_metadata();
+    for (const auto& [k, v] : ctx.metadata()) metadata[k] = v;
+    for (const auto& [k, v] : call.metadata) metadata[k] = v;
+    req.set_attempt(call.attempt == 0 ? 1 : call.attempt);
+    if (!call.options->idempotency_key.empty()) req.set_idempotency_key(call.options->idempotency_key);
+    req.SerializeToString(&wire);
+  }
+  if (wire.size() > options_.max_message_bytes)
+    return Error{Code::kInvalidArgument,
+                 fmt::format("request to {}/{} is {} bytes, over the {} byte limit", call.service, call.endpoint,
+                             wire.size(), options_.max_message_bytes)}
+        .with_param("limit_bytes", std::to_string(options_.max_message_bytes));
+
+  PendingCall pc;
+  pending_.emplace(id, &pc);
+  const std::string expiration = std::to_string(budget.count());
+  AmqpConnection::Publish p;
+  p.routing_key = call.service;
+  p.body = wire;
+  p.correlation_id = id;
+  p.reply_to = topology::kReplyTo;
+  p.expiration_ms = expiration;
+  p.type = call.endpoint;
+  p.mandatory = true;
+  if (!link_.publish(p)) {
+    pending_.erase(id);
+    return Error{Code::kUnavailable, link_.broken_reason()}.with_local({.link_failed = true});
+  }
+
+  pc.waiter = boost::fibers::context::active();
+  // An explicit cancel, from any thread, ends the wait with CANCELLED.
+  const uint64_t hook = ctx.on_cancel([this, id] { reactor_.post([this, id] { cancel_pending(id); }); });
+  while (!pc.done && Clock::now() < deadline) pc.waiter->wait_until(deadline);
+  ctx.remove_on_cancel(hook);
+  if (!pc.done || pc.cancelled) {
+    // The caller gives up: tell the service, so the handler's context
+    // reports cancellation where the request still runs.
+    pending_.erase(id);
+    send_cancel(call.service, id);
+    if (pc.cancelled) return std::move(pc.error);
+    return Error{Code::kDeadlineExceeded,
+                 fmt::format("no reply from {}/{} within {} ms", call.service, call.endpoint, budget.count())}
+        .with_param("service", std::string(call.service))
+        .with_param("endpoint", std::string(call.endpoint));
+  }
+  if (pc.failed) return std::move(pc.error);
+  if (pc.reply.size() > options_.max_message_bytes)
+    return Error{Code::kInternal, fmt::format("reply from {}/{} is {} bytes, over the {} byte limit", call.service,
+                                              call.endpoint, pc.reply.size(), options_.max_message_bytes)};
+  return decode_response(pc.reply, call.service, call.endpoint);
+}
+
+void Caller::on_reply(Message&& m) {
+  auto it = pending_.find(m.correlation_id);
+  if (it == pending_.end()) {
+    late_replies_.fetch_add(1, std::memory_order_relaxed);
+    log::debug("{}: dropped a late reply for {}", options_.name, m.correlation_id);
+    return;
+  }
+  PendingCall* pc = it->second;
+  pending_.erase(it);
+  pc->reply = std::move(m.body);
+  complete(pc);
+}
+
+void Caller::on_return(Message&& m) {
+  auto it = pending_.find(m.correlation_id);
+  if (it == pending_.end()) return;
+  PendingCall* pc = it->second;
+  pending_.erase(it);
+  pc->failed = true;
+  pc->error = Error{Code::kUnavailable, fmt::format("no route to '{}' ({} {}): is the service running?",
+                                                    m.routing_key, m.reply_code, m.reply_text)}
+                  .with_param("service", m.routing_key)
+                  .with_local({.no_route = true});
+  complete(pc);
+}
+
+void Caller::fail_all(const std::string& reason) {
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [id, pc] : pending) {
+    pc->failed = true;
+    pc->error = Error{Code::kUnavailable, reason}.with_local({.link_failed = true});
+    complete(pc);
+  }
+}
+
+void Caller::cancel_pending(const std::string& id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;  // answered meanwhile
+  PendingCall* pc = it->second;
+  pc->cancelled = true;
+  pc->failed = true;
+  pc->error = Error{Code::kCancelled, "the call was cancelled by its caller"};
+  complete(pc);  // its fiber erases it and passes the cancel on downstream
+}
+
+void Caller::send_cancel(std::string_view service, const std::string& request_id) {
+  AmqpConnection::Publish p;
+  p.exchange = topology::kCancelExchange;
+  p.routing_key = service;
+  p.body = request_id;
+  link_.publish(p);
+}
+
+void Caller::complete(PendingCall* pc) {
+  pc->done = true;
+  // At its deadline the waiter may already be ready (moved there by the
+  // timer) without having run yet; it will see `done` when it does.
+  Reactor::ready(pc->waiter);
+}
+
+}  // namespace tern::detail

@@ -1,0 +1,129 @@
+#include "rpc/client/client_filters.h"
+
+#include <boost/fiber/operations.hpp>
+#include <fmt/format.h>
+
+#include "observability/telemetry.h"
+#include "tern/log.h"
+
+namespace tern::detail::client_filters {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void log_transitions(CircuitBreaker& breaker, const std::string& name, const OutgoingCall& call) {
+  while (auto t = breaker.take_transition()) {
+    if (t->from == CircuitBreaker::State::kClosed) metric::circuits_open(name).add(1);
+    if (t->to == CircuitBreaker::State::kClosed) metric::circuits_open(name).add(-1);
+    log::warn("{}: circuit for {}/{} went from {} to {}", name, call.service, call.endpoint,
+              state_name(t->from), state_name(t->to));
+  }
+}
+
+}  // namespace
+
+ClientFilter metrics(std::string name) {
+  return [name = std::move(name)](const Context& ctx, OutgoingCall& call, const ClientNext& next) {
+    const SpanClock clock;
+    Result<std::string> r = next(ctx, call);
+    metric::client_calls(name, call.service, r.code()).inc();
+    metric::client_latency(name, call.service).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
+    return r;
+  };
+}
+
+ClientFilter deadline() {
+  return [](const Context& ctx, OutgoingCall& call, const ClientNext& next) -> Result<std::string> {
+    if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+    const auto now = Clock::now();
+    call.deadline = std::min(ctx.deadline(), now + call.options->timeout);
+    if (call.deadline <= now)
+      return Error{Code::kDeadlineExceeded,
+                   fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
+    return next(ctx, call);
+  };
+}
+
+ClientFilter retries(RetryBudget& budget, std::string name) {
+  return [&budget, name = std::move(name)](const Context& ctx, OutgoingCall& call,
+                                           const ClientNext& next) -> Result<std::string> {
+    const CallOptions& opts = *call.options;
+    const auto deadline = call.deadline;
+    budget.record_call(Clock::now());
+    const int max_attempts = std::max(1, opts.max_attempts);
+    for (int n = 1;; ++n) {
+      auto now = Clock::now();
+      call.attempt = static_cast<uint32_t>(n);
+      call.deadline = deadline;
+      call.span_id.clear();
+      if (opts.attempt_timeout.count() > 0) call.deadline = std::min(deadline, now + opts.attempt_timeout);
+      const bool attempt_bounded = call.deadline < deadline;
+      if (n > 1) metric::client_retries(name, call.service).inc();
+      Result<std::string> r = next(ctx, call);
+      if (r.ok()) return r;
+      const Code code = r.code();
+      const bool attempt_timed_out = code == Code::kDeadlineExceeded && attempt_bounded;
+      const bool idempotent = opts.idempotent || !opts.idempotency_key.empty();
+      const bool retryable = r.error().retryable || (idempotent && attempt_timed_out);
+      auto finish = [&](std::string why) {
+        Error e = std::move(r.error());
+        if (!why.empty()) e.message += why;
+        e.params["attempts"] = std::to_string(n);
+        return e;
+      };
+      if (!retryable) return finish(n > 1 ? fmt::format(" (after {} attempts)", n) : "");
+      if (n >= max_attempts) return finish(fmt::format(" (after {} attempts)", n));
+      now = Clock::now();
+      if (!budget.try_spend_retry(now))
+        return finish(fmt::format(" (after {} attempts; retry budget exhausted)", n));
+      auto delay = backoff_delay(Backoff{}, n, next_random_u64());
+      if (now + delay >= deadline) return finish(fmt::format(" (after {} attempts; no time left to retry)", n));
+      boost::this_fiber::sleep_for(delay);
+      if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+    }
+  };
+}
+
+ClientFilter breaker(CircuitBreakers& breakers, std::string name) {
+  return [&breakers, name = std::move(name)](const Context& ctx, OutgoingCall& call,
+                                             const ClientNext& next) -> Result<std::string> {
+    CircuitBreaker& breaker = breakers.get(call.service, call.endpoint);
+    if (!breaker.allow(Clock::now())) {
+      log_transitions(breaker, name, call);
+      Error e = Error{Code::kUnavailable,
+                      fmt::format("circuit open for {}/{}: failing fast", call.service, call.endpoint)}
+                    .with_param("circuit", "open");
+      e.retryable = false;   // nothing was sent; a retry now would fail fast too
+      return e;
+    }
+    log_transitions(breaker, name, call);
+    Result<std::string> r = next(ctx, call);
+    // The downstream is unhealthy if it cannot be reached, times out or
+    // fails internally; our own lost broker link says nothing about it.
+    const Code code = r.code();
+    const bool healthy = r.ok() || r.error().local.link_failed ||
+                         !(code == Code::kUnavailable || code == Code::kDeadlineExceeded || code == Code::kInternal);
+    breaker.record(healthy, Clock::now());
+    log_transitions(breaker, name, call);
+    return r;
+  };
+}
+
+ClientFilter tracing(SpanBuffer& spans) {
+  return [&spans](const Context& ctx, OutgoingCall& call, const ClientNext& next) {
+    if (!spans.tracing()) return next(ctx, call);
+    const SpanClock clock;
+    std::string span_id = new_span_id();
+    call.span_id = span_id;
+    Result<std::string> r = next(ctx, call);
+    v1::Span span = make_span(v1::Span::CLIENT, ctx.trace_id(), span_id, ctx.span_id(),
+                              fmt::format("{}/{}", call.service, call.endpoint), clock, r.code(),
+                              r.ok() ? std::string() : r.error().message);
+    span.set_attempt(call.attempt);
+    span.set_peer(std::string(call.service));
+    spans.record(std::move(span));
+    return r;
+  };
+}
+
+}  // namespace tern::detail::client_filters

@@ -1,0 +1,109 @@
+#include "rpc/server/pipeline.h"
+
+#include <fmt/format.h>
+
+#include "core/wire.h"
+#include "rpc/server/server_filters.h"
+#include "tern/envelope.pb.h"
+#include "tern/log.h"
+
+namespace tern::detail {
+
+ServerPipeline::ServerPipeline(const ServiceDefinition& def, Replay* replay, Responder& responder,
+                               Cancellations& cancellations, SpanBuffer& spans, Transport& transport,
+                               size_t max_message_bytes)
+    : def_(def),
+      responder_(responder),
+      cancellations_(cancellations),
+      transport_(transport),
+      max_message_bytes_(max_message_bytes),
+      endpoint_([this](Context& ctx, const IncomingRequest& req) { return invoke(ctx, req); }) {
+  chain_.push_back(server_filters::observe(def_, spans));
+  chain_.push_back(server_filters::deadline(def_));
+  chain_.push_back(server_filters::known_endpoint(def_));
+  chain_.push_back(server_filters::rate_limit(def_));
+  // The user's filters are shared by every thread: called, not copied.
+  for (const ServerFilter& f : def_.filters)
+    chain_.push_back([&f](Context& ctx, const IncomingRequest& req, const ServerNext& next) {
+      return f(ctx, req, next);
+    });
+  chain_.push_back(server_filters::replay(replay));
+}
+
+void ServerPipeline::handle(Message&& m) {
+  if (responder_.count_redelivery(m)) return;
+  if (m.reply_to.empty()) {
+    log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", def_.name, m.correlation_id,
+              responder_.dead_letter_queue());
+    responder_.dead_letter(m, "no reply_to: nobody to answer");
+    responder_.ack(m);
+    return;
+  }
+  Result<std::string> r = m.body.size() > max_message_bytes_
+                              ? Result<std::string>(Error{Code::kInvalidArgument,
+                                                          fmt::format("request is {} bytes, over {}'s {} byte limit",
+                                                                      m.body.size(), def_.name, max_message_bytes_)})
+                              : run(m);
+  if (!r.ok() && r.error().local.dead_letter) {
+    // Not a tern request, or a body of the wrong type: keep it for
+    // inspection, answer, never requeue.
+    log::warn("{}: {}; the message went to {}", def_.name, r.error().message, responder_.dead_letter_queue());
+    responder_.dead_letter(m, r.error().message);
+  }
+  if (r.ok() && r->size() > max_message_bytes_) {
+    log::error("{}: a reply of {} bytes is over the {} byte limit", def_.name, r->size(), max_message_bytes_);
+    r = Error{Code::kInternal,
+              fmt::format("the reply is {} bytes, over the {} byte limit", r->size(), max_message_bytes_)};
+  }
+  tern::v1::Response resp;
+  resp.set_request_id(m.correlation_id);
+  if (r.ok()) resp.set_body(std::move(*r));
+  else to_wire(r.error(), resp.mutable_error());
+  responder_.reply_and_ack(m, resp.SerializeAsString());
+}
+
+Result<std::string> ServerPipeline::run(const Message& m) {
+  tern::v1::Request req;
+  if (!req.ParseFromString(m.body))
+    return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"}
+        .with_param("envelope", "invalid")
+        .with_local({.dead_letter = true});
+  if (req.deadline_unix_ms() <= 0) return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
+  // The handler's span is its own, a child of the caller's attempt span.
+  Context ctx = Context::from_wire(
+      req.deadline_unix_ms(), std::move(*req.mutable_trace_id()), new_span_id(), std::move(*req.mutable_span_id()),
+      req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
+      Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
+  ctx.set_transport(&transport_);
+  ScopedCurrent current(&ctx);
+  // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
+  const std::string& request_id = ctx.request_id();
+  Cancellations::Scope tracked(cancellations_, request_id, &ctx);
+  IncomingRequest in;
+  in.service = def_.name;
+  in.endpoint = req.endpoint();
+  in.body = req.body();
+  in.idempotency_key = req.idempotency_key();
+  return run_chain(chain_, endpoint_, ctx, in);
+}
+
+Result<std::string> ServerPipeline::invoke(Context& ctx, const IncomingRequest& req) {
+  auto it = def_.endpoints.find(req.endpoint);
+  if (it == def_.endpoints.end())
+    return Error{Code::kUnimplemented, fmt::format("{} has no endpoint '{}'", def_.name, req.endpoint)};
+  const Endpoint& ep = it->second;
+  try {
+    std::string out;
+    Error err = ep.invoke(ctx, req.body, &out);
+    if (!err.ok()) return err;
+    return out;
+  } catch (const std::exception& e) {
+    log::error("{}/{} threw: {}", def_.name, req.endpoint, e.what());
+    return Error{Code::kInternal, fmt::format("{}/{} failed: {}", def_.name, req.endpoint, e.what())};
+  } catch (...) {
+    log::error("{}/{} threw a non-exception", def_.name, req.endpoint);
+    return Error{Code::kInternal, fmt::format("{}/{} failed", def_.name, req.endpoint)};
+  }
+}
+
+}  // namespace tern::detail

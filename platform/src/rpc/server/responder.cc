@@ -1,0 +1,93 @@
+#include "rpc/server/responder.h"
+
+#include <fmt/format.h>
+
+#include "core/wire.h"
+#include "tern/context.h"
+#include "tern/envelope.pb.h"
+#include "tern/log.h"
+#include "transport/amqp/topology.h"
+
+namespace tern::detail {
+
+Responder::Responder(BrokerLink& link, ResponderOptions options)
+    : link_(link), options_(std::move(options)), dead_letter_queue_(topology::dead_letter_queue(options_.queue)) {}
+
+bool Responder::reply(const Message& request, const std::string& response) {
+  if (request.reply_to.empty()) return false;
+  AmqpConnection::Publish p;
+  p.routing_key = request.reply_to;
+  p.body = response;
+  p.correlation_id = request.correlation_id;
+  return link_.publish(p) != 0;
+}
+
+void Responder::reply_error(const Message& request, const Error& error) {
+  tern::v1::Response resp;
+  resp.set_request_id(request.correlation_id);
+  to_wire(error, resp.mutable_error());
+  reply(request, resp.SerializeAsString());
+}
+
+void Responder::reply_and_ack(const Message& request, const std::string& response) {
+  if (!reply(request, response)) return;  // the broker redelivers the request
+  link_.ack(request);
+}
+
+void Responder::refuse_overflow(const Message& m) {
+  // Expired requests are dead-lettered here too: nobody waits for those.
+  tern::v1::Request req;
+  if (m.reply_to.empty() || !req.ParseFromString(m.body)) return;
+  if (req.deadline_unix_ms() <= to_unix_ms(std::chrono::steady_clock::now())) return;
+  reply_error(m, Error{Code::kResourceExhausted, fmt::format("{} is overloaded: its queue holds {} requests already",
+                                                             options_.queue, options_.max_queue_length)});
+}
+
+bool Responder::count_redelivery(const Message& m) {
+  if (!m.redelivered || link_.broken()) return false;
+  // The broker only says "redelivered". To count deliveries across crashes,
+  // put the request back at the tail of the queue with the count in a header
+  // and ack this copy; past the limit it is dead-lettered instead.
+  const uint32_t next = m.deliveries + 1;
+  if (next > static_cast<uint32_t>(options_.max_deliveries)) {
+    log::error("{}: request {} was delivered {} times without an answer: dead-lettered", options_.queue,
+               m.correlation_id, m.deliveries);
+    dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
+    reply_error(m, Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
+                                                      "answer and went to {}", options_.queue, m.deliveries,
+                                                      dead_letter_queue_)});
+  } else {
+    const std::vector<std::pair<std::string, std::string>> headers = {{"x-tern-deliveries", std::to_string(next)}};
+    AmqpConnection::Publish p;
+    p.routing_key = options_.queue;
+    p.body = m.body;
+    p.correlation_id = m.correlation_id;
+    p.reply_to = m.reply_to;
+    p.headers = &headers;
+    link_.publish(p);
+  }
+  // Out at once, the copy before the ack: if this process dies right after
+  // (the next copy may crash it), the count must already be on the broker.
+  link_.flush_now();
+  link_.ack(m);
+  link_.flush_now();
+  return true;
+}
+
+void Responder::dead_letter(const Message& m, std::string_view reason) {
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"x-tern-reason", std::string(reason)},
+      {"x-tern-queue", options_.queue},
+      {"x-tern-correlation-id", m.correlation_id},
+      {"x-tern-reply-to", m.reply_to},
+      {"x-tern-redelivered", m.redelivered ? "true" : "false"},
+  };
+  AmqpConnection::Publish p;
+  p.routing_key = dead_letter_queue_;
+  p.body = m.body;
+  p.headers = &headers;
+  p.persistent = true;
+  link_.publish(p);
+}
+
+}  // namespace tern::detail

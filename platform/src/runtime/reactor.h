@@ -1,0 +1,115 @@
+// The reactor: one OS thread's fiber scheduler and poller. Fibers of the
+// thread run round-robin; when none is ready the thread sleeps in ppoll() on
+// an eventfd (cross-thread wake-ups), the sockets of its IoSource (the broker
+// link) and the fds fibers wait on (HTTP), never longer than the next fiber
+// timer. It knows nothing of AMQP or RPC.
+//
+// Threads: post() and stop() are thread-safe; everything else is for the
+// reactor's own thread, from its fibers.
+#pragma once
+
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <boost/fiber/all.hpp>
+
+namespace tern::detail {
+
+using Clock = std::chrono::steady_clock;
+
+// Sockets the reactor polls for someone else. The hooks run inside the
+// scheduler: they must not switch fibers (no waits, no fiber creation); they
+// may make fibers ready (context::schedule).
+class IoSource {
+ public:
+  virtual ~IoSource() = default;
+  // No fiber is ready: the thread is about to sleep until *wake_at. Flush
+  // output, append the fds to watch, lower *wake_at if something is due.
+  virtual void before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_at) noexcept = 0;
+  // Fibers keep the thread busy: append the fds to look at without waiting.
+  virtual void while_busy(std::vector<pollfd>* fds) noexcept = 0;
+  // After the poll: `fds` are the ones this source appended, with revents.
+  virtual void polled(const pollfd* fds, size_t n, bool busy) noexcept = 0;
+};
+
+class Reactor {
+ public:
+  // stack_bytes: each fiber's stack (pooled).
+  explicit Reactor(size_t stack_bytes);
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // On the thread that will run the fibers, before any: installs the
+  // scheduler and starts the fiber that runs posted work.
+  void attach();
+  // At the end of that thread: ends the waits and lets fibers still
+  // running finish (spawned fibers must end on their own).
+  void detach();
+
+  // The reactor of the calling thread, or null.
+  static Reactor* current();
+
+  // Thread-safe. Runs fn in a new fiber on this reactor.
+  void post(std::function<void()> fn);
+  // Runs fn (a callable taking nothing) in a new fiber. Reactor thread only.
+  template <class F>
+  void spawn(F&& fn) {
+    boost::fibers::fiber(std::allocator_arg, *stacks_, std::forward<F>(fn)).detach();
+  }
+
+  // Thread-safe. From now on stopping() is true: fd waits end, and the
+  // parts built on the reactor wind down.
+  void stop();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+  // Parks the calling fiber until `fd` is ready for `events` (POLLIN,
+  // POLLOUT), `deadline` passes, cancel_waits(fd) is called or the reactor
+  // stops. Returns poll()'s revents, 0 if the fd did not become ready.
+  short wait_fd(int fd, short events, Clock::time_point deadline);
+  // Ends every wait_fd on `fd` (they return 0).
+  void cancel_waits(int fd);
+
+  // At most one source (the broker link); null for none.
+  void set_source(IoSource* source) { source_ = source; }
+  // The longest the thread sleeps with nothing due (heartbeats need looks).
+  void set_idle_wait(std::chrono::milliseconds wait) { idle_wait_ = wait; }
+
+  // Makes `fiber` ready unless it already is. Reactor thread only.
+  static void ready(boost::fibers::context* fiber) noexcept;
+
+ private:
+  class Scheduler;
+  struct FdWait;
+
+  void sleep_until(Clock::time_point until) noexcept;   // scheduler: nothing ready
+  void busy_check() noexcept;                           // scheduler: busy for a while
+  void wake() noexcept;                                 // scheduler: notify()
+  void posted_fiber();
+  void add_fd_waits();
+  void wake_fd_waits(size_t first);
+  void end_all_waits();
+
+  int event_fd_ = -1;
+  std::unique_ptr<boost::fibers::pooled_fixedsize_stack> stacks_;
+  IoSource* source_ = nullptr;
+  std::chrono::milliseconds idle_wait_{1000};
+  std::atomic<bool> stopping_{false};
+
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> posted_pending_{false};
+  boost::fibers::context* parked_poster_ = nullptr;
+  boost::fibers::fiber poster_;
+
+  std::vector<FdWait*> fd_waits_;
+  std::vector<pollfd> pollfds_;
+};
+
+}  // namespace tern::detail

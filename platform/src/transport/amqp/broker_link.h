@@ -1,0 +1,125 @@
+// The broker link: a reactor thread's two AMQP connections to one node of
+// the broker (publishing and consuming apart, so a memory or disk alarm that
+// blocks publishers never stops acks), failover over the URLs given,
+// reconnects with backoff, the IO fiber, and a dispatch table of consumers
+// by consumer tag that the caller, the server and the subscriber register
+// into.
+//
+// Reactor thread only, except request_stop_consuming(). Nothing here knows
+// what a request or an event is.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/reactor.h"
+#include "transport/amqp/connection.h"
+#include "transport/amqp/topology.h"
+
+namespace tern::detail {
+
+struct LinkOptions {
+  std::vector<std::string> urls;   // one or more nodes of one cluster
+  int heartbeat_s = 10;
+  std::string name;                // the connections' names on the broker
+};
+
+class BrokerLink final : public IoSource, private AmqpConnection::Sink {
+ public:
+  // Runs in the IO fiber for each delivery to the consumer; must not block
+  // (hand long work to a fiber of its own).
+  using Consumer = std::function<void(Message&&)>;
+
+  BrokerLink(Reactor& reactor, LinkOptions options, topology::Spec spec);
+  ~BrokerLink() override;
+
+  // Before connect(): who gets deliveries to `tag`, returned mandatory
+  // publishes, confirms on the event channel, and the news of a lost
+  // connection (everything waiting on it must fail).
+  void on_consumer(std::string tag, Consumer consumer) { consumers_[std::move(tag)] = std::move(consumer); }
+  void on_return(Consumer fn) { on_return_ = std::move(fn); }
+  void on_confirm(std::function<void(uint64_t tag, bool multiple, bool ack)> fn) { on_confirm_ = std::move(fn); }
+  void on_lost(std::function<void(const std::string& reason)> fn) { on_lost_.push_back(std::move(fn)); }
+  // Called when the thread is about to sleep (busy=false) or every so
+  // often while it is busy: a chance to batch output (span batches).
+  void on_idle(std::function<void(bool busy)> fn) { on_idle_ = std::move(fn); }
+
+  // Connects to the first node that takes the whole topology and starts
+  // the IO fiber. Blocks the thread; throws std::runtime_error.
+  void connect();
+  // Once the reactor is stopping (it waits until then): ends the IO fiber
+  // and closes the connections; unacked deliveries go back to their queues,
+  // and the on_lost callbacks fail what still waits.
+  void close();
+
+  // Thread-safe: cancels the request and subscription consumers, for good.
+  void request_stop_consuming();
+
+  bool broken() const { return broken_; }
+  const std::string& broken_reason() const { return broken_reason_; }
+  // Bumped by every (re)connect; a delivery carries the one it came on.
+  uint64_t generation() const { return generation_; }
+
+  // Queues a publish on the publishing connection: its confirm tag on the
+  // event channel, 1 on the others, 0 if the link is down (broken_reason).
+  uint64_t publish(const AmqpConnection::Publish& p);
+  // Acks a delivery, if it came on the current connection (after a
+  // reconnect the broker has requeued it already).
+  void ack(const Message& m);
+  // Writes what is buffered now, publishes before acks.
+  void flush_now();
+  // Bytes waiting to be written on the publishing connection.
+  size_t output_bytes() const;
+
+ private:
+  // AmqpConnection::Sink
+  void on_message(Message&& m) override;
+  void on_confirm(uint64_t tag, bool multiple, bool ack) override;
+  // IoSource
+  void before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_at) noexcept override;
+  void while_busy(std::vector<pollfd>* fds) noexcept override;
+  void polled(const pollfd* fds, size_t n, bool busy) noexcept override;
+
+  void setup();   // on the first node that takes it; throws
+  void setup_on(const std::string& url);
+  void connection_lost();
+  void try_reconnect();
+  void io_fiber();
+  bool pump();
+  bool ack_flush_due() const;
+  void wake_io(bool input) noexcept;
+  std::vector<AmqpConnection*> connections() const;
+
+  Reactor& reactor_;
+  const LinkOptions options_;
+  const topology::Spec spec_;
+  std::unordered_map<std::string, Consumer> consumers_;
+  Consumer on_return_;
+  std::function<void(uint64_t, bool, bool)> on_confirm_;
+  std::vector<std::function<void(const std::string&)>> on_lost_;
+  std::function<void(bool)> on_idle_;
+
+  size_t url_index_ = 0;   // where the next (re)connect starts; the node in use
+  std::unique_ptr<AmqpConnection> publisher_;   // publishes; consumes direct reply-to
+  std::unique_ptr<AmqpConnection> consumer_;    // consumes and acks (services only)
+  bool broken_ = false;
+  std::string broken_reason_;
+  uint64_t generation_ = 0;
+  int reconnect_attempt_ = 0;
+  Clock::time_point next_reconnect_{};
+  bool consuming_ = false;
+  bool consume_cancelled_ = false;
+  std::atomic<bool> cancel_requested_{false};
+
+  boost::fibers::fiber io_;
+  boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits
+  bool input_ready_ = true;
+  Clock::time_point last_pump_{};
+  std::chrono::milliseconds idle_wait_{1000};
+};
+
+}  // namespace tern::detail

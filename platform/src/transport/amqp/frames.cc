@@ -1,0 +1,288 @@
+// The frame IO of AmqpConnection: publishes, acks and cancels appended to
+// the output buffer as whole frames, the buffer's non-blocking flush, and
+// the frames read back (deliveries, returns, confirms).
+#include "transport/amqp/connection.h"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "tern/log.h"
+
+namespace tern::detail {
+namespace {
+
+constexpr size_t kFlushEarlyBytes = 64 * 1024;
+
+amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
+std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
+
+}  // namespace
+
+void AmqpConnection::cancel(const std::string& consumer_tag) {
+  if (failed_) return;
+  amqp_basic_cancel_t m{};
+  m.consumer_tag = bytes(consumer_tag);
+  m.nowait = 0;
+  append_method(kChannel, AMQP_BASIC_CANCEL_METHOD, &m);
+}
+
+uint64_t AmqpConnection::publish(const Publish& p) {
+  if (failed_) return 0;
+  amqp_basic_properties_t props;
+  std::memset(&props, 0, sizeof props);
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  props.content_type = amqp_cstring_bytes("application/x-protobuf");
+  props.delivery_mode = p.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
+  if (!p.correlation_id.empty()) {
+    props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    props.correlation_id = bytes(p.correlation_id);
+  }
+  if (!p.reply_to.empty()) {
+    props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    props.reply_to = bytes(p.reply_to);
+  }
+  if (!p.expiration_ms.empty()) {
+    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    props.expiration = bytes(p.expiration_ms);
+  }
+  if (!p.type.empty()) {
+    props._flags |= AMQP_BASIC_TYPE_FLAG;
+    props.type = bytes(p.type);
+  }
+  std::vector<amqp_table_entry_t> header_entries;
+  if (p.headers != nullptr && !p.headers->empty()) {
+    for (const auto& [k, v] : *p.headers) {
+      amqp_table_entry_t e;
+      e.key = bytes(k);
+      e.value.kind = AMQP_FIELD_KIND_UTF8;
+      e.value.value.bytes = bytes(v);
+      header_entries.push_back(e);
+    }
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers = amqp_table_t{static_cast<int>(header_entries.size()), header_entries.data()};
+  }
+  if (!p.message_id.empty()) {
+    props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.message_id = bytes(p.message_id);
+  }
+  amqp_basic_publish_t m{};
+  m.exchange = bytes(p.exchange);
+  m.routing_key = bytes(p.routing_key);
+  m.mandatory = p.mandatory ? 1 : 0;
+  append_method(p.channel, AMQP_BASIC_PUBLISH_METHOD, &m);
+  append_content(p.channel, props, p.body);
+  // Write early when much is queued: bounds memory and keeps the pipe busy.
+  if (out_.size() - sent_ >= kFlushEarlyBytes) flush();
+  if (failed_) return 0;
+  return p.channel == kEventChannel ? next_event_tag_++ : 1;
+}
+
+bool AmqpConnection::ack(uint64_t delivery_tag) {
+  if (failed_) return false;
+  amqp_basic_ack_t m{};
+  m.delivery_tag = delivery_tag;
+  m.multiple = 0;
+  append_method(kChannel, AMQP_BASIC_ACK_METHOD, &m);
+  return !failed_;
+}
+
+// Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
+// payload size (4), payload, 0xCE. Numbers are big-endian.
+namespace {
+constexpr size_t kFrameHeader = 7;
+void put16(char* p, uint16_t v) { p[0] = static_cast<char>(v >> 8); p[1] = static_cast<char>(v); }
+void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put16(p + 2, static_cast<uint16_t>(v)); }
+void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
+}  // namespace
+
+void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_view head,
+                                  std::string_view payload) {
+  if (sent_ == out_.size()) output_since_ = std::chrono::steady_clock::now();
+  const size_t size = head.size() + payload.size();
+  char header[kFrameHeader];
+  header[0] = static_cast<char>(type);
+  put16(header + 1, ch);
+  put32(header + 3, static_cast<uint32_t>(size));
+  out_.append(header, kFrameHeader);
+  out_.append(head);
+  out_.append(payload);
+  out_.push_back(static_cast<char>(AMQP_FRAME_END));
+}
+
+void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) {
+  char buf[4 + 1024];  // our methods carry two short strings at most
+  put32(buf, id);
+  int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
+  if (n < 0) {
+    fail(std::string("cannot encode an AMQP method: ") + amqp_error_string2(n));
+    return;
+  }
+  append_frame(AMQP_FRAME_METHOD, ch, std::string_view(buf, 4 + static_cast<size_t>(n)), {});
+}
+
+void AmqpConnection::append_content(amqp_channel_t ch, const amqp_basic_properties_t& props,
+                                    std::string_view body) {
+  char buf[12 + 2048];
+  put16(buf, AMQP_BASIC_CLASS);
+  put16(buf + 2, 0);  // weight
+  put64(buf + 4, body.size());
+  int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
+                                 amqp_bytes_t{sizeof buf - 12, buf + 12});
+  if (n < 0) {
+    fail(std::string("cannot encode AMQP properties: ") + amqp_error_string2(n));
+    return;
+  }
+  append_frame(AMQP_FRAME_HEADER, ch, std::string_view(buf, 12 + static_cast<size_t>(n)), {});
+  const size_t chunk = frame_max_ - kFrameHeader - 1;
+  for (size_t at = 0; at < body.size(); at += chunk)
+    append_frame(AMQP_FRAME_BODY, ch, {}, body.substr(at, std::min(chunk, body.size() - at)));
+}
+
+bool AmqpConnection::flush() {
+  if (failed_) return false;
+  const int fd = amqp_get_sockfd(conn_);
+  while (sent_ < out_.size()) {
+    ssize_t n = ::send(fd, out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      return fail(std::string("send: ") + std::strerror(errno));
+    }
+  }
+  if (sent_ == out_.size()) {
+    out_.clear();
+    sent_ = 0;
+    if (out_.capacity() > 4 * kFlushEarlyBytes) out_.shrink_to_fit();
+  } else if (sent_ > out_.size() / 2) {
+    out_.erase(0, sent_);
+    sent_ = 0;
+  }
+  return true;
+}
+
+bool AmqpConnection::poll_messages(Sink& sink) {
+  if (failed_) return false;
+  for (bool first = true;; first = false) {
+    // The first read may hit the socket (and services heartbeats); after
+    // that, only decode what is already buffered: the caller polls the
+    // socket again before the next round, which saves a recv() and a poll()
+    // per wake-up.
+    if (!first && !amqp_data_in_buffer(conn_) && !amqp_frames_enqueued(conn_)) break;
+    amqp_frame_t f;
+    timeval now{0, 0};
+    int rc = amqp_simple_wait_frame_noblock(conn_, &f, &now);
+    if (rc == AMQP_STATUS_TIMEOUT) break;
+    if (rc != AMQP_STATUS_OK) {
+      fail(amqp_error_string2(rc));
+      break;
+    }
+    if (f.frame_type == AMQP_FRAME_METHOD) {
+      on_method(f, sink);
+      if (failed_) break;
+      continue;
+    }
+    if (f.frame_type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
+      auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
+      if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
+      if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
+      if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
+      if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        for (int i = 0; i < props->headers.num_entries; ++i) {
+          const amqp_table_entry_t& e = props->headers.entries[i];
+          if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
+          current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
+          if (str(e.key) == "x-tern-deliveries")
+            current_.deliveries = static_cast<uint32_t>(std::max(1, std::atoi(str(e.value.value.bytes).c_str())));
+        }
+      }
+      body_size_ = f.payload.properties.body_size;
+      current_.body.reserve(body_size_);
+      expect_ = Expect::kBody;
+    } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
+      const amqp_bytes_t& frag = f.payload.body_fragment;
+      current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
+    } else {
+      fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
+      break;
+    }
+    if (expect_ == Expect::kBody && current_.body.size() >= body_size_) {
+      expect_ = Expect::kMethod;
+      Message done = std::move(current_);
+      current_ = Message{};
+      sink.on_message(std::move(done));
+    }
+  }
+  amqp_maybe_release_buffers(conn_);
+  return !failed_;
+}
+
+void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
+  switch (f.payload.method.id) {
+    case AMQP_BASIC_DELIVER_METHOD: {
+      auto* d = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded);
+      current_ = Message{};
+      current_.delivery_tag = d->delivery_tag;
+      current_.redelivered = d->redelivered != 0;
+      current_.consumer_tag = str(d->consumer_tag);
+      current_.routing_key = str(d->routing_key);
+      expect_ = Expect::kHeader;
+      break;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+      auto* r = static_cast<amqp_basic_return_t*>(f.payload.method.decoded);
+      current_ = Message{};
+      current_.returned = true;
+      current_.reply_code = r->reply_code;
+      current_.reply_text = str(r->reply_text);
+      current_.routing_key = str(r->routing_key);
+      expect_ = Expect::kHeader;
+      break;
+    }
+    case AMQP_BASIC_ACK_METHOD: {
+      auto* m = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+      if (f.channel == kEventChannel) sink.on_confirm(m->delivery_tag, m->multiple != 0, true);
+      break;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      auto* m = static_cast<amqp_basic_nack_t*>(f.payload.method.decoded);
+      if (f.channel == kEventChannel) sink.on_confirm(m->delivery_tag, m->multiple != 0, false);
+      break;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
+      std::string why = fmt::format("channel {} closed by broker: {} {}", f.channel, m->reply_code,
+                                    str(m->reply_text));
+      amqp_channel_close_ok_t ok{};
+      amqp_send_method(conn_, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      fail(std::move(why));
+      break;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      auto* m = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
+      std::string why = fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
+      amqp_connection_close_ok_t ok{};
+      amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      closed_ = true;
+      fail(std::move(why));
+      break;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+      // The broker cancelled one of our consumers (its queue was deleted).
+      fail("consumer cancelled by the broker (queue deleted?)");
+      break;
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+    default:
+      break;
+  }
+}
+
+}  // namespace tern::detail

@@ -1,0 +1,95 @@
+#include "transport/amqp/topology.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace tern::detail::topology {
+
+std::string subscription_tag(size_t index) { return fmt::format("tern.sub.{}", index); }
+std::string overflow_queue(std::string_view service) { return fmt::format("{}.overflow", service); }
+std::string dead_letter_queue(std::string_view service) { return fmt::format("{}.dead-letter", service); }
+std::string subscription_queue(std::string_view service, std::string_view exchange,
+                               std::string_view pattern) {
+  if (exchange == kEventExchange) return fmt::format("{}.on.{}", service, pattern);
+  return fmt::format("{}.on.{}.{}", service, exchange, pattern);
+}
+std::string retry_queue(std::string_view subscription, int n) {
+  return fmt::format("{}.retry.{}", subscription, n);
+}
+std::string event_dead_letter_queue(std::string_view subscription) {
+  return fmt::format("{}.dead-letter", subscription);
+}
+
+namespace {
+// Quorum queues are replicated over a majority of a cluster's nodes and
+// outlive the loss of any minority; classic ones live on one node.
+QueueArgs typed(bool quorum, QueueArgs args) {
+  if (quorum) args.push_back({"x-queue-type", std::string("quorum")});
+  return args;
+}
+}  // namespace
+
+void declare_publisher(Declarer& d, const Spec& spec) {
+  // Direct reply-to: consumed without acks on the channel requests go out on.
+  d.consume(kReplyTo, kReplyTag, /*no_ack=*/true);
+  d.open_event_channel();
+  d.declare_exchange(kEventExchange, "topic");
+  d.declare_exchange(kCancelExchange, "direct");
+  if (spec.tracing) d.declare_exchange(kTraceExchange, "topic");
+}
+
+void declare_consumer(Declarer& d, const Spec& spec) {
+  if (spec.service.empty()) return;
+  const std::string overflow = overflow_queue(spec.service);
+  d.declare_queue(overflow, typed(spec.quorum_requests, {}));
+  // Past max_queue_length a classic queue refuses the publish and
+  // dead-letters it to the overflow queue, where it is answered
+  // RESOURCE_EXHAUSTED. Quorum queues have no reject-publish-dlx (RabbitMQ
+  // 3.10): they drop their oldest request to the overflow queue instead,
+  // which is answered the same way.
+  const char* overflow_mode = spec.quorum_requests ? "drop-head" : "reject-publish-dlx";
+  d.declare_queue(spec.service, typed(spec.quorum_requests, {{"x-max-length", spec.max_queue_length},
+                                                             {"x-overflow", std::string(overflow_mode)},
+                                                             {"x-dead-letter-exchange", std::string()},
+                                                             {"x-dead-letter-routing-key", overflow}}));
+  d.declare_queue(dead_letter_queue(spec.service), typed(spec.quorum_requests, {}));
+  // Requests refused by the full queue come back here to be answered.
+  d.consume(overflow, kOverflowTag, /*no_ack=*/true);
+  // Cancel notices for this service reach every instance and thread.
+  const std::string notices = d.declare_private_queue();
+  d.bind(notices, kCancelExchange, spec.service);
+  d.consume(notices, kCancelTag, /*no_ack=*/true);
+  d.qos(static_cast<uint16_t>(std::clamp(spec.prefetch, 1, 65535)));
+  for (const Subscription& sub : spec.subscriptions) {
+    const std::string dead = event_dead_letter_queue(sub.queue);
+    // A quorum queue's delivery limit is a backstop for crash loops: tern's
+    // retry queues count failed attempts (and requeue), the broker counts
+    // redeliveries after crashes.
+    if (spec.quorum_events)
+      d.declare_queue(sub.queue, typed(true, {{"x-delivery-limit", int64_t{std::max(spec.max_deliveries, 1)}},
+                                              {"x-dead-letter-exchange", std::string()},
+                                              {"x-dead-letter-routing-key", dead}}));
+    else
+      d.declare_queue(sub.queue, {});
+    if (sub.exchange != kEventExchange) d.declare_exchange(sub.exchange, "topic");
+    d.bind(sub.queue, sub.exchange, sub.pattern);
+    // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
+    // back to the subscription queue: FIFO per delay, no head-of-line wait.
+    for (int n = 1; n < spec.event_attempts; ++n)
+      d.declare_queue(retry_queue(sub.queue, n),
+                      typed(spec.quorum_events, {{"x-message-ttl", spec.event_retry_ms << std::min(n - 1, 20)},
+                                                 {"x-dead-letter-exchange", std::string()},
+                                                 {"x-dead-letter-routing-key", sub.queue}}));
+    d.declare_queue(dead, typed(spec.quorum_events, {}));
+  }
+}
+
+void consume(Declarer& d, const Spec& spec) {
+  if (spec.service.empty()) return;
+  d.consume(spec.service, kRequestTag, /*no_ack=*/false);
+  for (size_t i = 0; i < spec.subscriptions.size(); ++i)
+    d.consume(spec.subscriptions[i].queue, subscription_tag(i), /*no_ack=*/false);
+}
+
+}  // namespace tern::detail::topology
