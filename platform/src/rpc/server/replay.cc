@@ -27,7 +27,7 @@ Result<std::string> Replay::run(Context& ctx, const IncomingRequest& req, const 
       return Error{Code::kDeadlineExceeded,
                    "the deadline passed while the first request with this idempotency key was still running"};
     lock.lock();
-    changed_.wait_until(lock, std::min(ctx.deadline(), std::chrono::steady_clock::now() + kRecheck),
+    changed_.wait_until(lock, std::min(ctx.deadline(), std::chrono::steady_clock::now() + recheck_),
                         [&] { return version_ != seen; });
   }
   Result<std::string> r = next(ctx, req);

@@ -22,7 +22,8 @@ class Replay {
  public:
   static constexpr std::chrono::milliseconds kRecheck{250};
 
-  explicit Replay(std::shared_ptr<IdempotencyStore> store) : store_(std::move(store)) {}
+  explicit Replay(std::shared_ptr<IdempotencyStore> store, std::chrono::milliseconds recheck = kRecheck)
+      : store_(std::move(store)), recheck_(recheck) {}
 
   // The server filter's body; `req.idempotency_key` is not empty.
   Result<std::string> run(Context& ctx, const IncomingRequest& req, const ServerNext& next);
@@ -31,6 +32,7 @@ class Replay {
   void finished();
 
   const std::shared_ptr<IdempotencyStore> store_;
+  const std::chrono::milliseconds recheck_;
   boost::fibers::mutex mu_;
   boost::fibers::condition_variable changed_;
   uint64_t version_ = 0;   // bumped whenever a key of this process finishes
