@@ -2,7 +2,7 @@
 // jitter, a per-client retry budget, and per-downstream circuit breakers.
 // Pure logic: time and randomness are passed in, nothing here does I/O or
 // starts threads. None of these classes is thread-safe: each instance is
-// owned and used by exactly one Loop thread.
+// owned and used by exactly one runtime thread.
 #pragma once
 
 #include <array>
@@ -77,7 +77,7 @@ struct RetryBudgetOptions {
 // Limits the retries of one client, as gRPC and Finagle retry budgets do. A
 // retry is allowed while the retries in the window stay under ratio times the
 // calls in the window, or while fewer than min_retries_per_second retries
-// were spent in the last second. Not thread-safe: one per Loop thread.
+// were spent in the last second. Not thread-safe: one per runtime thread.
 class RetryBudget {
  public:
   using Options = RetryBudgetOptions;
@@ -115,7 +115,7 @@ struct CircuitBreakerOptions {
 // Contract: call record() exactly once for each call allow() let through,
 // with success false only for failures that say the downstream is unhealthy
 // (the caller decides which codes those are). Outcomes recorded while open
-// are ignored. Not thread-safe: one per Loop thread.
+// are ignored. Not thread-safe: one per runtime thread.
 class CircuitBreaker {
  public:
   using Options = CircuitBreakerOptions;
@@ -165,7 +165,7 @@ std::string_view state_name(CircuitBreaker::State state);
 
 // The circuit breakers of one client, one per "service/endpoint", created on
 // first use with shared options. References returned by get() stay valid for
-// the life of the CircuitBreakers. Not thread-safe: one per Loop thread.
+// the life of the CircuitBreakers. Not thread-safe: one per runtime thread.
 class CircuitBreakers {
  public:
   explicit CircuitBreakers(CircuitBreaker::Options options = {});

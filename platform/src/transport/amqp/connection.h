@@ -1,5 +1,5 @@
 // A thin C++ layer over one rabbitmq-c connection with one channel.
-// Not thread-safe: owned and used by exactly one Loop thread.
+// Not thread-safe: owned and used by exactly one runtime thread.
 #pragma once
 
 #include <amqp.h>
@@ -40,7 +40,7 @@ struct Message {
       if (k == key) return v;
     return {};
   }
-  uint64_t generation = 0;        // the Loop connection it arrived on
+  uint64_t generation = 0;        // the BrokerLink connection it arrived on
 };
 
 struct AmqpError : std::runtime_error {
