@@ -6,6 +6,7 @@
 #include "tern/context.h"
 #include "tern/error.h"
 #include "tern/events.h"
+#include "tern/filter.h"
 #include "tern/log.h"
 #include "tern/options.h"
 #include "tern/service.h"
