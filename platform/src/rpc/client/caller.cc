@@ -9,6 +9,36 @@
 #include "transport/amqp/topology.h"
 
 namespace tern::detail {
+namespace {
+
+// Cold paths, out of line, so fmt's buffers stay out of the frame of every
+// parked call.
+[[gnu::noinline, gnu::cold]] Error too_late(const OutgoingCall& call) {
+  return Error{Code::kDeadlineExceeded, fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
+}
+[[gnu::noinline, gnu::cold]] Error too_many(size_t pending) {
+  return Error{Code::kResourceExhausted, fmt::format("{} calls already await replies (TERN_MAX_IN_FLIGHT)", pending)};
+}
+[[gnu::noinline, gnu::cold]] Error too_big(const OutgoingCall& call, size_t size, size_t limit) {
+  return Error{Code::kInvalidArgument, fmt::format("request to {}/{} is {} bytes, over the {} byte limit",
+                                                   call.service, call.endpoint, size, limit)}
+      .with_param("limit_bytes", std::to_string(limit));
+}
+[[gnu::noinline, gnu::cold]] Error no_reply(const OutgoingCall& call, std::chrono::milliseconds budget) {
+  return Error{Code::kDeadlineExceeded,
+               fmt::format("no reply from {}/{} within {} ms", call.service, call.endpoint, budget.count())}
+      .with_param("service", std::string(call.service))
+      .with_param("endpoint", std::string(call.endpoint));
+}
+[[gnu::noinline, gnu::cold]] Error reply_too_big(const OutgoingCall& call, size_t size, size_t limit) {
+  return Error{Code::kInternal, fmt::format("reply from {}/{} is {} bytes, over the {} byte limit", call.service,
+                                            call.endpoint, size, limit)};
+}
+[[gnu::noinline, gnu::cold]] Error link_down(const BrokerLink& link) {
+  return Error{Code::kUnavailable, link.broken_reason()}.with_local({.link_failed = true});
+}
+
+}  // namespace
 
 // A call waiting for its reply. Lives on the caller's fiber stack; the
 // caller parks itself with wait_until(deadline) and the IO fiber (or a
@@ -59,13 +89,9 @@ Result<std::string> Caller::call(const Context& ctx, std::string_view service, s
 Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   const auto deadline = call.deadline;
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-  if (budget.count() <= 0)
-    return Error{Code::kDeadlineExceeded,
-                 fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
-  if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_local({.link_failed = true});
-  if (pending_.size() >= static_cast<size_t>(options_.max_in_flight))
-    return Error{Code::kResourceExhausted,
-                 fmt::format("{} calls already await replies (TERN_MAX_IN_FLIGHT)", pending_.size())};
+  if (budget.count() <= 0) return too_late(call);
+  if (link_.broken()) return link_down(link_);
+  if (pending_.size() >= static_cast<size_t>(options_.max_in_flight)) return too_many(pending_.size());
 
   std::string wire;
   std::string id = new_trace_id();
@@ -87,11 +113,7 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
     if (!call.options->idempotency_key.empty()) req.set_idempotency_key(call.options->idempotency_key);
     req.SerializeToString(&wire);
   }
-  if (wire.size() > options_.max_message_bytes)
-    return Error{Code::kInvalidArgument,
-                 fmt::format("request to {}/{} is {} bytes, over the {} byte limit", call.service, call.endpoint,
-                             wire.size(), options_.max_message_bytes)}
-        .with_param("limit_bytes", std::to_string(options_.max_message_bytes));
+  if (wire.size() > options_.max_message_bytes) return too_big(call, wire.size(), options_.max_message_bytes);
 
   PendingCall pc;
   pending_.emplace(id, &pc);
@@ -106,7 +128,7 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   p.mandatory = true;
   if (!link_.publish(p)) {
     pending_.erase(id);
-    return Error{Code::kUnavailable, link_.broken_reason()}.with_local({.link_failed = true});
+    return link_down(link_);
   }
 
   pc.waiter = boost::fibers::context::active();
@@ -120,15 +142,10 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
     pending_.erase(id);
     send_cancel(call.service, id);
     if (pc.cancelled) return std::move(pc.error);
-    return Error{Code::kDeadlineExceeded,
-                 fmt::format("no reply from {}/{} within {} ms", call.service, call.endpoint, budget.count())}
-        .with_param("service", std::string(call.service))
-        .with_param("endpoint", std::string(call.endpoint));
+    return no_reply(call, budget);
   }
   if (pc.failed) return std::move(pc.error);
-  if (pc.reply.size() > options_.max_message_bytes)
-    return Error{Code::kInternal, fmt::format("reply from {}/{} is {} bytes, over the {} byte limit", call.service,
-                                              call.endpoint, pc.reply.size(), options_.max_message_bytes)};
+  if (pc.reply.size() > options_.max_message_bytes) return reply_too_big(call, pc.reply.size(), options_.max_message_bytes);
   return decode_response(pc.reply, call.service, call.endpoint);
 }
 

@@ -11,13 +11,48 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void log_transitions(CircuitBreaker& breaker, const std::string& name, const OutgoingCall& call) {
+[[gnu::noinline]] void log_transitions(CircuitBreaker& breaker, const std::string& name, const OutgoingCall& call) {
   while (auto t = breaker.take_transition()) {
     if (t->from == CircuitBreaker::State::kClosed) metric::circuits_open(name).add(1);
     if (t->to == CircuitBreaker::State::kClosed) metric::circuits_open(name).add(-1);
     log::warn("{}: circuit for {}/{} went from {} to {}", name, call.service, call.endpoint,
               state_name(t->from), state_name(t->to));
   }
+}
+
+// Cold paths, out of line: fmt::format's inline buffer would otherwise
+// sit in every filter's stack frame, a page more per parked call.
+[[gnu::noinline, gnu::cold]] Error not_before_deadline(const OutgoingCall& call) {
+  return Error{Code::kDeadlineExceeded, fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
+}
+
+[[gnu::noinline, gnu::cold]] Error cancelled() { return Error{Code::kCancelled, "the caller's context was cancelled"}; }
+
+[[gnu::noinline, gnu::cold]] Error circuit_open(CircuitBreaker& breaker, const std::string& name,
+                                                const OutgoingCall& call) {
+  log_transitions(breaker, name, call);
+  Error e = Error{Code::kUnavailable, fmt::format("circuit open for {}/{}: failing fast", call.service, call.endpoint)}
+                .with_param("circuit", "open");
+  e.retryable = false;   // nothing was sent; a retry now would fail fast too
+  return e;
+}
+
+// The error a call ends with after n attempts; `why` is appended (n > 1).
+[[gnu::noinline, gnu::cold]] Error after_attempts(Error e, int n, const char* why) {
+  if (n > 1 || *why != '\0') e.message += fmt::format(" (after {} attempts{})", n, why);
+  e.params["attempts"] = std::to_string(n);
+  return e;
+}
+
+[[gnu::noinline]] void record_client_span(SpanBuffer& spans, const Context& ctx, const OutgoingCall& call,
+                                          const std::string& span_id, const SpanClock& clock,
+                                          const Result<std::string>& r) {
+  v1::Span span = make_span(v1::Span::CLIENT, ctx.trace_id(), span_id, ctx.span_id(),
+                            fmt::format("{}/{}", call.service, call.endpoint), clock, r.code(),
+                            r.ok() ? std::string() : r.error().message);
+  span.set_attempt(call.attempt);
+  span.set_peer(std::string(call.service));
+  spans.record(std::move(span));
 }
 
 }  // namespace
@@ -34,12 +69,10 @@ ClientFilter metrics(std::string name) {
 
 ClientFilter deadline() {
   return [](const Context& ctx, OutgoingCall& call, const ClientNext& next) -> Result<std::string> {
-    if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+    if (ctx.cancelled()) return cancelled();
     const auto now = Clock::now();
     call.deadline = std::min(ctx.deadline(), now + call.options->timeout);
-    if (call.deadline <= now)
-      return Error{Code::kDeadlineExceeded,
-                   fmt::format("deadline passed before calling {}/{}", call.service, call.endpoint)};
+    if (call.deadline <= now) return not_before_deadline(call);
     return next(ctx, call);
   };
 }
@@ -65,21 +98,14 @@ ClientFilter retries(RetryBudget& budget, std::string name) {
       const bool attempt_timed_out = code == Code::kDeadlineExceeded && attempt_bounded;
       const bool idempotent = opts.idempotent || !opts.idempotency_key.empty();
       const bool retryable = r.error().retryable || (idempotent && attempt_timed_out);
-      auto finish = [&](std::string why) {
-        Error e = std::move(r.error());
-        if (!why.empty()) e.message += why;
-        e.params["attempts"] = std::to_string(n);
-        return e;
-      };
-      if (!retryable) return finish(n > 1 ? fmt::format(" (after {} attempts)", n) : "");
-      if (n >= max_attempts) return finish(fmt::format(" (after {} attempts)", n));
+      if (!retryable) return after_attempts(std::move(r.error()), n, "");
+      if (n >= max_attempts) return after_attempts(std::move(r.error()), n, "");
       now = Clock::now();
-      if (!budget.try_spend_retry(now))
-        return finish(fmt::format(" (after {} attempts; retry budget exhausted)", n));
+      if (!budget.try_spend_retry(now)) return after_attempts(std::move(r.error()), n, "; retry budget exhausted");
       auto delay = backoff_delay(Backoff{}, n, next_random_u64());
-      if (now + delay >= deadline) return finish(fmt::format(" (after {} attempts; no time left to retry)", n));
+      if (now + delay >= deadline) return after_attempts(std::move(r.error()), n, "; no time left to retry");
       boost::this_fiber::sleep_for(delay);
-      if (ctx.cancelled()) return Error{Code::kCancelled, "the caller's context was cancelled"};
+      if (ctx.cancelled()) return cancelled();
     }
   };
 }
@@ -88,14 +114,7 @@ ClientFilter breaker(CircuitBreakers& breakers, std::string name) {
   return [&breakers, name = std::move(name)](const Context& ctx, OutgoingCall& call,
                                              const ClientNext& next) -> Result<std::string> {
     CircuitBreaker& breaker = breakers.get(call.service, call.endpoint);
-    if (!breaker.allow(Clock::now())) {
-      log_transitions(breaker, name, call);
-      Error e = Error{Code::kUnavailable,
-                      fmt::format("circuit open for {}/{}: failing fast", call.service, call.endpoint)}
-                    .with_param("circuit", "open");
-      e.retryable = false;   // nothing was sent; a retry now would fail fast too
-      return e;
-    }
+    if (!breaker.allow(Clock::now())) return circuit_open(breaker, name, call);
     log_transitions(breaker, name, call);
     Result<std::string> r = next(ctx, call);
     // The downstream is unhealthy if it cannot be reached, times out or
@@ -116,12 +135,7 @@ ClientFilter tracing(SpanBuffer& spans) {
     std::string span_id = new_span_id();
     call.span_id = span_id;
     Result<std::string> r = next(ctx, call);
-    v1::Span span = make_span(v1::Span::CLIENT, ctx.trace_id(), span_id, ctx.span_id(),
-                              fmt::format("{}/{}", call.service, call.endpoint), clock, r.code(),
-                              r.ok() ? std::string() : r.error().message);
-    span.set_attempt(call.attempt);
-    span.set_peer(std::string(call.service));
-    spans.record(std::move(span));
+    record_client_span(spans, ctx, call, span_id, clock, r);
     return r;
   };
 }
