@@ -49,6 +49,17 @@ class ServiceProcess {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < until) {  // bounded wait for its "serving" line
       if (output().find(" serving: ") != std::string::npos) return;
+      // Killed by a signal before its line (a poison request it took at
+      // once): exited() reports it; anything else is a failure to start.
+      int raw = 0;
+      if (waitpid(pid_, &raw, WNOHANG) == pid_) {
+        pid_ = 0;
+        if (WIFSIGNALED(raw)) {
+          crashed_ = true;
+          return;
+        }
+        throw std::runtime_error(log_ + ": the service exited before serving:\n" + output());
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     throw std::runtime_error(log_ + ": the service did not start serving:\n" + output());
@@ -76,6 +87,11 @@ class ServiceProcess {
   // Without blocking: whether the process has exited, and if so its exit
   // status (or -1) in *status.
   bool exited(int* status) {
+    if (crashed_) {
+      crashed_ = false;
+      *status = -1;
+      return true;
+    }
     int raw = 0;
     if (pid_ == 0 || waitpid(pid_, &raw, WNOHANG) != pid_) return false;
     pid_ = 0;
@@ -92,5 +108,6 @@ class ServiceProcess {
 
  private:
   pid_t pid_ = 0;
+  bool crashed_ = false;   // killed by a signal before it was serving
   std::string log_;
 };

@@ -90,6 +90,41 @@ TEST_CASE("the retry step retries a retryable failure a filter injects, numberin
   CHECK(failed.error().params.at("attempts") == "1");
 }
 
+TEST_CASE("a request whose outcome is unknown is retried only when it is idempotent or keyed") {
+  tern::detail::RetryBudget budget;
+  const std::vector<tern::ClientFilter> chain = {tern::detail::client_filters::deadline(),
+                                                 tern::detail::client_filters::retries(budget, "test")};
+  int sent = 0;
+  tern::ClientEndpoint lost_after_publish = [&](const tern::Context&, tern::OutgoingCall&) -> Result<std::string> {
+    if (++sent > 1) return std::string("reply");
+    Error e{Code::kUnavailable, "broker connection lost; the request was sent, its outcome is unknown"};
+    e.retryable = false;
+    e.local.link_failed = true;
+    e.local.outcome_unknown = true;
+    return e;
+  };
+  auto ctx = tern::Context::with_timeout(5s);
+  for (int kind = 0; kind < 3; ++kind) {
+    tern::CallOptions opts;
+    if (kind == 1) opts.idempotent = true;
+    if (kind == 2) opts.idempotency_key = "k";
+    tern::OutgoingCall call;
+    call.service = "service.x";
+    call.endpoint = "e";
+    call.options = &opts;
+    sent = 0;
+    auto r = tern::run_chain(chain, lost_after_publish, ctx, call);
+    INFO("kind " << kind);
+    if (kind == 0) {
+      CHECK(sent == 1);   // it may have run: not sent again
+      CHECK(r.code() == Code::kUnavailable);
+    } else {
+      CHECK(sent == 2);   // safe to run twice: retried
+      CHECK(r.ok());
+    }
+  }
+}
+
 TEST_CASE("the breaker opens on the downstream's failures, not on this process's own lost link") {
   tern::detail::CircuitBreakers breakers(tern::detail::CircuitBreakerOptions{.open_for = 60s});
   const std::vector<tern::ClientFilter> chain = {tern::detail::client_filters::breaker(breakers, "test")};
@@ -200,4 +235,27 @@ TEST_CASE("a repeat waiting on a key in progress is woken when it finishes, not 
   CHECK(second_begins == 2);
   // Woken when the first finished (~130 ms later), not at its 10 s deadline.
   CHECK(second_took < 5s);
+}
+
+TEST_CASE("a custom idempotency store that throws fails the request, not the process") {
+  struct Broken final : tern::IdempotencyStore {
+    Entry begin(const std::string&) override { throw std::runtime_error("disk on fire"); }
+    void finish(const std::string&, std::string) override {}
+    void abandon(const std::string&) override {}
+  };
+  tern::detail::Replay replay(std::make_shared<Broken>());
+  std::vector<tern::ServerFilter> none;
+  int runs = 0;
+  tern::ServerEndpoint handler = [&](tern::Context&, const tern::IncomingRequest&) -> Result<std::string> {
+    ++runs;
+    return std::string("x");
+  };
+  tern::IncomingRequest req;
+  req.endpoint = "pay";
+  req.idempotency_key = "k";
+  auto ctx = tern::Context::with_timeout(1s);
+  auto r = replay.run(ctx, req, tern::ServerNext(&none, 0, &handler));
+  CHECK(r.code() == Code::kUnavailable);
+  CHECK_THAT(r.error().message, Catch::Contains("disk on fire"));
+  CHECK(runs == 0);
 }

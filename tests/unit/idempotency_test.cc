@@ -43,3 +43,27 @@ TEST_CASE("answers are replayed only within the window") {
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   CHECK(store.begin("k").state == State::kNew);
 }
+
+TEST_CASE("keys in progress are never evicted, however full the store") {
+  tern::MemoryIdempotencyStore store({.capacity = 2});
+  REQUIRE(store.begin("running").state == State::kNew);
+  for (std::string k : {"a", "b", "c", "d"}) {
+    REQUIRE(store.begin(k).state == State::kNew);
+    store.finish(k, k);
+  }
+  // Still in progress: a repeat waits for it rather than running it again.
+  CHECK(store.begin("running").state == State::kInProgress);
+  CHECK(store.begin("a").state == State::kNew);   // done answers went first
+}
+
+TEST_CASE("the store is bounded in bytes, the oldest answers going first") {
+  tern::MemoryIdempotencyStore store({.capacity = 1000, .max_bytes = 3000});
+  const std::string big(1000, 'x');
+  for (std::string k : {"1", "2", "3", "4", "5"}) {
+    REQUIRE(store.begin(k).state == State::kNew);
+    store.finish(k, big);
+  }
+  CHECK(store.bytes() <= 3000);
+  CHECK(store.begin("5").state == State::kDone);
+  CHECK(store.begin("1").state == State::kNew);   // forgotten
+}

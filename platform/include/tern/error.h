@@ -57,6 +57,10 @@ struct Error {
     // Client: this process's own broker link failed; says nothing about the
     // downstream, so it does not count against the downstream's breaker.
     bool link_failed = false;
+    // Client: the request went out but no answer can come (the link was
+    // lost): it may or may not have run. Retried only when the call is
+    // idempotent or carries an idempotency key.
+    bool outcome_unknown = false;
     // Client: the broker had no queue for the service (nothing declared it).
     bool no_route = false;
     // HTTP edge: the methods the path allows, for 405 and its Allow header.

@@ -35,10 +35,14 @@ class IdempotencyStore {
 
 struct MemoryIdempotencyOptions {
   size_t capacity = 10000;                    // answers kept; the oldest go first
+  size_t max_bytes = 64 << 20;                // keys and answers kept, in bytes; the oldest go first
   std::chrono::milliseconds window{600000};   // how long an answer is replayed
 };
 
-// The default store: in memory, per process, bounded in entries and time.
+// The default store: in memory, per process, bounded in answers, bytes and
+// time. Keys still in progress are never evicted (their repeats must keep
+// waiting, not run the handler again); they are bounded by the requests the
+// process runs at once.
 class MemoryIdempotencyStore final : public IdempotencyStore {
  public:
   using Options = MemoryIdempotencyOptions;
@@ -47,19 +51,21 @@ class MemoryIdempotencyStore final : public IdempotencyStore {
   void finish(const std::string& key, std::string reply) override;
   void abandon(const std::string& key) override;
   size_t size() const;
+  size_t bytes() const;   // of the answers kept (keys and replies)
 
  private:
   struct Slot {
     Entry entry;
     std::chrono::steady_clock::time_point at;
-    std::list<std::string>::iterator order;
+    std::list<std::string>::iterator order;   // valid once done
   };
   void evict(std::chrono::steady_clock::time_point now);
 
   const Options options_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Slot> slots_;
-  std::list<std::string> order_;  // oldest first
+  std::list<std::string> order_;  // the done keys, oldest first: the only ones evicted
+  size_t bytes_ = 0;
 };
 
 }  // namespace tern

@@ -167,6 +167,10 @@ class Service {
   // Stops consuming, lets in-flight handlers finish (up to
   // options.drain_timeout_ms), replies and acks them, then disconnects.
   // Deliveries not yet handled are left unacked and the broker requeues them.
+  // Past the drain timeout the handlers still running have their contexts
+  // cancelled and 2 s to end; any still running then are left running on
+  // their threads (logged; the service's memory is then never freed) and
+  // stop() returns: it is bounded by the drain timeout + 2 s.
   void stop();
 
   // Requests currently being handled by this instance.

@@ -4,24 +4,14 @@
 
 #include "core/wire.h"
 #include "observability/telemetry.h"
-#include "runtime/reactor.h"
 #include "tern/envelope.pb.h"
 #include "transport/amqp/topology.h"
 
 namespace tern::detail {
 
-// An event publish waiting for the broker's confirm; on the fiber's stack.
-struct Publisher::PendingConfirm {
-  boost::fibers::context* waiter = nullptr;
-  bool done = false;
-  bool ack = false;
-};
-
-Publisher::Publisher(BrokerLink& link, SpanBuffer& spans, std::string name, size_t max_message_bytes)
-    : link_(link), spans_(spans), name_(std::move(name)), max_message_bytes_(max_message_bytes) {
-  link_.on_confirm([this](uint64_t tag, bool multiple, bool ack) { on_confirm(tag, multiple, ack); });
-  link_.on_lost([this](const std::string&) { fail_all(); });
-}
+Publisher::Publisher(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, std::string name,
+                     size_t max_message_bytes)
+    : link_(link), confirms_(confirms), spans_(spans), name_(std::move(name)), max_message_bytes_(max_message_bytes) {}
 
 Error Publisher::publish(const Context& ctx, std::string_view type, std::string_view routing_key,
                          std::string body) {
@@ -61,53 +51,24 @@ Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, st
         .with_param("outcome", "not sent");
 
   AmqpConnection::Publish p;
-  p.channel = AmqpConnection::kEventChannel;
   p.exchange = topology::kEventExchange;
   p.routing_key = routing_key;
   p.body = wire;
   p.persistent = true;  // the envelope carries id and type: no AMQP properties for them
-  const uint64_t tag = link_.publish(p);
-  if (tag == 0) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "unknown");
-
-  PendingConfirm pc;
-  confirms_.emplace(tag, &pc);
-  pc.waiter = boost::fibers::context::active();
-  const auto deadline = ctx.deadline();
-  while (!pc.done && std::chrono::steady_clock::now() < deadline) pc.waiter->wait_until(deadline);
-  if (!pc.done) {
-    confirms_.erase(tag);
-    return Error{Code::kDeadlineExceeded, fmt::format("no confirm for {} event {} by the deadline", type, id)}
-        .with_param("outcome", "unknown");
+  switch (confirms_.publish(p, ctx.deadline())) {
+    case Confirms::Outcome::kConfirmed:
+      return ok();
+    case Confirms::Outcome::kNotSent:
+      return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "not sent");
+    case Confirms::Outcome::kNacked:
+      return Error{Code::kUnavailable, fmt::format("the broker refused {} event {} (nack)", type, id)}
+          .with_param("outcome", "unknown");
+    case Confirms::Outcome::kUnknown:
+      break;
   }
-  if (!pc.ack)
-    return Error{Code::kUnavailable,
-                 link_.broken() ? link_.broken_reason() : fmt::format("the broker refused {} event {} (nack)", type, id)}
-        .with_param("outcome", "unknown");
-  return ok();
-}
-
-void Publisher::on_confirm(uint64_t tag, bool multiple, bool ack) {
-  auto end = confirms_.upper_bound(tag);
-  auto begin = multiple ? confirms_.begin() : confirms_.find(tag);
-  if (begin == confirms_.end()) return;
-  for (auto it = begin; it != end;) {
-    PendingConfirm* pc = it->second;
-    it = confirms_.erase(it);
-    pc->ack = ack;
-    pc->done = true;
-    Reactor::ready(pc->waiter);
-    if (!multiple) break;
-  }
-}
-
-void Publisher::fail_all() {
-  auto confirms = std::move(confirms_);
-  confirms_.clear();
-  for (auto& [tag, pc] : confirms) {
-    pc->ack = false;
-    pc->done = true;
-    Reactor::ready(pc->waiter);
-  }
+  if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "unknown");
+  return Error{Code::kDeadlineExceeded, fmt::format("no confirm for {} event {} by the deadline", type, id)}
+      .with_param("outcome", "unknown");
 }
 
 }  // namespace tern::detail

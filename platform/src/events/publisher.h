@@ -5,22 +5,20 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <string>
-
-#include <boost/fiber/context.hpp>
 
 #include "observability/span_buffer.h"
 #include "tern/context.h"
 #include "tern/error.h"
 #include "transport/amqp/broker_link.h"
+#include "transport/amqp/confirms.h"
 
 namespace tern::detail {
 
 class Publisher {
  public:
   // name: the events' source; max_message_bytes: larger envelopes fail.
-  Publisher(BrokerLink& link, SpanBuffer& spans, std::string name, size_t max_message_bytes);
+  Publisher(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, std::string name, size_t max_message_bytes);
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
@@ -29,17 +27,14 @@ class Publisher {
   Error publish(const Context& ctx, std::string_view type, std::string_view routing_key, std::string body);
 
  private:
-  struct PendingConfirm;
   Error publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
                           std::string body, const std::string& span_id);
-  void on_confirm(uint64_t tag, bool multiple, bool ack);
-  void fail_all();
 
   BrokerLink& link_;
+  Confirms& confirms_;
   SpanBuffer& spans_;
   const std::string name_;
   const size_t max_message_bytes_;
-  std::map<uint64_t, PendingConfirm*> confirms_;   // by delivery tag on the event channel
 };
 
 }  // namespace tern::detail

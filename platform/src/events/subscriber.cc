@@ -12,10 +12,12 @@
 
 namespace tern::detail {
 
-Subscriber::Subscriber(BrokerLink& link, SpanBuffer& spans, Transport& transport, SubscriberOptions options,
+Subscriber::Subscriber(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, Transport& transport,
+                       SubscriberOptions options,
                        const std::vector<EventSubscription>& subscriptions,
                        const std::vector<topology::Subscription>& queues)
     : link_(link),
+      confirms_(confirms),
       spans_(spans),
       transport_(transport),
       options_(std::move(options)),
@@ -84,8 +86,13 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
-  link_.publish(p);
-  link_.ack(m);
+  if (confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed) {
+    link_.ack(m);
+  } else {
+    log::warn("{}: the broker did not confirm the retry of an event for {}: it goes back to the queue",
+              options_.name, queue);
+    link_.requeue(m);
+  }
 }
 
 }  // namespace tern::detail

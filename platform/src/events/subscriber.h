@@ -2,7 +2,8 @@
 // subscription queue through its handler and ends with an ack, or a retry:
 // the event goes to the subscription's next retry queue (its delay), or past
 // the last attempt to its dead-letter queue, with the error in a header.
-// Delivery is at least once. Reactor thread only.
+// The original is acked only once the broker confirms that copy; else it
+// goes back to its queue. Delivery is at least once. Reactor thread only.
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@
 #include "tern/call.h"
 #include "tern/handler.h"
 #include "transport/amqp/broker_link.h"
+#include "transport/amqp/confirms.h"
 #include "transport/amqp/topology.h"
 
 namespace tern::detail {
@@ -26,7 +28,7 @@ class Subscriber {
  public:
   // subscriptions[i] is delivered with consumer tag topology::subscription_tag(i)
   // from queues[i].queue; both outlive the subscriber.
-  Subscriber(BrokerLink& link, SpanBuffer& spans, Transport& transport, SubscriberOptions options,
+  Subscriber(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, Transport& transport, SubscriberOptions options,
              const std::vector<EventSubscription>& subscriptions,
              const std::vector<topology::Subscription>& queues);
 
@@ -37,6 +39,7 @@ class Subscriber {
   void retry(const Message& m, size_t index, const std::string& error);
 
   BrokerLink& link_;
+  Confirms& confirms_;
   SpanBuffer& spans_;
   Transport& transport_;
   const SubscriberOptions options_;

@@ -25,6 +25,10 @@
 namespace tern {
 namespace detail {
 
+// Past the drain timeout, how long handlers get to end once their contexts
+// are cancelled, before stop() leaves them running.
+constexpr std::chrono::milliseconds kStopGrace{2000};
+
 // What runs between start() and stop(). Members are destroyed in reverse
 // order: the runtimes (closing their connections, joining their threads)
 // before the servers whose fibers ran on them, before the replay state.
@@ -35,6 +39,19 @@ struct Running {
   PeriodicTasks periodic;
   std::vector<std::unique_ptr<ThreadRuntime>> threads;
 
+  // Stops every thread, waiting at most `grace` for handlers still running;
+  // false if some are stuck: their threads are left running them, and
+  // everything they may touch is leaked, never freed under them.
+  bool stop_within(std::chrono::milliseconds grace) {
+    bool all = true;
+    for (auto& t : threads) all = t->shutdown_within(grace) && all;
+    if (all) return true;
+    for (auto& t : threads) (void)t.release();
+    for (auto& h : http_servers) (void)h.release();
+    (void)metrics_server.release();
+    (void)replay.release();
+    return false;
+  }
   ~Running() { threads.clear(); }
 };
 
@@ -102,6 +119,7 @@ class ServiceCore {
     return r;
   };
   std::unique_ptr<Running> running;
+  bool leaked = false;   // stop() left stuck handlers running: never free this
 };
 
 }  // namespace detail
@@ -120,7 +138,10 @@ Service::Service(std::string name) : core_(std::make_unique<detail::ServiceCore>
   });
 }
 
-Service::~Service() { stop(); }
+Service::~Service() {
+  stop();
+  if (core_->leaked) (void)core_.release();   // stuck handlers still use it
+}
 
 const std::string& Service::name() const { return core_->def.name; }
 
@@ -218,12 +239,20 @@ void Service::stop() {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(core.options.drain_timeout_ms);
   while (core.in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  if (int left = core.in_flight(); left > 0)
-    log::warn("{}: {} requests still running after the drain timeout; they go back to the queue", core.def.name,
-              left);
+  if (int left = core.in_flight(); left > 0) {
+    log::warn("{}: {} requests still running after the drain timeout: cancelling them; unanswered, they go "
+              "back to the queue", core.def.name, left);
+    for (auto& t : r.threads) t->cancel_running();
+  }
   // Periodic tasks finish their run (an outbox relay mid-publish).
   while (r.periodic.running() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!r.stop_within(detail::kStopGrace)) {
+    log::error("{}: handlers still running {} ms after their contexts were cancelled: left running, "
+               "stopped without them", core.def.name, detail::kStopGrace.count());
+    core.leaked = true;
+    (void)core.running.release();
+  }
   core.running.reset();
   log::info("{} stopped", core.def.name);
 }

@@ -37,16 +37,17 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
       reactor_(static_cast<size_t>(std::max(options_.stack_kb, 16)) * 1024),
       link_(reactor_, LinkOptions{options_.amqp_urls(), options_.heartbeat_s, name_}, spec_),
       spans_(name_, spec_.tracing),
+      confirms_(link_),
       caller_(reactor_, link_, spans_,
               CallerOptions{name_, options_.max_in_flight, static_cast<size_t>(options_.max_message_kb) * 1024,
                             options_.circuit_open_ms},
               call_filters),
-      publisher_(link_, spans_, name_, static_cast<size_t>(options_.max_message_kb) * 1024) {
+      publisher_(link_, confirms_, spans_, name_, static_cast<size_t>(options_.max_message_kb) * 1024) {
   link_.on_idle([this](bool busy) { flush_spans(busy); });
   if (serving.def == nullptr) return;
   const size_t max_bytes = static_cast<size_t>(options_.max_message_kb) * 1024;
   responder_ = std::make_unique<Responder>(
-      link_, ResponderOptions{spec_.service, options_.max_deliveries, options_.max_queue_length});
+      link_, confirms_, ResponderOptions{spec_.service, options_.max_deliveries, options_.max_queue_length});
   server_ = std::make_unique<ServerPipeline>(*serving.def, serving.replay, *responder_, cancellations_, spans_,
                                              *this, max_bytes);
   link_.on_consumer(topology::kRequestTag, [this](Message&& m) {
@@ -56,7 +57,7 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
   link_.on_consumer(topology::kCancelTag, [this](Message&& m) { cancellations_.cancel(m.body); });
   if (serving.subscriptions == nullptr || serving.subscriptions->empty()) return;
   subscriber_ = std::make_unique<Subscriber>(
-      link_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, options_.event_timeout_ms},
+      link_, confirms_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, options_.event_timeout_ms},
       *serving.subscriptions, spec_.subscriptions);
   for (size_t i = 0; i < spec_.subscriptions.size(); ++i)
     link_.on_consumer(topology::subscription_tag(i), [this, i](Message&& m) {
@@ -97,9 +98,10 @@ void ThreadRuntime::thread_main(std::promise<void>* ready) {
     link_.connect();
   } catch (...) {
     reactor_.detach();
-    ready->set_exception(std::current_exception());
     set_thread_transport(nullptr);
     t_current = nullptr;
+    ended_.set_value();
+    ready->set_exception(std::current_exception());
     return;
   }
   ready->set_value();  // `ready` is gone after this line
@@ -113,12 +115,24 @@ void ThreadRuntime::thread_main(std::promise<void>* ready) {
   reactor_.detach();
   set_thread_transport(nullptr);
   t_current = nullptr;
+  ended_.set_value();
 }
 
 void ThreadRuntime::shutdown() {
   if (!thread_.joinable()) return;
   reactor_.stop();
   thread_.join();
+}
+
+bool ThreadRuntime::shutdown_within(std::chrono::milliseconds within) {
+  if (!thread_.joinable()) return true;
+  reactor_.stop();
+  if (ended_future_.wait_for(within) != std::future_status::ready) {
+    thread_.detach();
+    return false;
+  }
+  thread_.join();
+  return true;
 }
 
 void ThreadRuntime::flush_spans(bool busy) {

@@ -4,6 +4,7 @@
 //   BrokerLink   the AMQP connections, failover, the IO fiber, dispatch (transport/amqp/)
 //   SpanBuffer   spans waiting to leave (observability/)
 //   Caller       outgoing calls and their filter chain (rpc/client/)
+//   Confirms     publisher confirms, for events and republishes (transport/amqp/)
 //   Publisher    confirmed event publishes (events/)
 //   and for a service: the ServerPipeline with its Responder and
 //   Cancellations (rpc/server/), and the Subscriber (events/).
@@ -34,6 +35,7 @@
 #include "tern/call.h"
 #include "tern/options.h"
 #include "transport/amqp/broker_link.h"
+#include "transport/amqp/confirms.h"
 
 namespace tern::detail {
 
@@ -64,6 +66,14 @@ class ThreadRuntime final : public Transport {
   // Closes the connections (unacked deliveries go back to their queues),
   // fails waiting calls, lets handler fibers end, joins. Idempotent.
   void shutdown();
+  // As shutdown(), but waits at most `within` for handler fibers to end.
+  // False if some did not: the thread is left running them, detached, and
+  // this object must then never be destroyed (its owner leaks it).
+  bool shutdown_within(std::chrono::milliseconds within);
+  // Cancels the context of every request running on this thread.
+  void cancel_running() {
+    reactor_.post([this] { cancellations_.cancel_all(); });
+  }
 
   // Handler fibers (requests and events) running now.
   int in_flight() const { return in_flight_.load(std::memory_order_acquire); }
@@ -94,6 +104,7 @@ class ThreadRuntime final : public Transport {
   Reactor reactor_;
   BrokerLink link_;
   SpanBuffer spans_;
+  Confirms confirms_;
   Caller caller_;
   Publisher publisher_;
   std::unique_ptr<Responder> responder_;
@@ -101,6 +112,8 @@ class ThreadRuntime final : public Transport {
   std::unique_ptr<ServerPipeline> server_;
   std::unique_ptr<Subscriber> subscriber_;
   std::thread thread_;
+  std::promise<void> ended_;   // set as the thread's last act
+  std::future<void> ended_future_ = ended_.get_future();
   std::atomic<int> in_flight_{0};
 };
 

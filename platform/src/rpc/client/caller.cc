@@ -180,7 +180,10 @@ void Caller::fail_all(const std::string& reason) {
   pending_.clear();
   for (auto& [id, pc] : pending) {
     pc->failed = true;
-    pc->error = Error{Code::kUnavailable, reason}.with_local({.link_failed = true});
+    pc->error = Error{Code::kUnavailable, reason + "; the request was sent, its outcome is unknown"}
+                    .with_param("outcome", "unknown")
+                    .with_local({.link_failed = true, .outcome_unknown = true});
+    pc->error.retryable = false;   // unless the call is idempotent: the retry step decides
     complete(pc);
   }
 }

@@ -97,7 +97,11 @@ ClientFilter retries(RetryBudget& budget, std::string name) {
       const Code code = r.code();
       const bool attempt_timed_out = code == Code::kDeadlineExceeded && attempt_bounded;
       const bool idempotent = opts.idempotent || !opts.idempotency_key.empty();
-      const bool retryable = r.error().retryable || (idempotent && attempt_timed_out);
+      // A request that went out and got no answer may have run: repeat it
+      // only when running it twice is safe.
+      const bool retryable = r.error().local.outcome_unknown
+                                 ? idempotent
+                                 : r.error().retryable || (idempotent && attempt_timed_out);
       if (!retryable) return after_attempts(std::move(r.error()), n, "");
       if (n >= max_attempts) return after_attempts(std::move(r.error()), n, "");
       now = Clock::now();

@@ -17,8 +17,9 @@ ClientFilter metrics(std::string name);
 // Cancelled context: CANCELLED. Sets call.deadline to min(the context's,
 // now + options->timeout); already past: DEADLINE_EXCEEDED without sending.
 ClientFilter deadline();
-// Retries retryable failures (and timed-out attempts of idempotent calls)
-// with full-jitter backoff, within `budget` and the deadline; sets
+// Retries retryable failures (and timed-out attempts of idempotent calls,
+// and only those retry a request whose outcome is unknown) with full-jitter
+// backoff, within `budget` and the deadline; sets
 // call.attempt and each attempt's deadline (options->attempt_timeout).
 ClientFilter retries(RetryBudget& budget, std::string name);
 // Fails fast while the downstream's circuit is open; records each

@@ -21,6 +21,11 @@ class Cancellations {
     if (it != running_.end()) it->second->cancel();
   }
 
+  // Cancels every request running here (a drain that ran out of time).
+  void cancel_all() {
+    for (auto& [id, ctx] : running_) ctx->cancel();
+  }
+
   // Tracks for the lifetime of a scope.
   class Scope {
    public:

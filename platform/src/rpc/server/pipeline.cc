@@ -31,12 +31,12 @@ ServerPipeline::ServerPipeline(const ServiceDefinition& def, Replay* replay, Res
 }
 
 void ServerPipeline::handle(Message&& m) {
+  responder_.await_recount(m.correlation_id);
   if (responder_.count_redelivery(m)) return;
   if (m.reply_to.empty()) {
     log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", def_.name, m.correlation_id,
               responder_.dead_letter_queue());
-    responder_.dead_letter(m, "no reply_to: nobody to answer");
-    responder_.ack(m);
+    responder_.ack_if(responder_.dead_letter(m, "no reply_to: nobody to answer"), m);
     return;
   }
   Result<std::string> r = m.body.size() > max_message_bytes_
@@ -48,7 +48,10 @@ void ServerPipeline::handle(Message&& m) {
     // Not a tern request, or a body of the wrong type: keep it for
     // inspection, answer, never requeue.
     log::warn("{}: {}; the message went to {}", def_.name, r.error().message, responder_.dead_letter_queue());
-    responder_.dead_letter(m, r.error().message);
+    if (!responder_.dead_letter(m, r.error().message)) {
+      responder_.ack_if(false, m);   // answered when it comes again
+      return;
+    }
   }
   if (r.ok() && r->size() > max_message_bytes_) {
     log::error("{}: a reply of {} bytes is over the {} byte limit", def_.name, r->size(), max_message_bytes_);

@@ -4,6 +4,7 @@
 
 #include "core/wire.h"
 #include "tern/envelope.pb.h"
+#include "tern/log.h"
 
 namespace tern::detail {
 
@@ -15,7 +16,14 @@ Result<std::string> Replay::run(Context& ctx, const IncomingRequest& req, const 
     std::unique_lock<boost::fibers::mutex> lock(mu_);
     const uint64_t seen = version_;
     lock.unlock();
-    IdempotencyStore::Entry e = store_->begin(key);
+    IdempotencyStore::Entry e;
+    try {
+      e = store_->begin(key);
+    } catch (const std::exception& ex) {
+      // A custom store that fails must fail the request, not the process.
+      log::error("the idempotency store failed: {}", ex.what());
+      return Error{Code::kUnavailable, std::string("the idempotency store failed: ") + ex.what()};
+    }
     if (e.state == IdempotencyStore::State::kNew) break;
     if (e.state == IdempotencyStore::State::kDone) {
       tern::v1::Response stored;
@@ -31,13 +39,17 @@ Result<std::string> Replay::run(Context& ctx, const IncomingRequest& req, const 
                         [&] { return version_ != seen; });
   }
   Result<std::string> r = next(ctx, req);
-  if (!r.ok() && r.error().retryable) {
-    store_->abandon(key);
-  } else {
-    tern::v1::Response stored;
-    if (r.ok()) stored.set_body(*r);
-    else to_wire(r.error(), stored.mutable_error());
-    store_->finish(key, stored.SerializeAsString());
+  try {
+    if (!r.ok() && r.error().retryable) {
+      store_->abandon(key);
+    } else {
+      tern::v1::Response stored;
+      if (r.ok()) stored.set_body(*r);
+      else to_wire(r.error(), stored.mutable_error());
+      store_->finish(key, stored.SerializeAsString());
+    }
+  } catch (const std::exception& ex) {
+    log::error("the idempotency store failed to keep an answer: {}", ex.what());
   }
   finished();
   return r;

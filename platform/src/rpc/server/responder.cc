@@ -10,8 +10,8 @@
 
 namespace tern::detail {
 
-Responder::Responder(BrokerLink& link, ResponderOptions options)
-    : link_(link), options_(std::move(options)), dead_letter_queue_(topology::dead_letter_queue(options_.queue)) {}
+Responder::Responder(BrokerLink& link, Confirms& confirms, ResponderOptions options)
+    : link_(link), confirms_(confirms), options_(std::move(options)), dead_letter_queue_(topology::dead_letter_queue(options_.queue)) {}
 
 bool Responder::reply(const Message& request, const std::string& response) {
   if (request.reply_to.empty()) return false;
@@ -49,13 +49,16 @@ bool Responder::count_redelivery(const Message& m) {
   // put the request back at the tail of the queue with the count in a header
   // and ack this copy; past the limit it is dead-lettered instead.
   const uint32_t next = m.deliveries + 1;
+  recounting_.insert(m.correlation_id);
+  bool stored = false;
   if (next > static_cast<uint32_t>(options_.max_deliveries)) {
     log::error("{}: request {} was delivered {} times without an answer: dead-lettered", options_.queue,
                m.correlation_id, m.deliveries);
-    dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
-    reply_error(m, Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
-                                                      "answer and went to {}", options_.queue, m.deliveries,
-                                                      dead_letter_queue_)});
+    stored = dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
+    if (stored)
+      reply_error(m, Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
+                                                        "answer and went to {}", options_.queue, m.deliveries,
+                                                        dead_letter_queue_)});
   } else {
     const std::vector<std::pair<std::string, std::string>> headers = {{"x-tern-deliveries", std::to_string(next)}};
     AmqpConnection::Publish p;
@@ -64,17 +67,40 @@ bool Responder::count_redelivery(const Message& m) {
     p.correlation_id = m.correlation_id;
     p.reply_to = m.reply_to;
     p.headers = &headers;
-    link_.publish(p);
+    p.persistent = true;
+    // The copy with its count must be on the broker before this one goes:
+    // if this process dies right after (the next copy may crash it), the
+    // count is already there.
+    stored = confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
   }
-  // Out at once, the copy before the ack: if this process dies right after
-  // (the next copy may crash it), the count must already be on the broker.
+  ack_if(stored, m);
   link_.flush_now();
-  link_.ack(m);
-  link_.flush_now();
+  {
+    std::lock_guard<boost::fibers::mutex> lock(recount_mu_);
+    recounting_.erase(m.correlation_id);
+  }
+  recounted_.notify_all();
   return true;
 }
 
-void Responder::dead_letter(const Message& m, std::string_view reason) {
+void Responder::await_recount(const std::string& correlation_id) {
+  if (recounting_.empty()) return;
+  std::unique_lock<boost::fibers::mutex> lock(recount_mu_);
+  recounted_.wait_until(lock, Clock::now() + Confirms::kRepublishWait + std::chrono::seconds(1),
+                        [&] { return recounting_.count(correlation_id) == 0; });
+}
+
+void Responder::ack_if(bool stored, const Message& m) {
+  if (stored) {
+    link_.ack(m);
+    return;
+  }
+  log::warn("{}: the broker did not confirm the copy of {}: it goes back to the queue", options_.queue,
+            m.correlation_id);
+  link_.requeue(m);
+}
+
+bool Responder::dead_letter(const Message& m, std::string_view reason) {
   const std::vector<std::pair<std::string, std::string>> headers = {
       {"x-tern-reason", std::string(reason)},
       {"x-tern-queue", options_.queue},
@@ -87,7 +113,7 @@ void Responder::dead_letter(const Message& m, std::string_view reason) {
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
-  link_.publish(p);
+  return confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
 }
 
 }  // namespace tern::detail

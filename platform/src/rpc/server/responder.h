@@ -1,13 +1,21 @@
 // How a server answers the requests it took: replies to their reply_to,
-// acks, dead letters and the count of redeliveries. Over one reactor
+// acks, dead letters and the count of redeliveries. A republish (the
+// counted copy, a dead letter) is confirmed by the broker before the
+// original is acked; unconfirmed, the original goes back to its queue, so a
+// crash or an alarm between the two loses nothing. Over one reactor
 // thread's broker link; reactor thread only.
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <unordered_set>
+
+#include <boost/fiber/condition_variable.hpp>
+#include <boost/fiber/mutex.hpp>
 
 #include "tern/error.h"
 #include "transport/amqp/broker_link.h"
+#include "transport/amqp/confirms.h"
 
 namespace tern::detail {
 
@@ -19,7 +27,7 @@ struct ResponderOptions {
 
 class Responder {
  public:
-  Responder(BrokerLink& link, ResponderOptions options);
+  Responder(BrokerLink& link, Confirms& confirms, ResponderOptions options);
 
   // Publishes a serialized tern.v1.Response to the request's reply_to;
   // false if it cannot (no reply_to, no link).
@@ -32,12 +40,21 @@ class Responder {
   void ack(const Message& request) { link_.ack(request); }
 
   // Copies a message that cannot be processed to "<queue>.dead-letter",
-  // with the reason in its headers. The caller still acks it.
-  void dead_letter(const Message& m, std::string_view reason);
-  // For a redelivered request: requeues it with its delivery count, or past
-  // max_deliveries dead-letters and answers it; then acks this copy.
-  // Returns whether it did (then the request must not be handled now).
+  // with the reason in its headers, and waits for the broker's confirm;
+  // false if it did not come (then the original must not be acked).
+  bool dead_letter(const Message& m, std::string_view reason);
+  // Acks `m` if `stored` (its copy is on the broker), else requeues it.
+  void ack_if(bool stored, const Message& m);
+  // For a redelivered request: republishes it with its delivery count, or
+  // past max_deliveries dead-letters and answers it; then acks this copy
+  // (or requeues it, unconfirmed). Returns whether it did (then the
+  // request must not be handled now).
   bool count_redelivery(const Message& m);
+  // Before handling a delivery: while its request's counted copy waits for
+  // the confirm that lets the original be acked, the copy (delivered here
+  // meanwhile) waits too, so a request that crashes this process cannot
+  // crash it between the copy and the ack, with the count never growing.
+  void await_recount(const std::string& correlation_id);
   // Answers a request the full queue refused with RESOURCE_EXHAUSTED.
   void refuse_overflow(const Message& m);
 
@@ -45,8 +62,12 @@ class Responder {
 
  private:
   BrokerLink& link_;
+  Confirms& confirms_;
   const ResponderOptions options_;
   const std::string dead_letter_queue_;
+  std::unordered_set<std::string> recounting_;   // correlation ids between copy and ack
+  boost::fibers::mutex recount_mu_;
+  boost::fibers::condition_variable recounted_;
 };
 
 }  // namespace tern::detail

@@ -233,6 +233,10 @@ void BrokerLink::ack(const Message& m) {
   if (!broken_ && m.generation == generation_ && consumer_) consumer_->ack(m.delivery_tag);
 }
 
+void BrokerLink::requeue(const Message& m) {
+  if (!broken_ && m.generation == generation_ && consumer_) consumer_->requeue(m.delivery_tag);
+}
+
 void BrokerLink::flush_now() {
   if (broken_) return;
   if (publisher_) publisher_->flush();

@@ -70,6 +70,8 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   // Acks a delivery, if it came on the current connection (after a
   // reconnect the broker has requeued it already).
   void ack(const Message& m);
+  // Gives a delivery back to its queue now (same generation rule as ack).
+  void requeue(const Message& m);
   // Writes what is buffered now, publishes before acks.
   void flush_now();
   // Bytes waiting to be written on the publishing connection.

@@ -100,6 +100,8 @@ class AmqpConnection final : public topology::Declarer {
   // connection failed (error() tells why).
   uint64_t publish(const Publish& p);
   bool ack(uint64_t delivery_tag);
+  // basic.reject with requeue: the broker delivers it again (redelivered).
+  bool requeue(uint64_t delivery_tag);
 
   // Writes buffered output without blocking. false if the connection failed.
   bool flush();

@@ -91,6 +91,15 @@ bool AmqpConnection::ack(uint64_t delivery_tag) {
   return !failed_;
 }
 
+bool AmqpConnection::requeue(uint64_t delivery_tag) {
+  if (failed_) return false;
+  amqp_basic_reject_t m{};
+  m.delivery_tag = delivery_tag;
+  m.requeue = 1;
+  append_method(kChannel, AMQP_BASIC_REJECT_METHOD, &m);
+  return !failed_;
+}
+
 // Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
 // payload size (4), payload, 0xCE. Numbers are big-endian.
 namespace {
