@@ -206,3 +206,64 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
   while (handled < 50 && Clock::now() < until) std::this_thread::sleep_for(10ms);
   CHECK(handled.load() == 50);
 }
+
+TEST_CASE("an event failing during a memory alarm stays unacked until its retry is on the broker, and is not lost") {
+  const std::string name = "test.alarm.retry." + tern::detail::new_span_id();
+  const std::string queue = name + ".on.probe.hop";
+  const std::string marker = tern::detail::new_trace_id();
+  std::atomic<bool> started{false}, release{false};
+  std::atomic<int> handled{0};
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  o.event_retry_ms = 100;
+  o.drain_timeout_ms = 500;
+  auto first = std::make_unique<tern::Service>(name);
+  // Fails the marked event once the test has raised the alarm.
+  first->subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::ok();
+    started = true;
+    const auto until = Clock::now() + 15s;
+    while (!release && Clock::now() < until) boost::this_fiber::sleep_for(5ms);
+    return tern::Error{tern::Code::kInternal, "failing during the alarm"};
+  });
+  first->start(o);
+  {
+    tern::Client client(o);
+    probe::Hop hop;
+    hop.set_service(marker);
+    REQUIRE(client.run([&] {
+      auto ctx = tern::Context::with_timeout(5s);
+      return tern::publish(ctx, hop);
+    }).ok());
+  }
+  auto give_up = Clock::now() + 10s;
+  while (!started && Clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  REQUIRE(started.load());
+  {
+    MemoryAlarm alarm;
+    release = true;   // the handler fails; its retry copy cannot reach the broker
+    // The original must stay unacked while the copy is unconfirmed (acking
+    // it at once would leave the event only in a blocked socket).
+    int n = -1;
+    bool stayed = true;
+    const auto watch_until = Clock::now() + 1500ms;
+    while (Clock::now() < watch_until) {
+      n = unacked(queue);
+      if (n == 0) stayed = false;
+      std::this_thread::sleep_for(100ms);
+    }
+    CHECK(stayed);
+    CHECK(n == 1);
+    first.reset();   // the subscriber goes away mid-alarm
+  }
+  // A new subscriber gets the event: it was never lost.
+  tern::Service second(name);
+  second.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() == marker) ++handled;
+    return tern::ok();
+  });
+  second.start(o);
+  const auto until = Clock::now() + 40s;
+  while (handled.load() == 0 && Clock::now() < until) std::this_thread::sleep_for(10ms);
+  CHECK(handled.load() >= 1);
+}
