@@ -2,11 +2,18 @@
 // RabbitMQ application of the private node scripts/test started.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/fiber/all.hpp>
+#include <fmt/format.h>
 
 #include <cstdlib>
 #include <atomic>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "probe.pb.h"
@@ -266,4 +273,71 @@ TEST_CASE("an event failing during a memory alarm stays unacked until its retry 
   const auto until = Clock::now() + 40s;
   while (handled.load() == 0 && Clock::now() < until) std::this_thread::sleep_for(10ms);
   CHECK(handled.load() >= 1);
+}
+
+TEST_CASE("reconnecting through a node that accepts TCP and never answers stalls neither the thread nor the other URL") {
+  // A listener that never accepts: the TCP handshake completes (backlog),
+  // the AMQP handshake never does. Loopback only.
+  const int hole = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(hole >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(hole, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(hole, 16) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(hole, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string real = tern::Options::from_env().amqp_url;
+  tern::Options o = tern::Options::from_env();
+  o.threads = 1;
+  // The dead node first: after losing the real one, the link tries it next.
+  o.amqp_url = fmt::format("amqp://guest:guest@127.0.0.1:{}/,{}", ntohs(addr.sin_port), real);
+  // Whichever node it tries first, it ends up on the real one: the only one
+  // that answers (the dead one costs the first connect its 10 s timeout).
+  std::optional<tern::Client> client;
+  client.emplace(o);
+  const std::string name = "test.blackhole." + tern::new_span_id();
+  tern::Service svc(name);
+  svc.handle("probe", [](tern::Context&, const probe::ProbeRequest&) -> tern::Result<probe::ProbeResponse> {
+    return probe::ProbeResponse{};
+  });
+  tern::Options so = tern::Options::from_env();
+  so.threads = 1;
+  svc.start(so);
+  // A fiber on the client's thread that ticks every 10 ms.
+  std::atomic<int> ticks{0};
+  std::atomic<bool> stop{false}, ended{false};
+  client->run([&] {
+    boost::fibers::fiber([&] {
+      while (!stop) {
+        ticks.fetch_add(1);
+        boost::this_fiber::sleep_for(10ms);
+      }
+      ended = true;
+    }).detach();
+  });
+  int during = 0;
+  {
+    BrokerStopped stopped;   // the link is lost; its next attempt starts with the dead node
+    const int before = ticks.load();
+    std::this_thread::sleep_for(2s);
+    during = ticks.load() - before;
+  }
+  INFO(during << " ticks in the 2 s after the link was lost");
+  CHECK(during >= 50);   // ~200 if the thread runs; 0 if it blocks in the dead node's handshake
+  // And the real node is reached after the dead one gives up.
+  tern::Result<probe::ProbeResponse> after = tern::Error{};
+  const auto until = Clock::now() + 60s;
+  while (Clock::now() < until) {
+    auto ctx = tern::Context::with_timeout(2s);
+    after = client->call<probe::ProbeResponse>(ctx, name, "probe", probe::ProbeRequest{});
+    if (after.ok()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  INFO((after.ok() ? "ok" : after.error().to_string()));
+  CHECK(after.ok());
+  stop = true;
+  const auto give_up = Clock::now() + 5s;
+  while (!ended && Clock::now() < give_up) std::this_thread::sleep_for(10ms);
+  close(hole);
 }

@@ -1,6 +1,7 @@
 #include "transport/amqp/broker_link.h"
 
 #include <algorithm>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -58,17 +59,28 @@ void BrokerLink::close() {
   publisher_.reset();
 }
 
-void BrokerLink::setup() {
-  // Every URL once, from url_index_ on, until one node takes the whole
+BrokerLink::Connected BrokerLink::connect_any(const LinkOptions& options, const topology::Spec& spec,
+                                              size_t first, bool consume) {
+  // Every URL once, from `first` on, until one node takes the whole
   // set-up; both connections then live on that node.
-  const auto& urls = options_.urls;
+  const auto& urls = options.urls;
   std::string errors;
   for (size_t i = 0; i < urls.size(); ++i) {
-    const size_t at = (url_index_ + i) % urls.size();
+    const size_t at = (first + i) % urls.size();
     try {
-      setup_on(urls[at]);
-      url_index_ = at;
-      return;
+      Connected c;
+      c.publisher = std::make_unique<AmqpConnection>(urls[at], options.heartbeat_s, options.name + " publish");
+      topology::declare_publisher(*c.publisher, spec);
+      if (!spec.service.empty()) {
+        c.consumer = std::make_unique<AmqpConnection>(urls[at], options.heartbeat_s, options.name + " consume");
+        topology::declare_consumer(*c.consumer, spec);
+        if (consume) {
+          topology::consume(*c.consumer, spec);
+          c.consuming = true;
+        }
+      }
+      c.url_index = at;
+      return c;
     } catch (const std::exception& e) {
       if (urls.size() == 1) throw;
       errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", broker_address(urls[at]), e.what());
@@ -77,23 +89,16 @@ void BrokerLink::setup() {
   throw AmqpError(fmt::format("no broker node of {} answered: {}", urls.size(), errors));
 }
 
-void BrokerLink::setup_on(const std::string& url) {
-  auto pub = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, options_.name + " publish");
-  topology::declare_publisher(*pub, spec_);
-  std::unique_ptr<AmqpConnection> con;
-  if (!spec_.service.empty()) {
-    con = std::make_unique<AmqpConnection>(url, options_.heartbeat_s, options_.name + " consume");
-    topology::declare_consumer(*con, spec_);
-    if (!consume_cancelled_) {
-      topology::consume(*con, spec_);
-      consuming_ = true;
-    }
-  }
-  publisher_ = std::move(pub);
-  consumer_ = std::move(con);
+void BrokerLink::install(Connected&& c) {
+  publisher_ = std::move(c.publisher);
+  consumer_ = std::move(c.consumer);
+  consuming_ = c.consuming;
+  url_index_ = c.url_index;
   ++generation_;
   input_ready_ = true;
 }
+
+void BrokerLink::setup() { install(connect_any(options_, spec_, url_index_, !consume_cancelled_)); }
 
 std::vector<AmqpConnection*> BrokerLink::connections() const {
   std::vector<AmqpConnection*> all;
@@ -130,9 +135,34 @@ void BrokerLink::connection_lost() {
 }
 
 void BrokerLink::try_reconnect() {
-  if (Clock::now() < next_reconnect_) return;
+  if (!connecting_.valid()) {
+    if (Clock::now() < next_reconnect_) return;
+    // Connecting, logging in and declaring block in rabbitmq-c: they run on
+    // a thread of their own, while this one's fibers, HTTP sockets and
+    // timers go on. The connections it makes are handed over once ready
+    // and used only here from then on.
+    boost::fibers::promise<Connected> done;
+    connecting_ = done.get_future();
+    std::thread([done = std::move(done), options = options_, spec = spec_, first = url_index_,
+                 consume = !consume_cancelled_]() mutable {
+      try {
+        done.set_value(connect_any(options, spec, first, consume));
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+    }).detach();
+  }
+  // Parks this fiber (not the thread) a little at a time, so a stop is seen.
+  if (connecting_.wait_for(std::chrono::milliseconds(100)) != boost::fibers::future_status::ready) return;
+  auto attempt = std::move(connecting_);
   try {
-    setup();  // blocks this thread while connecting (bounded by connect and RPC timeouts)
+    Connected c = attempt.get();
+    if (consume_cancelled_ && c.consuming && c.consumer) {   // stop_consuming() came meanwhile
+      c.consumer->cancel(topology::kRequestTag);
+      for (size_t i = 0; i < spec_.subscriptions.size(); ++i) c.consumer->cancel(topology::subscription_tag(i));
+      c.consuming = false;
+    }
+    install(std::move(c));
     broken_ = false;
     metric::reconnects(options_.name).inc();
     log::info("{}: reconnected to the broker at {} after {} attempt(s)", options_.name,
@@ -177,6 +207,7 @@ void BrokerLink::io_fiber() {
     }
     // Sleep until the reactor sees input, room for output, a heartbeat due,
     // a stop, or (disconnected) the next reconnect attempt.
+    if (broken_ && connecting_.valid()) continue;   // try_reconnect parked the fiber
     parked_io_ = boost::fibers::context::active();
     if (broken_) {
       parked_io_->wait_until(next_reconnect_);

@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/fiber/future.hpp>
+
 #include "runtime/reactor.h"
 #include "transport/amqp/connection.h"
 #include "transport/amqp/topology.h"
@@ -86,8 +88,18 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   void while_busy(std::vector<pollfd>* fds) noexcept override;
   void polled(const pollfd* fds, size_t n, bool busy) noexcept override;
 
-  void setup();   // on the first node that takes it; throws
-  void setup_on(const std::string& url);
+  // Both connections, on the first node from `first` on that takes the
+  // whole topology. Blocks the calling thread; throws. Touches nothing of
+  // this object, so it can run on a thread of its own.
+  struct Connected {
+    std::unique_ptr<AmqpConnection> publisher, consumer;
+    bool consuming = false;
+    size_t url_index = 0;
+  };
+  static Connected connect_any(const LinkOptions& options, const topology::Spec& spec, size_t first,
+                               bool consume);
+  void install(Connected&& c);
+  void setup();   // connect_any on this thread (before serving)
   void connection_lost();
   void try_reconnect();
   void io_fiber();
@@ -112,6 +124,7 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   std::string broken_reason_;
   uint64_t generation_ = 0;
   int reconnect_attempt_ = 0;
+  boost::fibers::future<Connected> connecting_;   // a reconnect under way on its own thread
   Clock::time_point next_reconnect_{};
   bool consuming_ = false;
   bool consume_cancelled_ = false;
