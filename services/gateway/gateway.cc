@@ -48,35 +48,35 @@ Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::str
   switch (f->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING:
       rep ? r->AddString(m, f, text) : r->SetString(m, f, text);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     case pb::FieldDescriptor::CPPTYPE_INT32: {
       int32_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddInt32(m, f, v) : r->SetInt32(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_INT64: {
       int64_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddInt64(m, f, v) : r->SetInt64(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_UINT32: {
       uint32_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddUInt32(m, f, v) : r->SetUInt32(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_UINT64: {
       uint64_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddUInt64(m, f, v) : r->SetUInt64(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_BOOL: {
       if (text != "true" && text != "false") return bad();
       rep ? r->AddBool(m, f, text == "true") : r->SetBool(m, f, text == "true");
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
     case pb::FieldDescriptor::CPPTYPE_FLOAT: {
@@ -85,13 +85,13 @@ Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::str
       if (text.empty() || *end != '\0') return bad();
       if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE) rep ? r->AddDouble(m, f, v) : r->SetDouble(m, f, v);
       else rep ? r->AddFloat(m, f, static_cast<float>(v)) : r->SetFloat(m, f, static_cast<float>(v));
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(text);
       if (e == nullptr) return bad();
       rep ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     default:
       return Error{Code::kInvalidArgument, fmt::format("{} cannot be set from the URL", f->name())};

@@ -27,7 +27,7 @@ class RecordingTransport final : public tern::Transport {
                       std::string body) override {
     if (!up) return tern::Error{tern::Code::kUnavailable, "broker away"};
     published.push_back({std::string(type), std::string(key), std::move(body)});
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   }
 };
 

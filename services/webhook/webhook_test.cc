@@ -23,7 +23,7 @@ class RecordingTransport final : public tern::Transport {
   tern::Error publish(const tern::Context&, std::string_view, std::string_view key,
                       std::string body) override {
     published.emplace_back(std::string(key), std::move(body));
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   }
 };
 

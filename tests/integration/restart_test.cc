@@ -171,7 +171,7 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
     // Create the subscription queue, then go away: nobody consumes.
     tern::Service first(name);
     first.subscribe<probe::Hop>("probe.hop", [](tern::Context&, const probe::Hop&) {
-      return tern::Error{tern::Code::kOk, {}};
+      return tern::ok();
     });
     first.start(o);
     first.stop();
@@ -192,7 +192,7 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
   tern::Service second(name);
   second.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
     if (hop.service() == marker) ++handled;
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   second.start(o);
   auto until = Clock::now() + 20s;

@@ -236,7 +236,7 @@ Error from_json(std::string_view json, google::protobuf::Message* message) {
                  fmt::format("body is not a valid {} in JSON: {}", message->GetDescriptor()->full_name(),
                              std::string(status.message()))}
         .with_param("body", "invalid");
-  return Error{Code::kOk, {}};
+  return ok();
 }
 
 }  // namespace tern::json

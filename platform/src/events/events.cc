@@ -40,7 +40,7 @@ Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
   const std::string key = "event\n" + event_id;
   switch (store.begin(key).state) {
     case IdempotencyStore::State::kDone:
-      return Error{Code::kOk, {}};  // handled before: a duplicate
+      return ok();  // handled before: a duplicate
     case IdempotencyStore::State::kInProgress:
       return Error{Code::kUnavailable, "the same event is being handled right now"};
     case IdempotencyStore::State::kNew:

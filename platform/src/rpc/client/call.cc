@@ -29,7 +29,7 @@ Error call_message(const Context& ctx, std::string_view service, std::string_vie
   if (!resp->ParseFromString(*reply))
     return Error{Code::kInternal, fmt::format("{}/{} replied with a body that is not a {}", service,
                                               endpoint, resp->GetTypeName())};
-  return Error{Code::kOk, {}};
+  return ok();
 }
 
 }  // namespace detail
