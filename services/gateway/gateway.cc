@@ -143,7 +143,7 @@ tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const 
 
 Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
   const std::string* given = req.header("X-Request-Id");
-  const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::detail::new_trace_id();
+  const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::new_trace_id();
   ctx.set_metadata("request_id", request_id);   // for the gateway's own log lines
   Response r;
   if (req.path == "/healthz") {
@@ -172,7 +172,7 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   }
   // The HTTP request's own span is the parent of the calls it causes.
   tern::Context ctx = tern::Context::from_wire(
-      tern::detail::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
+      tern::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
       http_ctx.trace_id(), http_ctx.span_id(), "", request_id, "", {});
   ctx.set_transport(http_ctx.transport());
   if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);

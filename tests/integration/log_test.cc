@@ -87,7 +87,7 @@ std::string string_field(const google::protobuf::Struct& s, const std::string& k
 
 TEST_CASE("log lines carry the trace id of the request that caused them") {
   const std::string name = unique_service("logs");
-  const std::string marker = "log-test-" + tern::detail::new_span_id();
+  const std::string marker = "log-test-" + tern::new_span_id();
   std::string captured;
   std::string handler_line, serving_line, client_line;
   tern::Result<ProbeResponse> r = tern::Error{tern::Code::kUnknown, "not called"};

@@ -34,7 +34,7 @@ struct BrokerStopped {
 }  // namespace
 
 TEST_CASE("a service and a client survive a broker restart without being restarted") {
-  const std::string name = "test.restart." + tern::detail::new_span_id();
+  const std::string name = "test.restart." + tern::new_span_id();
   std::atomic<bool> release{false};
   tern::Service svc(name);
   // A request with sleep_ms holds its handler until the test releases it
@@ -120,7 +120,7 @@ struct MemoryAlarm {
 }  // namespace
 
 TEST_CASE("a broker memory alarm blocks publishing but a service's acks still get through") {
-  const std::string name = "test.alarm." + tern::detail::new_span_id();
+  const std::string name = "test.alarm." + tern::new_span_id();
   std::atomic<bool> release{false};
   tern::Service svc(name);
   // Holds the request until the test has raised the alarm (bounded).
@@ -162,8 +162,8 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
 }
 
 TEST_CASE("confirmed events survive a broker restart between publish and consume") {
-  const std::string name = "test.durable." + tern::detail::new_span_id();
-  const std::string marker = tern::detail::new_trace_id();
+  const std::string name = "test.durable." + tern::new_span_id();
+  const std::string marker = tern::new_trace_id();
   std::atomic<int> handled{0};
   tern::Options o = tern::Options::from_env();
   o.threads = 1;

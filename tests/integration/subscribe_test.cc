@@ -133,7 +133,7 @@ TEST_CASE("once_per_event runs a handler once for an event delivered twice") {
   svc.start(options());
   // The same envelope twice, as a redelivery or a replay would bring it.
   tern::v1::Event event;
-  event.set_id(tern::detail::new_trace_id());
+  event.set_id(tern::new_trace_id());
   event.set_type("probe.Hop");
   probe::Hop hop;
   hop.set_service(marker);

@@ -24,16 +24,16 @@ std::string event_routing_key(const google::protobuf::Descriptor* type) {
   return key;
 }
 
-namespace detail {
-
-Error publish_message(const Context& ctx, const google::protobuf::Message& event) {
-  Transport* transport = ctx.transport() ? ctx.transport() : Loop::current();
+Error publish(const Context& ctx, const google::protobuf::Message& event) {
+  Transport* transport = ctx.transport() ? ctx.transport() : detail::Loop::current();
   if (transport == nullptr)
     return Error{Code::kFailedPrecondition,
                  "tern::publish outside a tern runtime: publish from a handler or inside Client::run"};
   const auto* type = event.GetDescriptor();
   return transport->publish(ctx, type->full_name(), event_routing_key(type), event.SerializeAsString());
 }
+
+namespace detail {
 
 Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
                          const std::function<Error()>& handler) {

@@ -18,12 +18,13 @@ Error no_runtime() {
 }
 
 }  // namespace
+}  // namespace detail
 
 Error call_message(const Context& ctx, std::string_view service, std::string_view endpoint,
                    const google::protobuf::MessageLite& req, google::protobuf::MessageLite* resp,
                    const CallOptions& opts) {
-  Transport* transport = transport_for(ctx);
-  if (transport == nullptr) return no_runtime();
+  Transport* transport = detail::transport_for(ctx);
+  if (transport == nullptr) return detail::no_runtime();
   Result<std::string> reply = transport->call(ctx, service, endpoint, req.SerializeAsString(), opts);
   if (!reply.ok()) return std::move(reply.error());
   if (!resp->ParseFromString(*reply))
@@ -31,8 +32,6 @@ Error call_message(const Context& ctx, std::string_view service, std::string_vie
                                               endpoint, resp->GetTypeName())};
   return ok();
 }
-
-}  // namespace detail
 
 Result<std::string> call_bytes(const Context& ctx, std::string_view service,
                                std::string_view endpoint, std::string body,
