@@ -151,7 +151,7 @@ TEST_CASE("a log line's request id is the request's else the gateway's metadata"
 }
 
 TEST_CASE("TERN_LOG_LEVEL and TERN_LOG_FORMAT values parse") {
-  using tern::log::detail::Format;
+  using tern::log::Format;
   CHECK(tern::log::detail::parse_level("debug") == Level::kDebug);
   CHECK(tern::log::detail::parse_level("info") == Level::kInfo);
   CHECK(tern::log::detail::parse_level("warn") == Level::kWarn);

@@ -15,8 +15,6 @@ class Context;
 
 namespace tern::log::detail {
 
-enum class Format { kJson, kText };
-
 // Parses TERN_LOG_FORMAT / TERN_LOG_LEVEL values; nullopt for anything else.
 std::optional<Format> parse_format(std::string_view s);
 std::optional<Level> parse_level(std::string_view s);
@@ -45,10 +43,5 @@ void append_json(const Line& line, std::string* out);
 // *level_end) is where the level word is, for colouring it.
 void append_text(const Line& line, std::string* out, size_t* level_begin = nullptr,
                  size_t* level_end = nullptr);
-
-// The format lines are written in, and a switch of every later line to
-// `format`. For tests; thread-safe.
-Format format();
-void set_format(Format format);
 
 }  // namespace tern::log::detail
