@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "tern/call.h"
+#include "tern/json.h"
 
 namespace tern::cli {
 namespace {
@@ -84,7 +85,8 @@ int run_bench(Client& client, const std::string& service, const std::string& end
                max = t.latency_us.empty() ? 0 : t.latency_us.back();
   if (opts.json) {
     std::string errs;
-    for (const auto& [code, n] : t.errors) errs += fmt::format("{}\"{}\":{}", errs.empty() ? "" : ",", code, n);
+    for (const auto& [code, n] : t.errors)
+      errs += fmt::format("{}{}:{}", errs.empty() ? "" : ",", tern::json::quote(code), n);
     fmt::print("{{\"requests\":{},\"errors\":{{{}}},\"seconds\":{:.3f},\"throughput\":{:.1f},"
                "\"p50_us\":{:.0f},\"p90_us\":{:.0f},\"p99_us\":{:.0f},\"max_us\":{:.0f}}}\n",
                done, errs, t.seconds, throughput, p50, p90, p99, max);

@@ -12,6 +12,7 @@
 
 #include "tern/envelope.pb.h"
 #include "tern/events.h"
+#include "tern/json.h"
 
 namespace tern::cli {
 namespace {
@@ -108,14 +109,9 @@ std::string describe(const std::string& body, const std::string& error = {}) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(event, &json, options);
-  if (!error.empty()) {
-    std::string escaped;
-    for (char c : error) {
-      if (c == '"' || c == '\\') escaped += '\\';
-      if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
-    }
+  if (!error.empty() && json.ends_with('}')) {
     json.pop_back();
-    json += fmt::format(R"(,"dead_letter_error":"{}"}})", escaped);
+    json += fmt::format(R"(,"dead_letter_error":{}}})", tern::json::quote(error));
   }
   return json;
 }

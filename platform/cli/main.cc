@@ -128,8 +128,8 @@ int cmd_endpoint(tern::Client& client, const Args& args) {
   auto resp = (*ep)->new_response();
   auto ctx = tern::Context::with_timeout(args.timeout);
   tern::Error err = client.run([&] {
-    return tern::detail::call_message(ctx, service, endpoint, **req, resp.get(),
-                                      tern::CallOptions{.timeout = args.timeout});
+    return tern::call_message(ctx, service, endpoint, **req, resp.get(),
+                              tern::CallOptions{.timeout = args.timeout});
   });
   if (err.code != tern::Code::kOk) return fail_call(err);
   fmt::print("{}\n", tern::json::to_json(*resp));
@@ -151,7 +151,7 @@ int cmd_publish(tern::Client& client, const Args& args) {
   if (!status.ok())
     return fail_usage(fmt::format("the JSON is not a {}: {}", type->full_name(), std::string(status.message())));
   auto ctx = tern::Context::with_timeout(args.timeout);
-  tern::Error e = client.run([&] { return tern::detail::publish_message(ctx, *event); });
+  tern::Error e = client.run([&] { return tern::publish(ctx, *event); });
   if (!e.ok()) return fail_call(e);
   fmt::print("published {} with routing key {}\n", type->full_name(), tern::event_routing_key(type));
   return 0;

@@ -2,16 +2,16 @@
 
 #include <tern/log.h>
 
-#include "common/env.h"
+#include <tern/env.h>
 
 namespace auth {
 
 Config Config::from_env(std::string default_accounts_file) {
   Config c;
-  c.accounts_file = common::env_or("TERN_AUTH_ACCOUNTS", std::move(default_accounts_file));
-  c.secret = common::env_or("TERN_AUTH_SECRET", c.secret);
-  c.token_ttl =
-      std::chrono::seconds(common::env_positive("TERN_AUTH_TOKEN_TTL_S", c.token_ttl.count()));
+  c.accounts_file = tern::env::string("TERN_AUTH_ACCOUNTS", std::move(default_accounts_file));
+  c.secret = tern::env::string("TERN_AUTH_SECRET", c.secret);
+  c.token_ttl = std::chrono::seconds(
+      tern::env::integer("TERN_AUTH_TOKEN_TTL_S", c.token_ttl.count(), 1, kMaxTokenTtl.count()));
   if (c.secret == kDevSecret)
     tern::log::warn("TERN_AUTH_SECRET is not set: signing tokens with the development secret");
   return c;

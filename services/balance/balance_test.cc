@@ -20,7 +20,7 @@ transaction::Created created(std::string id, std::string account, int64_t amount
 
 // An event handler's context: its request id is the event id.
 tern::Context event_context(std::string event_id) {
-  return tern::Context::from_wire(tern::detail::to_unix_ms(tern::Context::Clock::now() + 5s),
+  return tern::Context::from_wire(tern::to_unix_ms(tern::Context::Clock::now() + 5s),
                                   "trace", "span", "", std::move(event_id), "service.transaction",
                                   {});
 }

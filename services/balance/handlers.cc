@@ -13,7 +13,7 @@ tern::Error Balances::on_created(tern::Context& ctx, const transaction::Created&
   if (!outcome.ok()) return outcome.error();
   if (*outcome == Store::Outcome::kDuplicate)
     tern::log::info("transaction {} already applied; event {} ignored", tx.id(), ctx.request_id());
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 tern::Result<Balance> Balances::get(tern::Context&, const GetRequest& req) {

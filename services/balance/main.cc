@@ -1,7 +1,7 @@
 // service.balance: keeps each account's balance from transaction.created.
+#include <tern/env.h>
 #include <tern/tern.h>
 
-#include "common/env.h"
 #include "handlers.h"
 
 int main(int argc, char** argv) {
@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   std::optional<balance::Store> store;
   try {
     // TERN_DATA_DIR: where service.balance.db lives.
-    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.balance"));
+    store.emplace(common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.balance"));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

@@ -18,19 +18,6 @@ using tern::Code;
 using tern::Error;
 using tern::http::Response;
 
-// {"error":{"code":"NOT_FOUND","message":"...","params":{...}}} with the
-// status from tern's one code-to-HTTP table.
-Response error_response(const Error& e) {
-  std::string params;
-  for (const auto& [k, v] : e.params) params += fmt::format("{}{}:{}", params.empty() ? "" : ",", tern::json::quote(k), tern::json::quote(v));
-  int status = tern::http_status(e.code);
-  if (e.params.count("allow") != 0) status = 405;
-  Response r = Response::json(
-      status, fmt::format(R"({{"error":{{"code":"{}","message":{},"params":{{{}}}}}}})",
-                          tern::code_name(e.code), tern::json::quote(e.message), params));
-  if (status == 405) r.headers.push_back({"Allow", e.params.at("allow")});
-  return r;
-}
 
 // Sets (or, for a repeated field, adds) a scalar field from its text form,
 // as path and query parameters arrive.
@@ -48,35 +35,35 @@ Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::str
   switch (f->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING:
       rep ? r->AddString(m, f, text) : r->SetString(m, f, text);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     case pb::FieldDescriptor::CPPTYPE_INT32: {
       int32_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddInt32(m, f, v) : r->SetInt32(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_INT64: {
       int64_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddInt64(m, f, v) : r->SetInt64(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_UINT32: {
       uint32_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddUInt32(m, f, v) : r->SetUInt32(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_UINT64: {
       uint64_t v;
       if (!parse_int(&v)) return bad();
       rep ? r->AddUInt64(m, f, v) : r->SetUInt64(m, f, v);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_BOOL: {
       if (text != "true" && text != "false") return bad();
       rep ? r->AddBool(m, f, text == "true") : r->SetBool(m, f, text == "true");
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
     case pb::FieldDescriptor::CPPTYPE_FLOAT: {
@@ -85,13 +72,13 @@ Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::str
       if (text.empty() || *end != '\0') return bad();
       if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE) rep ? r->AddDouble(m, f, v) : r->SetDouble(m, f, v);
       else rep ? r->AddFloat(m, f, static_cast<float>(v)) : r->SetFloat(m, f, static_cast<float>(v));
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(text);
       if (e == nullptr) return bad();
       rep ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
-      return Error{Code::kOk, {}};
+      return tern::ok();
     }
     default:
       return Error{Code::kInvalidArgument, fmt::format("{} cannot be set from the URL", f->name())};
@@ -110,6 +97,21 @@ bool valid_request_id(const std::string& id) {
 }
 
 }  // namespace
+
+// {"error":{"code":"NOT_FOUND","message":"...","params":{...}}} with the
+// status from tern's one code-to-HTTP table.
+Response error_response(const Error& e) {
+  std::string params;
+  for (const auto& [k, v] : e.params) params += fmt::format("{}{}:{}", params.empty() ? "" : ",", tern::json::quote(k), tern::json::quote(v));
+  int status = tern::http_status(e.code);
+  // Decided here (the router), never read from a downstream's params.
+  if (!e.local.allow.empty()) status = 405;
+  Response r = Response::json(
+      status, fmt::format(R"({{"error":{{"code":"{}","message":{},"params":{{{}}}}}}})",
+                          tern::code_name(e.code), tern::json::quote(e.message), params));
+  if (status == 405) r.headers.push_back({"Allow", e.local.allow});
+  return r;
+}
 
 // A service's description and when it was fetched.
 struct Gateway::Described {
@@ -143,7 +145,7 @@ tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const 
 
 Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
   const std::string* given = req.header("X-Request-Id");
-  const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::detail::new_trace_id();
+  const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::new_trace_id();
   ctx.set_metadata("request_id", request_id);   // for the gateway's own log lines
   Response r;
   if (req.path == "/healthz") {
@@ -172,7 +174,7 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   }
   // The HTTP request's own span is the parent of the calls it causes.
   tern::Context ctx = tern::Context::from_wire(
-      tern::detail::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
+      tern::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
       http_ctx.trace_id(), http_ctx.span_id(), "", request_id, "", {});
   ctx.set_transport(http_ctx.transport());
   if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);
@@ -182,7 +184,7 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   if (!described.ok()) {
     Error& e = described.error();
     // No queue of that name: the /{name} rule guessed a service that is not there.
-    if (e.code == Code::kUnavailable && e.params.count("service") != 0 && !target->listed)
+    if (e.code == Code::kUnavailable && e.local.no_route && !target->listed)
       return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
     return error_response(e);
   }

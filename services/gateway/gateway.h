@@ -11,6 +11,7 @@
 
 #include "router.h"
 #include "tern/context.h"
+#include "tern/error.h"
 #include "tern/http.h"
 
 namespace gateway {
@@ -22,6 +23,12 @@ struct Config {
   // How long a service's description (routes, types) is reused.
   std::chrono::milliseconds describe_ttl{10000};
 };
+
+// The HTTP answer for a tern error, as JSON: {"error":{"code","message",
+// "params"}} with the status from tern::http_status, or 405 with Allow when
+// this gateway's router found the path but not the method (Error::local,
+// which no downstream reply can set).
+tern::http::Response error_response(const tern::Error& e);
 
 class Gateway {
  public:

@@ -116,7 +116,8 @@ tern::Result<EndpointRoutes::Match> EndpointRoutes::match(std::string_view metho
   if (best == nullptr) {
     if (!allow.empty())
       return tern::Error{tern::Code::kUnimplemented, fmt::format("{} is not allowed here", method)}
-          .with_param("allow", allow);
+          .with_param("allow", allow)
+          .with_local({.allow = allow});
     return tern::Error{tern::Code::kNotFound, "no such route"};
   }
   Match m{best->endpoint, {}};

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "gateway.h"
 #include "router.h"
 
 using gateway::EndpointRoutes;
@@ -96,4 +97,22 @@ TEST_CASE("a path with no route is NOT_FOUND and a wrong method names the allowe
   auto m = r.match("PUT", "/");
   REQUIRE_FALSE(m.ok());
   CHECK(m.error().params.at("allow") == "GET, POST");
+  CHECK(m.error().local.allow == "GET, POST");   // what the gateway's 405 reads
+}
+
+TEST_CASE("a downstream's error params never make the gateway answer 405") {
+  // What a service replied (rebuilt from the wire): params only.
+  tern::Error downstream{tern::Code::kUnimplemented, "no such thing"};
+  downstream.params["allow"] = "GET";
+  auto r = gateway::error_response(downstream);
+  CHECK(r.status == tern::http_status(tern::Code::kUnimplemented));
+  for (const auto& [k, v] : r.headers) CHECK(k != "Allow");
+  // The router's own verdict: 405 with Allow.
+  tern::Error mine{tern::Code::kUnimplemented, "DELETE is not allowed here"};
+  mine.local.allow = "GET, POST";
+  auto own = gateway::error_response(mine);
+  CHECK(own.status == 405);
+  bool allow = false;
+  for (const auto& [k, v] : own.headers) allow = allow || (k == "Allow" && v == "GET, POST");
+  CHECK(allow);
 }

@@ -26,7 +26,7 @@ tern::Error Collector::on_batch(tern::Context&, const tern::v1::SpanBatch& batch
   } catch (const std::exception& e) {
     return tern::Error{tern::Code::kUnavailable, e.what()};
   }
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 namespace {

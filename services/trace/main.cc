@@ -1,19 +1,22 @@
 // service.trace: keeps the spans every tern process sends to tern.traces and
 // shows them: endpoints get_trace and recent (`tern trace`), and HTTP pages
 // with a waterfall per trace and Zipkin v2 JSON. See docs/observability.md.
+#include <tern/env.h>
 #include <tern/tern.h>
 
 #include <chrono>
-#include <cstdlib>
+#include <limits>
 #include <optional>
 
-#include "common/env.h"
 #include "handlers.h"
 
 namespace {
 
 // How often retention is enforced.
 constexpr std::chrono::seconds kPrunePeriod{10};
+// The longest TERN_TRACE_RETENTION_S: ten years (in microseconds it still
+// fits an int64 many times over).
+constexpr int64_t kMaxRetentionS = int64_t{10} * 365 * 24 * 3600;
 
 int64_t now_unix_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -30,17 +33,14 @@ int main(int argc, char** argv) {
   tern::http::ServerOptions http;
   try {
     // TERN_DATA_DIR: where service.trace.db lives.
-    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.trace"));
-    retention.max_age_s = common::env_positive("TERN_TRACE_RETENTION_S", retention.max_age_s);
-    retention.max_spans = common::env_positive("TERN_TRACE_MAX_SPANS", retention.max_spans);
+    store.emplace(common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.trace"));
+    retention.max_age_s =
+        tern::env::integer("TERN_TRACE_RETENTION_S", retention.max_age_s, 1, kMaxRetentionS);
+    retention.max_spans = tern::env::integer("TERN_TRACE_MAX_SPANS", retention.max_spans, 1,
+                                             std::numeric_limits<int64_t>::max());
     // TERN_TRACE_HTTP_PORT: the pages and Zipkin JSON; 0 is any free port.
-    const std::string port = common::env_or("TERN_TRACE_HTTP_PORT", "9412");
-    char* end = nullptr;
-    const long p = std::strtol(port.c_str(), &end, 10);
-    if (*end != '\0' || p < 0 || p > 65535)
-      throw std::invalid_argument("TERN_TRACE_HTTP_PORT must be a port number, not '" + port + "'");
-    http.port = static_cast<int>(p);
-    http.address = common::env_or("TERN_TRACE_HTTP_ADDRESS", http.address);
+    http.port = static_cast<int>(tern::env::integer("TERN_TRACE_HTTP_PORT", 9412, 0, 65535));
+    http.address = tern::env::string("TERN_TRACE_HTTP_ADDRESS", http.address);
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

@@ -4,31 +4,14 @@
 #include <fmt/format.h>
 #include <map>
 
+#include "tern/json.h"
 #include "tree.h"
 
 namespace trace {
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20)
-          out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        else
-          out += c;
-    }
-  }
-  return out;
-}
-
 namespace {
+
+using tern::json::quote;
 
 const char* zipkin_kind(tern::v1::Span::Kind kind) {
   switch (kind) {
@@ -42,21 +25,20 @@ const char* zipkin_kind(tern::v1::Span::Kind kind) {
 }
 
 void append_span(std::string& out, const tern::v1::Span& s) {
-  out += fmt::format(R"({{"traceId":"{}","id":"{}")", json_escape(s.trace_id()),
-                     json_escape(s.span_id()));
+  out += fmt::format(R"({{"traceId":{},"id":{})", quote(s.trace_id()), quote(s.span_id()));
   if (!s.parent_span_id().empty())
-    out += fmt::format(R"(,"parentId":"{}")", json_escape(s.parent_span_id()));
-  out += fmt::format(R"(,"name":"{}")", json_escape(s.name()));
+    out += fmt::format(R"(,"parentId":{})", quote(s.parent_span_id()));
+  out += fmt::format(R"(,"name":{})", quote(s.name()));
   if (const char* kind = zipkin_kind(s.kind())) out += fmt::format(R"(,"kind":"{}")", kind);
   out += fmt::format(R"(,"timestamp":{},"duration":{})", s.start_unix_us(),
                      std::max<int64_t>(s.duration_us(), 1));
-  out += fmt::format(R"(,"localEndpoint":{{"serviceName":"{}"}})", json_escape(s.service()));
+  out += fmt::format(R"(,"localEndpoint":{{"serviceName":{}}})", quote(s.service()));
   std::map<std::string, std::string> tags(s.tags().begin(), s.tags().end());
   if (!s.peer().empty()) {
     if (s.kind() == tern::v1::Span::HTTP)
       tags["tern.peer"] = s.peer();
     else
-      out += fmt::format(R"(,"remoteEndpoint":{{"serviceName":"{}"}})", json_escape(s.peer()));
+      out += fmt::format(R"(,"remoteEndpoint":{{"serviceName":{}}})", quote(s.peer()));
   }
   tags["tern.code"] = code_name(s.code());
   tags["tern.kind"] = kind_name(s.kind());
@@ -66,7 +48,7 @@ void append_span(std::string& out, const tern::v1::Span& s) {
   out += R"(,"tags":{)";
   bool first = true;
   for (const auto& [k, v] : tags) {
-    out += fmt::format(R"({}"{}":"{}")", first ? "" : ",", json_escape(k), json_escape(v));
+    out += fmt::format(R"({}{}:{})", first ? "" : ",", quote(k), quote(v));
     first = false;
   }
   out += "}}";

@@ -3,16 +3,11 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "tern/trace.pb.h"
 
 namespace trace {
-
-// `s` as the inside of a JSON string: quotes, backslashes and control
-// characters escaped; other bytes (UTF-8) as they are.
-std::string json_escape(std::string_view s);
 
 // One trace's spans as a Zipkin v2 JSON array. Kinds map CLIENT -> CLIENT,
 // SERVER and HTTP -> SERVER, PUBLISH -> PRODUCER, CONSUME -> CONSUMER; the
@@ -20,6 +15,7 @@ std::string json_escape(std::string_view s);
 // the tag tern.peer instead); tags keep the span's own, plus tern.code,
 // tern.kind, tern.attempt, tern.instance, and "error" (the message, or the
 // code's name) when the code is not OK. A duration under 1 µs is 1.
+// Strings are written by tern::json::quote: valid UTF-8 JSON for any bytes.
 std::string to_zipkin_json(const std::vector<tern::v1::Span>& spans);
 
 }  // namespace trace

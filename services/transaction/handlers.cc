@@ -34,7 +34,7 @@ tern::Error check(const CreateRequest& req) {
   if (req.description().size() > kMaxDescriptionBytes)
     return invalid("description",
                    "must be at most " + std::to_string(kMaxDescriptionBytes) + " bytes");
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 tern::Result<Transaction> Transactions::create(tern::Context& ctx, const CreateRequest& req) {

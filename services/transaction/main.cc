@@ -1,8 +1,8 @@
 // service.transaction: stores transactions and announces each one as a
 // transaction.created event, through an outbox in the same SQLite file.
+#include <tern/env.h>
 #include <tern/tern.h>
 
-#include "common/env.h"
 #include "common/sqlite.h"
 #include "handlers.h"
 
@@ -14,8 +14,9 @@ int main(int argc, char** argv) {
     // TERN_DATA_DIR: where service.transaction.db lives. TERN_OUTBOX_RELAY_MS:
     // how often events left in the outbox are retried.
     store.emplace(
-        common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.transaction"));
-    relay_every = std::chrono::milliseconds(common::env_positive("TERN_OUTBOX_RELAY_MS", 1000));
+        common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.transaction"));
+    relay_every = tern::env::duration_ms("TERN_OUTBOX_RELAY_MS", relay_every, std::chrono::milliseconds(1),
+                                         std::chrono::hours(1));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

@@ -1,5 +1,6 @@
 #include <tern/call.h>
 #include <tern/events.h>
+#include <tern/testing.h>
 
 #include <catch2/catch.hpp>
 
@@ -9,27 +10,6 @@
 using namespace std::chrono_literals;
 
 namespace {
-
-// Records published events; `up` false plays a broker that is away.
-class RecordingTransport final : public tern::Transport {
- public:
-  struct Published {
-    std::string type, routing_key, body;
-  };
-  bool up = true;
-  std::vector<Published> published;
-
-  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view,
-                                 std::string, const tern::CallOptions&) override {
-    return tern::Error{tern::Code::kUnavailable, "no calls here"};
-  }
-  tern::Error publish(const tern::Context&, std::string_view type, std::string_view key,
-                      std::string body) override {
-    if (!up) return tern::Error{tern::Code::kUnavailable, "broker away"};
-    published.push_back({std::string(type), std::string(key), std::move(body)});
-    return tern::Error{tern::Code::kOk, {}};
-  }
-};
 
 transaction::CreateRequest coffee() {
   transaction::CreateRequest req;
@@ -41,12 +21,8 @@ transaction::CreateRequest coffee() {
 }
 
 struct Fixture {
-  RecordingTransport transport;
-  tern::Context ctx = [this] {
-    auto c = tern::Context::with_timeout(5s);
-    c.set_transport(&transport);
-    return c;
-  }();
+  tern::testing::FakeTransport transport;  // records published events
+  tern::Context ctx = transport.context(5s);
   transaction::Store store{":memory:"};
   transaction::Transactions transactions{store, [] { return int64_t{42}; }};
 };
@@ -89,8 +65,8 @@ TEST_CASE("create stores the transaction and publishes transaction.created carry
   CHECK(tx->amount() == 1250);
   CHECK(tx->created_at_unix_ms() == 42);
 
-  REQUIRE(f.transport.published.size() == 1);
-  const auto& event = f.transport.published[0];
+  REQUIRE(f.transport.publishes().size() == 1);
+  const auto& event = f.transport.publishes()[0];
   CHECK(event.type == "transaction.Created");
   CHECK(event.routing_key == "transaction.created");
   transaction::Created created;
@@ -109,13 +85,13 @@ TEST_CASE("create stores the transaction and publishes transaction.created carry
 TEST_CASE(
     "a create while the broker is away succeeds, and its event goes out with the next relay") {
   Fixture f;
-  f.transport.up = false;
+  f.transport.fail_publishes(tern::Error{tern::Code::kUnavailable, "broker away"});
   REQUIRE(f.transactions.create(f.ctx, coffee()).ok());
-  CHECK(f.transport.published.empty());
+  CHECK(f.transport.publishes().empty());
   CHECK(f.store.pending() == 1);
-  f.transport.up = true;
+  f.transport.fail_publishes(tern::ok());
   CHECK(f.store.relay(f.ctx) == 1);
-  CHECK(f.transport.published.size() == 1);
+  CHECK(f.transport.publishes().size() == 1);
   CHECK(f.store.relay(f.ctx) == 0);
 }
 
@@ -124,7 +100,7 @@ TEST_CASE("a refused create keeps nothing and publishes nothing") {
   auto req = coffee();
   req.set_currency("pounds");
   CHECK(f.transactions.create(f.ctx, req).code() == tern::Code::kInvalidArgument);
-  CHECK(f.transport.published.empty());
+  CHECK(f.transport.publishes().empty());
   CHECK(f.store.pending() == 0);
 }
 

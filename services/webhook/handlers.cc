@@ -46,7 +46,7 @@ tern::Error check_url(std::string_view url) {
       return invalid_url("has a bad port");
   }
   if (host.empty()) return invalid_url("must name a host");
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 std::string sign(std::string_view secret, std::string_view body) {
@@ -100,7 +100,7 @@ tern::Error Webhooks::on_transaction_created(tern::Context& ctx,
   int queued = store_.fan_out(ctx, tx.account_id(), "transaction.created:" + tx.id(),
                               "transaction.created", tern::json::to_json(tx));
   if (queued > 0) store_.relay(ctx);  // what fails to go out now, the periodic relay sends
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) {
@@ -108,7 +108,7 @@ tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) 
   if (!target) {
     tern::log::info("webhook {} is gone: {} not delivered", delivery.webhook_id(),
                     delivery.event_id());
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   }
   tern::http::Request req;
   req.method = "POST";
@@ -127,7 +127,7 @@ tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) 
     return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + " at " + url +
                                                      " answered " + std::to_string(rsp->status)};
   tern::log::debug("delivered {} to webhook {}", delivery.event_id(), delivery.webhook_id());
-  return tern::Error{tern::Code::kOk, {}};
+  return tern::ok();
 }
 
 }  // namespace webhook

@@ -1,8 +1,8 @@
 // service.webhook: keeps accounts' webhooks, and POSTs each of their
 // transactions to them, signed, retried, dead-lettered when they keep failing.
+#include <tern/env.h>
 #include <tern/tern.h>
 
-#include "common/env.h"
 #include "common/sqlite.h"
 #include "handlers.h"
 
@@ -14,10 +14,11 @@ int main(int argc, char** argv) {
   try {
     // TERN_DATA_DIR: where service.webhook.db lives. TERN_OUTBOX_RELAY_MS:
     // how often deliveries left in the outbox are retried.
-    store.emplace(common::data_file(common::env_or("TERN_DATA_DIR", "./data"), "service.webhook"));
-    relay_every = std::chrono::milliseconds(common::env_positive("TERN_OUTBOX_RELAY_MS", 1000));
-    config.timeout = std::chrono::milliseconds(
-        common::env_positive("TERN_WEBHOOK_TIMEOUT_MS", config.timeout.count()));
+    using std::chrono::milliseconds;
+    constexpr milliseconds kHour{3600 * 1000};
+    store.emplace(common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.webhook"));
+    relay_every = tern::env::duration_ms("TERN_OUTBOX_RELAY_MS", relay_every, milliseconds(1), kHour);
+    config.timeout = tern::env::duration_ms("TERN_WEBHOOK_TIMEOUT_MS", config.timeout, milliseconds(1), kHour);
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

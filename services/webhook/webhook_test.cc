@@ -1,6 +1,7 @@
 #include <tern/call.h>
 #include <tern/events.h>
 #include <tern/json.h>
+#include <tern/testing.h>
 
 #include <catch2/catch.hpp>
 #include <set>
@@ -12,33 +13,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Records published events instead of sending them to a broker.
-class RecordingTransport final : public tern::Transport {
- public:
-  std::vector<std::pair<std::string, std::string>> published;  // routing key, body
-  tern::Result<std::string> call(const tern::Context&, std::string_view, std::string_view,
-                                 std::string, const tern::CallOptions&) override {
-    return tern::Error{tern::Code::kUnavailable, "no calls here"};
-  }
-  tern::Error publish(const tern::Context&, std::string_view, std::string_view key,
-                      std::string body) override {
-    published.emplace_back(std::string(key), std::move(body));
-    return tern::Error{tern::Code::kOk, {}};
-  }
-};
-
 struct Fetched {
   std::string url;
   tern::http::Request request;
 };
 
 struct Fixture {
-  RecordingTransport transport;
-  tern::Context ctx = [this] {
-    auto c = tern::Context::with_timeout(5s);
-    c.set_transport(&transport);
-    return c;
-  }();
+  tern::testing::FakeTransport transport;  // records published events
+  tern::Context ctx = transport.context(5s);
   webhook::Store store{":memory:"};
   std::vector<Fetched> fetched;
   tern::Result<tern::http::Response> answer = tern::http::Response{};  // 200
@@ -74,14 +56,8 @@ struct Fixture {
     return webhooks.deregister(ctx, req).code();
   }
   std::vector<webhook::Delivery> deliveries() {
-    std::vector<webhook::Delivery> out;
-    for (const auto& [key, body] : transport.published) {
-      CHECK(key == "webhook.delivery");
-      webhook::Delivery d;
-      REQUIRE(d.ParseFromString(body));
-      out.push_back(d);
-    }
-    return out;
+    for (const auto& p : transport.publishes()) CHECK(p.routing_key == "webhook.delivery");
+    return transport.published<webhook::Delivery>();
   }
 };
 
@@ -191,20 +167,20 @@ TEST_CASE("a transaction fans out once to each of its account's webhooks") {
     CHECK(d.event_type() == "transaction.created");
     CHECK(d.body() == tern::json::to_json(event.transaction()));
   }
-  for (const auto& [key, body] : f.transport.published) {
-    CHECK(body.find(a1.secret()) == std::string::npos);  // secrets stay off the bus
-    CHECK(body.find(a2.secret()) == std::string::npos);
+  for (const auto& p : f.transport.publishes()) {
+    CHECK(p.body.find(a1.secret()) == std::string::npos);  // secrets stay off the bus
+    CHECK(p.body.find(a2.secret()) == std::string::npos);
   }
   CHECK(f.store.pending() == 0);
 
   // The same event again (a redelivery, or republished under a new event id): nothing new.
   REQUIRE(f.webhooks.on_transaction_created(f.ctx, event).ok());
-  CHECK(f.transport.published.size() == 2);
+  CHECK(f.transport.publishes().size() == 2);
 
   // A webhook registered since gets it if it comes again; the others do not get it twice.
   auto a3 = f.add("acc_a");
   REQUIRE(f.webhooks.on_transaction_created(f.ctx, event).ok());
-  REQUIRE(f.transport.published.size() == 3);
+  REQUIRE(f.transport.publishes().size() == 3);
   CHECK(f.deliveries().back().webhook_id() == a3.id());
 }
 

@@ -123,7 +123,7 @@ void call_loop(Figures& f) {
   while (!f.stop) {
     probe::ProbeRequest req;
     req.set_sleep_ms(5);
-    const std::string key = tern::detail::new_trace_id();
+    const std::string key = tern::new_trace_id();
     req.set_payload(key);
     auto ctx = tern::Context::with_timeout(kCallTimeout);
     const auto start = Clock::now();

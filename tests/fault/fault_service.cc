@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       std::string line = hop.service() + "\n";
       if (write(events_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
         return tern::Error{tern::Code::kInternal, "cannot log the event"};  // retried
-      return tern::Error{tern::Code::kOk, {}};
+      return tern::ok();
     });
   }
   return svc.run(argc, argv);

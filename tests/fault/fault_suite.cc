@@ -87,7 +87,7 @@ void send_bad_messages() {
   wrong.set_id("wrong");
   wrong.set_endpoint("work");
   wrong.set_body(std::string("\xff\xff\xff", 3));
-  wrong.set_deadline_unix_ms(tern::detail::to_unix_ms(Clock::now() + 10s));
+  wrong.set_deadline_unix_ms(tern::to_unix_ms(Clock::now() + 10s));
   for (int i = 0; i < 5; ++i) {
     publish("\xff garbage", true);
     publish("no reply_to", false);
@@ -139,7 +139,7 @@ Figures load(tern::Client& client, int calls, int concurrency, uint32_t sleep_ms
           if (n == calls / 3 && fault) faulter = std::thread(fault);
           probe::ProbeRequest req;
           req.set_sleep_ms(sleep_ms);
-          const std::string key = tern::detail::new_trace_id();
+          const std::string key = tern::new_trace_id();
           req.set_payload(key);
           auto ctx = tern::Context::with_timeout(timeout);
           auto start = Clock::now();

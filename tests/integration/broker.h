@@ -47,7 +47,7 @@ class Inspector {
   // A fresh queue bound to tern.events with `key`, optionally holding at
   // most `max_length` messages and refusing publishes beyond that.
   std::string bind(const std::string& key, int max_length = -1) {
-    std::string name = "test.events." + tern::detail::new_span_id();
+    std::string name = "test.events." + tern::new_span_id();
     amqp_table_entry_t entries[2];
     amqp_table_t args{0, entries};
     if (max_length >= 0) {
@@ -135,5 +135,5 @@ inline tern::Options broker_options() {
 
 // A queue name of this test's own, so tests never see each other's requests.
 inline std::string unique_service(const std::string& what) {
-  return "test." + what + "." + tern::detail::new_span_id();
+  return "test." + what + "." + tern::new_span_id();
 }

@@ -93,7 +93,7 @@ TEST_CASE("many fibers publish at once and every publish is confirmed") {
 TEST_CASE("an outbox event committed by a process that crashed before publishing is published on restart") {
   Inspector broker;
   const std::string queue = broker.bind("probe.hop");
-  const std::string marker = tern::detail::new_trace_id();
+  const std::string marker = tern::new_trace_id();
   char dir[] = "/tmp/tern-outbox.XXXXXX";
   REQUIRE(mkdtemp(dir) != nullptr);
   const std::string db = std::string(dir) + "/service.db";

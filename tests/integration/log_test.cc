@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "broker.h"
-#include "observability/log_line.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 
@@ -24,7 +23,7 @@ namespace {
 // What this process writes to stderr (fd 2) while it lives, and in JSON.
 class CapturedStderr {
  public:
-  CapturedStderr() : format_(tern::log::detail::format()) {
+  CapturedStderr() : format_(tern::log::format()) {
     REQUIRE(pipe(fds_) == 0);
     std::fflush(stderr);
     saved_ = dup(STDERR_FILENO);
@@ -39,10 +38,10 @@ class CapturedStderr {
         text_.append(buf, static_cast<size_t>(n));
       }
     });
-    tern::log::detail::set_format(tern::log::detail::Format::kJson);
+    tern::log::set_format(tern::log::Format::kJson);
   }
   ~CapturedStderr() {
-    tern::log::detail::set_format(format_);
+    tern::log::set_format(format_);
     std::fflush(stderr);
     dup2(saved_, STDERR_FILENO);  // closes the pipe's last write end: the reader ends
     close(saved_);
@@ -63,7 +62,7 @@ class CapturedStderr {
   }
 
  private:
-  tern::log::detail::Format format_;
+  tern::log::Format format_;
   int fds_[2] = {-1, -1};
   int saved_ = -1;
   std::thread reader_;
@@ -87,7 +86,7 @@ std::string string_field(const google::protobuf::Struct& s, const std::string& k
 
 TEST_CASE("log lines carry the trace id of the request that caused them") {
   const std::string name = unique_service("logs");
-  const std::string marker = "log-test-" + tern::detail::new_span_id();
+  const std::string marker = "log-test-" + tern::new_span_id();
   std::string captured;
   std::string handler_line, serving_line, client_line;
   tern::Result<ProbeResponse> r = tern::Error{tern::Code::kUnknown, "not called"};

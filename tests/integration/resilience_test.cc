@@ -200,7 +200,7 @@ TEST_CASE("a call with an idempotency key runs its handler once across retries a
     return r;
   });
   tern::Client client(options());
-  const std::string key = tern::detail::new_trace_id();
+  const std::string key = tern::new_trace_id();
   tern::CallOptions opts{.timeout = 3s, .max_attempts = 5, .attempt_timeout = 100ms, .idempotency_key = key};
   auto ctx = tern::Context::with_timeout(3s);
   auto first = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
@@ -211,7 +211,7 @@ TEST_CASE("a call with an idempotency key runs its handler once across retries a
   CHECK(again->instance() == "run 1");
   CHECK(runs.load() == 1);
   // Another key is another operation.
-  opts.idempotency_key = tern::detail::new_trace_id();
+  opts.idempotency_key = tern::new_trace_id();
   auto other = client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}, opts);
   CHECK(runs.load() == 2);
 }

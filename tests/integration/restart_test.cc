@@ -41,12 +41,12 @@ struct BrokerStopped {
 }  // namespace
 
 TEST_CASE("a service and a client survive a broker restart without being restarted") {
-  const std::string name = "test.restart." + tern::detail::new_span_id();
+  const std::string name = "test.restart." + tern::new_span_id();
   std::atomic<bool> release{false};
   tern::Service svc(name);
   // This Service object's own token: a service made again (restarted)
   // would answer with another.
-  const std::string token = tern::detail::new_trace_id();
+  const std::string token = tern::new_trace_id();
   // A request with sleep_ms holds its handler until the test releases it
   // (bounded by sleep_ms), so it is surely in flight when the broker stops.
   svc.handle("probe", [&](tern::Context&, const probe::ProbeRequest& req) -> tern::Result<probe::ProbeResponse> {
@@ -134,7 +134,7 @@ struct MemoryAlarm {
 }  // namespace
 
 TEST_CASE("a broker memory alarm blocks publishing but a service's acks still get through") {
-  const std::string name = "test.alarm." + tern::detail::new_span_id();
+  const std::string name = "test.alarm." + tern::new_span_id();
   std::atomic<bool> release{false};
   tern::Service svc(name);
   // Holds the request until the test has raised the alarm (bounded).
@@ -176,8 +176,8 @@ TEST_CASE("a broker memory alarm blocks publishing but a service's acks still ge
 }
 
 TEST_CASE("confirmed events survive a broker restart between publish and consume") {
-  const std::string name = "test.durable." + tern::detail::new_span_id();
-  const std::string marker = tern::detail::new_trace_id();
+  const std::string name = "test.durable." + tern::new_span_id();
+  const std::string marker = tern::new_trace_id();
   std::atomic<int> handled{0};
   tern::Options o = tern::Options::from_env();
   o.threads = 1;
@@ -185,7 +185,7 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
     // Create the subscription queue, then go away: nobody consumes.
     tern::Service first(name);
     first.subscribe<probe::Hop>("probe.hop", [](tern::Context&, const probe::Hop&) {
-      return tern::Error{tern::Code::kOk, {}};
+      return tern::ok();
     });
     first.start(o);
     first.stop();
@@ -206,7 +206,7 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
   tern::Service second(name);
   second.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
     if (hop.service() == marker) ++handled;
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   second.start(o);
   auto until = Clock::now() + 20s;
@@ -215,9 +215,9 @@ TEST_CASE("confirmed events survive a broker restart between publish and consume
 }
 
 TEST_CASE("an event failing during a memory alarm stays unacked until its retry is on the broker, and is not lost") {
-  const std::string name = "test.alarm.retry." + tern::detail::new_span_id();
+  const std::string name = "test.alarm.retry." + tern::new_span_id();
   const std::string queue = name + ".on.probe.hop";
-  const std::string marker = tern::detail::new_trace_id();
+  const std::string marker = tern::new_trace_id();
   std::atomic<bool> started{false}, release{false};
   std::atomic<int> handled{0};
   tern::Options o = tern::Options::from_env();

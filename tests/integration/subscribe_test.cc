@@ -49,7 +49,7 @@ TEST_CASE("an event reaches each subscribing service once and instances of one s
   auto counter = [&marker](std::atomic<int>& n) {
     return [&n, marker](tern::Context&, const probe::Hop& hop) {
       if (hop.service() == marker) ++n;
-      return tern::Error{tern::Code::kOk, {}};
+      return tern::ok();
     };
   };
   tern::Service sa1(a), sa2(a), sb(b);
@@ -77,11 +77,11 @@ TEST_CASE("a handler that fails twice then succeeds handles the event on the thi
   std::atomic<int> tries{0}, handled_at{0};
   tern::Service svc(svc_name);
   svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context& ctx, const probe::Hop& hop) {
-    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    if (hop.service() != marker) return tern::ok();
     ++tries;
     if (ctx.attempt() < 3) return tern::Error{tern::Code::kUnavailable, "not yet"};
     handled_at = static_cast<int>(ctx.attempt());
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   svc.start(options());
   publish_hops(marker, 1);
@@ -94,7 +94,7 @@ TEST_CASE("an always-failing handler lands the event in the dead-letter queue wi
   std::atomic<int> tries{0};
   tern::Service svc(svc_name);
   svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
-    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    if (hop.service() != marker) return tern::ok();
     ++tries;
     return tern::Error{tern::Code::kInternal, "the ledger is closed"};
   });
@@ -123,17 +123,17 @@ TEST_CASE("once_per_event runs a handler once for an event delivered twice") {
   // The outer handler sees every delivery; the inner one runs once per id.
   auto inner = tern::once_per_event<probe::Hop>(store, [&](tern::Context&, const probe::Hop&) {
     ++runs;
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context& ctx, const probe::Hop& hop) {
-    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    if (hop.service() != marker) return tern::ok();
     ++seen;
     return inner(ctx, hop);
   });
   svc.start(options());
   // The same envelope twice, as a redelivery or a replay would bring it.
   tern::v1::Event event;
-  event.set_id(tern::detail::new_trace_id());
+  event.set_id(tern::new_trace_id());
   event.set_type("probe.Hop");
   probe::Hop hop;
   hop.set_service(marker);
@@ -165,11 +165,11 @@ TEST_CASE("tern dlq list shows a dead-lettered event and tern dlq replay brings 
   std::atomic<int> tries{0}, handled{0};
   tern::Service svc(svc_name);
   svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
-    if (hop.service() != marker) return tern::Error{tern::Code::kOk, {}};
+    if (hop.service() != marker) return tern::ok();
     ++tries;
     if (broken) return tern::Error{tern::Code::kFailedPrecondition, "the ledger is closed"};
     ++handled;
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   tern::Options o = options();
   o.event_attempts = 2;
@@ -216,7 +216,7 @@ TEST_CASE("a subscription can use a quorum queue") {
   tern::Service svc(svc_name);
   svc.subscribe<probe::Hop>("probe.hop", [&](tern::Context&, const probe::Hop& hop) {
     if (hop.service() == marker) ++handled;
-    return tern::Error{tern::Code::kOk, {}};
+    return tern::ok();
   });
   tern::Options o = options();
   o.event_queue_type = "quorum";

@@ -160,7 +160,7 @@ TEST_CASE("an event's publish and consume spans are in the publisher's trace") {
   Spans spans;
   const std::string name = unique_service("trace-events");
   tern::Service svc(name);
-  svc.subscribe<probe::Hop>("probe.hop", [](tern::Context&, const probe::Hop&) { return tern::Error{tern::Code::kOk, {}}; });
+  svc.subscribe<probe::Hop>("probe.hop", [](tern::Context&, const probe::Hop&) { return tern::ok(); });
   svc.start(broker_options());
   tern::Client client(broker_options(), "trace-publisher");
   auto ctx = tern::Context::with_timeout(5s);

@@ -128,7 +128,7 @@ TEST_CASE("a text log line is time then level then service then message then a s
 }
 
 TEST_CASE("a log line's request id is the request's else the gateway's metadata") {
-  auto ctx = tern::Context::from_wire(tern::detail::to_unix_ms(tern::Context::Clock::now()) + 1000,
+  auto ctx = tern::Context::from_wire(tern::to_unix_ms(tern::Context::Clock::now()) + 1000,
                                       "trace-1", "span", "", "req-1", "caller",
                                       {{"request_id", "edge-1"}});
   Line l = line("m");
@@ -151,7 +151,7 @@ TEST_CASE("a log line's request id is the request's else the gateway's metadata"
 }
 
 TEST_CASE("TERN_LOG_LEVEL and TERN_LOG_FORMAT values parse") {
-  using tern::log::detail::Format;
+  using tern::log::Format;
   CHECK(tern::log::detail::parse_level("debug") == Level::kDebug);
   CHECK(tern::log::detail::parse_level("info") == Level::kInfo);
   CHECK(tern::log::detail::parse_level("warn") == Level::kWarn);

@@ -49,13 +49,18 @@ class Transport {
   }
 };
 
-namespace detail {
-// Non-template core of tern::call: serializes req, sends it through ctx's
-// transport, and parses the reply into *resp. Returns code kOk on success.
+// The call behind tern::call<Resp>, for callers that know the message types
+// only at run time (a CLI or a gateway holding dynamic messages built from
+// descriptors). Serializes req, sends it exactly as tern::call does (ctx's
+// transport, else the calling fiber's tern runtime; ctx's trace and
+// remaining deadline; opts), and parses the reply into *resp, which the
+// caller owns and which must be of the endpoint's response type. Returns
+// tern::ok() with *resp filled in, or the call's error, *resp then
+// unspecified: FAILED_PRECONDITION outside a tern runtime with no transport
+// on ctx, INTERNAL if the reply does not parse as *resp's type.
 Error call_message(const Context& ctx, std::string_view service, std::string_view endpoint,
                    const google::protobuf::MessageLite& req, google::protobuf::MessageLite* resp,
-                   const CallOptions& opts);
-}  // namespace detail
+                   const CallOptions& opts = {});
 
 // Calls service/endpoint with an already serialized request body and returns
 // the serialized reply body: for gateways and tools that do not know the
@@ -71,8 +76,8 @@ template <class Resp, class Req>
 Result<Resp> call(const Context& ctx, std::string_view service, std::string_view endpoint,
                   const Req& req, const CallOptions& opts = {}) {
   Resp resp;
-  Error err = detail::call_message(ctx, service, endpoint, req, &resp, opts);
-  if (err.code != Code::kOk) return err;
+  Error err = call_message(ctx, service, endpoint, req, &resp, opts);
+  if (!err.ok()) return err;
   return resp;
 }
 

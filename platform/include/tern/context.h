@@ -104,11 +104,22 @@ class Context {
   Transport* transport_ = nullptr;
 };
 
-namespace detail {
-// Random lowercase-hex identifiers: 32 chars for traces and request ids,
-// 16 for spans. Fast (per-thread generator), not cryptographic.
+// Random lowercase-hex identifiers, as the platform makes them: 32 characters
+// for trace ids and request ids (new_trace_id), 16 for span ids
+// (new_span_id). Unique enough for ids and unguessable by accident, but not
+// cryptographic: never use one as a secret or a token. Thread-safe (each
+// thread has its own generator) and cheap; call them from anywhere.
 std::string new_trace_id();
 std::string new_span_id();
+
+// The steady-clock instant `t` as Unix milliseconds (the form deadlines take
+// on the wire: Context::from_wire, deadline_unix_ms), and back. Each reads
+// both clocks now, so a round trip is exact only to a millisecond or so and
+// follows any step of the wall clock in between. Thread-safe.
+int64_t to_unix_ms(Context::Clock::time_point t);
+Context::Clock::time_point from_unix_ms(int64_t unix_ms);
+
+namespace detail {
 // A fast per-thread pseudo-random number (not cryptographic).
 uint64_t next_random_u64();
 // Makes `ctx` the calling fiber's Context::current() until destroyed.
@@ -123,9 +134,6 @@ class ScopedCurrent {
   const Context* previous_;
   bool fiber_ = false;
 };
-// Conversions between the steady clock and Unix milliseconds.
-int64_t to_unix_ms(Context::Clock::time_point t);
-Context::Clock::time_point from_unix_ms(int64_t unix_ms);
 }  // namespace detail
 
 }  // namespace tern

@@ -25,7 +25,6 @@ inline constexpr const char* kTraceExchange = "tern.traces";
 std::string event_routing_key(const google::protobuf::Descriptor* type);
 
 namespace detail {
-Error publish_message(const Context& ctx, const google::protobuf::Message& event);
 Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
                          const std::function<Error()>& handler);
 }  // namespace detail
@@ -49,14 +48,15 @@ auto once_per_event(std::shared_ptr<IdempotencyStore> store, F handler) {
 // new id, its type, the source service, the time and ctx's trace) and
 // suspends the calling fiber until the broker confirms it has stored it.
 // Many fibers may have publishes awaiting confirms at once.
-// Returns code kOk once confirmed. Otherwise the event may or may not have
+// Returns tern::ok() once confirmed. Otherwise the event may or may not have
 // been stored, and the error says so: UNAVAILABLE if the broker refused it
 // (nack) or the connection was lost first, DEADLINE_EXCEEDED if no confirm
 // came by ctx's deadline; both carry the param outcome=unknown. Never kOk
-// for an event that was not confirmed.
-template <class Event>
-Error publish(const Context& ctx, const Event& event) {
-  return detail::publish_message(ctx, event);
-}
+// for an event that was not confirmed. FAILED_PRECONDITION outside a tern
+// runtime when ctx has no transport of its own.
+// Not a template: callers that know the event's type only at run time (a
+// dynamic message built from a descriptor, as the CLI does) call it too; the
+// type and routing key come from event's descriptor.
+Error publish(const Context& ctx, const google::protobuf::Message& event);
 
 }  // namespace tern

@@ -3,9 +3,10 @@
 
 #include <chrono>
 #include <cstddef>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tern/env.h"  // ConfigError
 
 namespace tern {
 
@@ -74,11 +75,12 @@ struct Options {
   // and event and sends them, batched, to the exchange tern.traces; "off".
   std::string tracing = "on";
   // TERN_METRICS_PORT, --metrics-port: serve Prometheus metrics at
-  // http://0.0.0.0:PORT/metrics; 0 (the default) serves none.
+  // http://0.0.0.0:PORT/metrics (at most 65535); 0 (the default) serves none.
   int metrics_port = 0;
 
-  // Defaults overridden by the TERN_* variables present in the environment.
-  // Throws ConfigError on a malformed value.
+  // Defaults overridden by the TERN_* variables present (and not empty) in
+  // the environment, read with tern::env. Throws ConfigError naming the
+  // variable on a malformed value: "TERN_THREADS='x' is not a number".
   static Options from_env();
   // Applies --name=value or --name value flags over *this. Throws ConfigError
   // on an unknown flag or a malformed value; --help throws with the usage text.
@@ -89,10 +91,6 @@ struct Options {
   std::vector<std::string> amqp_urls() const;
   // threads, with 0 resolved to the core count.
   int resolved_threads() const;
-};
-
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
 };
 
 }  // namespace tern

@@ -56,7 +56,7 @@ class Service {
       Result<Resp> result = h(ctx, req);
       if (!result.ok()) return std::move(result.error());
       result->SerializeToString(out);
-      return Error{Code::kOk, {}};
+      return ok();
     };
     add_endpoint(std::move(endpoint), std::move(ep));
     return *this;

@@ -14,8 +14,8 @@ Context::Context() : cancel_(std::make_shared<CancelState>()) {}
 Context Context::with_deadline(Clock::time_point deadline) {
   Context c;
   c.deadline_ = deadline;
-  c.trace_id_ = detail::new_trace_id();
-  c.span_id_ = detail::new_span_id();
+  c.trace_id_ = new_trace_id();
+  c.span_id_ = new_span_id();
   return c;
 }
 
@@ -27,9 +27,9 @@ Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::
                            std::string parent_span_id, std::string request_id,
                            std::string caller, Metadata metadata, uint32_t attempt) {
   Context c;
-  c.deadline_ = detail::from_unix_ms(deadline_unix_ms);
-  c.trace_id_ = trace_id.empty() ? detail::new_trace_id() : std::move(trace_id);
-  c.span_id_ = span_id.empty() ? detail::new_span_id() : std::move(span_id);
+  c.deadline_ = from_unix_ms(deadline_unix_ms);
+  c.trace_id_ = trace_id.empty() ? new_trace_id() : std::move(trace_id);
+  c.span_id_ = span_id.empty() ? new_span_id() : std::move(span_id);
   c.parent_span_id_ = std::move(parent_span_id);
   c.request_id_ = std::move(request_id);
   c.caller_ = std::move(caller);
@@ -38,7 +38,7 @@ Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::
   return c;
 }
 
-int64_t Context::deadline_unix_ms() const { return detail::to_unix_ms(deadline_); }
+int64_t Context::deadline_unix_ms() const { return to_unix_ms(deadline_); }
 
 std::chrono::milliseconds Context::remaining() const {
   auto left = deadline_ - Clock::now();
@@ -101,7 +101,7 @@ Context Context::child(std::chrono::milliseconds timeout) const {
   Context c;
   c.deadline_ = std::min(deadline_, Clock::now() + timeout);
   c.trace_id_ = trace_id_;
-  c.span_id_ = detail::new_span_id();
+  c.span_id_ = new_span_id();
   c.parent_span_id_ = span_id_;
   c.caller_ = caller_;
   c.metadata_ = metadata_;
@@ -125,6 +125,8 @@ uint64_t next_random_u64() {
   return z ^ (z >> 31);
 }
 
+}  // namespace detail
+
 namespace {
 
 void append_hex(std::string* out, uint64_t v) {
@@ -137,15 +139,15 @@ void append_hex(std::string* out, uint64_t v) {
 std::string new_trace_id() {
   std::string s;
   s.reserve(32);
-  append_hex(&s, next_random_u64());
-  append_hex(&s, next_random_u64());
+  append_hex(&s, detail::next_random_u64());
+  append_hex(&s, detail::next_random_u64());
   return s;
 }
 
 std::string new_span_id() {
   std::string s;
   s.reserve(16);
-  append_hex(&s, next_random_u64());
+  append_hex(&s, detail::next_random_u64());
   return s;
 }
 
@@ -162,7 +164,6 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
   return Context::Clock::now() + std::chrono::duration_cast<Context::Clock::duration>(from_now);
 }
 
-}  // namespace detail
 }  // namespace tern
 
 namespace tern {

@@ -11,26 +11,32 @@ namespace {
 
 namespace pb = google::protobuf;
 
-void append_escaped(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", static_cast<int>(c));
-        } else {
-          out->push_back(c);
-        }
-    }
+// The length of the well-formed UTF-8 sequence (RFC 3629) starting at s[i],
+// a non-ASCII byte; 0 if there is none: a lone continuation byte, a
+// truncated sequence, an overlong form, a surrogate, or past U+10FFFF.
+size_t utf8_length(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b = byte(i);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) {
+    n = 2;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    n = 3;
+    if (b == 0xE0) lo = 0xA0;  // no overlong forms
+    if (b == 0xED) hi = 0x9F;  // no surrogates
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    n = 4;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;  // nothing past U+10FFFF
+  } else {
+    return 0;
   }
-  out->push_back('"');
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return n;
 }
 
 void append_base64(std::string_view in, std::string* out) {
@@ -96,7 +102,7 @@ void append_value(const pb::Message& m, const pb::FieldDescriptor* f, int index,
       if (f->enum_type()->full_name() == "google.protobuf.NullValue") {
         out->append("null");
       } else if (const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(v)) {
-        append_escaped(e->name(), out);
+        append_quoted(e->name(), out);
       } else {
         fmt::format_to(it, "{}", v);
       }
@@ -107,7 +113,7 @@ void append_value(const pb::Message& m, const pb::FieldDescriptor* f, int index,
       const std::string& s = rep ? r->GetRepeatedStringReference(m, f, index, &scratch)
                                  : r->GetStringReference(m, f, &scratch);
       if (f->type() == pb::FieldDescriptor::TYPE_BYTES) append_base64(s, out);
-      else append_escaped(s, out);
+      else append_quoted(s, out);
       break;
     }
     case pb::FieldDescriptor::CPPTYPE_MESSAGE:
@@ -124,7 +130,7 @@ void append_map_key(const pb::Message& entry, std::string* out) {
   } else {
     std::string k;
     append_value(entry, key, -1, &k);
-    append_escaped(k, out);
+    append_quoted(k, out);
   }
 }
 
@@ -147,7 +153,7 @@ void append_message(const pb::Message& m, std::string* out) {
     if (!f->is_repeated() && f->has_presence() && !r->HasField(m, f)) continue;
     if (!first) out->push_back(',');
     first = false;
-    append_escaped(f->json_name(), out);
+    append_quoted(f->json_name(), out);
     out->push_back(':');
     if (f->is_map()) {
       out->push_back('{');
@@ -176,9 +182,41 @@ void append_message(const pb::Message& m, std::string* out) {
 
 }  // namespace
 
+void append_quoted(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (size_t n = utf8_length(s, i); n > 0) {
+        out->append(s.substr(i, n));
+        i += n;
+      } else {
+        out->append("\\ufffd");
+        ++i;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      default:
+        if (c < 0x20 || c == 0x7F) fmt::format_to(std::back_inserter(*out), "\\u{:04x}", c);
+        else out->push_back(static_cast<char>(c));
+    }
+    ++i;
+  }
+  out->push_back('"');
+}
+
 std::string quote(std::string_view s) {
   std::string out;
-  append_escaped(s, &out);
+  out.reserve(s.size() + 2);
+  append_quoted(s, &out);
   return out;
 }
 
@@ -198,7 +236,7 @@ Error from_json(std::string_view json, google::protobuf::Message* message) {
                  fmt::format("body is not a valid {} in JSON: {}", message->GetDescriptor()->full_name(),
                              std::string(status.message()))}
         .with_param("body", "invalid");
-  return Error{Code::kOk, {}};
+  return ok();
 }
 
 }  // namespace tern::json

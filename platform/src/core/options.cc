@@ -1,11 +1,12 @@
 #include "tern/options.h"
 
-#include <charconv>
-#include <cstdlib>
+#include <climits>
 #include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
+
+#include "tern/env.h"
 
 namespace tern {
 namespace {
@@ -17,6 +18,7 @@ struct Field {
   std::string Options::*text = nullptr;
   int Options::*number = nullptr;
   int min = 0;
+  int max = INT_MAX;
 };
 
 const Field kFields[] = {
@@ -35,7 +37,7 @@ const Field kFields[] = {
     {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
     {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
     {"tracing", "TERN_TRACING", "on or off: spans to tern.traces", &Options::tracing, nullptr},
-    {"metrics-port", "TERN_METRICS_PORT", "Prometheus /metrics port (0: none)", nullptr, &Options::metrics_port, 0},
+    {"metrics-port", "TERN_METRICS_PORT", "Prometheus /metrics port (0: none)", nullptr, &Options::metrics_port, 0, 65535},
     {"request-queue-type", "TERN_REQUEST_QUEUE_TYPE", "classic or quorum", &Options::request_queue_type,
      nullptr},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
@@ -46,11 +48,7 @@ void assign(Options& o, const Field& f, std::string_view value, std::string_view
     o.*f.text = std::string(value);
     return;
   }
-  int v = 0;
-  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || end != value.data() + value.size() || v < f.min)
-    throw ConfigError(fmt::format("{}: '{}' is not an integer >= {}", source, value, f.min));
-  o.*f.number = v;
+  o.*f.number = static_cast<int>(env::parse_integer(source, value, f.min, f.max));
 }
 
 std::string usage(const char* program) {
@@ -85,7 +83,8 @@ std::string_view trim(std::string_view s) {
 Options Options::from_env() {
   Options o;
   for (const Field& f : kFields) {
-    if (const char* v = std::getenv(f.env); v != nullptr && *v != '\0') assign(o, f, v, f.env);
+    if (f.text != nullptr) o.*f.text = env::string(f.env, o.*f.text);
+    else o.*f.number = static_cast<int>(env::integer(f.env, o.*f.number, f.min, f.max));
   }
   validate(o);
   return o;

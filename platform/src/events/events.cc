@@ -24,10 +24,8 @@ std::string event_routing_key(const google::protobuf::Descriptor* type) {
   return key;
 }
 
-namespace detail {
-
-Error publish_message(const Context& ctx, const google::protobuf::Message& event) {
-  Transport* transport = transport_for(ctx);
+Error publish(const Context& ctx, const google::protobuf::Message& event) {
+  Transport* transport = detail::transport_for(ctx);
   if (transport == nullptr)
     return Error{Code::kFailedPrecondition,
                  "tern::publish outside a tern runtime: publish from a handler or inside Client::run"};
@@ -35,12 +33,14 @@ Error publish_message(const Context& ctx, const google::protobuf::Message& event
   return transport->publish(ctx, type->full_name(), event_routing_key(type), event.SerializeAsString());
 }
 
+namespace detail {
+
 Error run_once_per_event(IdempotencyStore& store, const std::string& event_id,
                          const std::function<Error()>& handler) {
   const std::string key = "event\n" + event_id;
   switch (store.begin(key).state) {
     case IdempotencyStore::State::kDone:
-      return Error{Code::kOk, {}};  // handled before: a duplicate
+      return ok();  // handled before: a duplicate
     case IdempotencyStore::State::kInProgress:
       return Error{Code::kUnavailable, "the same event is being handled right now"};
     case IdempotencyStore::State::kNew:

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "observability/telemetry.h"
+#include "tern/json.h"
 #include "tern/log.h"
 
 namespace tern {
@@ -152,8 +153,8 @@ Code code_of_status(int status) {
 
 http::Response error_response(int status, std::string_view message) {
   return http::Response::json(
-      status, fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})",
-                          status == 408 ? "DEADLINE_EXCEEDED" : "INVALID_ARGUMENT", message));
+      status, fmt::format(R"({{"error":{{"code":"{}","message":{}}}}})",
+                          status == 408 ? "DEADLINE_EXCEEDED" : "INVALID_ARGUMENT", json::quote(message)));
 }
 
 }  // namespace

@@ -18,8 +18,6 @@
 namespace tern::log {
 namespace {
 
-using detail::Format;
-
 // TERN_LOG_LEVEL and TERN_LOG_FORMAT, read once.
 struct Settings {
   Level level = Level::kInfo;
@@ -177,9 +175,8 @@ void set_process_name(std::string_view name) { logger().set_service(name.empty()
 
 void write(Level level, std::string_view message) { logger().write(level, message); }
 
-namespace detail {
 Format format() { return logger().format(); }
+
 void set_format(Format format) { logger().set_format(format); }
-}  // namespace detail
 
 }  // namespace tern::log

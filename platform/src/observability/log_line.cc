@@ -6,39 +6,13 @@
 #include <iterator>
 
 #include "tern/context.h"
+#include "tern/json.h"
 
 namespace tern::log::detail {
 namespace {
 
 constexpr std::string_view kJsonLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kTextLevels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-
-// The length of the well-formed UTF-8 sequence (RFC 3629) starting at s[i],
-// a non-ASCII byte; 0 if there is none.
-size_t utf8_length(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b = byte(i);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-  if (b >= 0xC2 && b <= 0xDF) {
-    n = 2;
-  } else if (b >= 0xE0 && b <= 0xEF) {
-    n = 3;
-    if (b == 0xE0) lo = 0xA0;  // no overlong forms
-    if (b == 0xED) hi = 0x9F;  // no surrogates
-  } else if (b >= 0xF0 && b <= 0xF4) {
-    n = 4;
-    if (b == 0xF0) lo = 0x90;
-    if (b == 0xF4) hi = 0x8F;  // nothing past U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  return n;
-}
 
 int level_index(Level level) {
   const int i = static_cast<int>(level);
@@ -70,54 +44,6 @@ void add_context(const Context& ctx, Line* line) {
   }
 }
 
-void append_json_string(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      if (size_t n = utf8_length(s, i); n > 0) {
-        out->append(s.substr(i, n));
-        i += n;
-      } else {
-        out->append("\\ufffd");
-        ++i;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-    ++i;
-  }
-  out->push_back('"');
-}
-
 void append_json(const Line& line, std::string* out) {
   const auto since_epoch = line.time.time_since_epoch();
   const std::time_t secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
@@ -129,17 +55,17 @@ void append_json(const Line& line, std::string* out) {
       R"({{"time":"{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:03d}Z","level":"{}","service":)",
       utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
       static_cast<int>(ms), kJsonLevels[level_index(line.level)]);
-  append_json_string(line.service, out);
+  json::append_quoted(line.service, out);
   if (!line.trace_id.empty()) {
     out->append(R"(,"trace_id":)");
-    append_json_string(line.trace_id, out);
+    json::append_quoted(line.trace_id, out);
   }
   if (!line.request_id.empty()) {
     out->append(R"(,"request_id":)");
-    append_json_string(line.request_id, out);
+    json::append_quoted(line.request_id, out);
   }
   out->append(R"(,"msg":)");
-  append_json_string(line.message, out);
+  json::append_quoted(line.message, out);
   out->append("}\n");
 }
 

@@ -15,8 +15,6 @@ class Context;
 
 namespace tern::log::detail {
 
-enum class Format { kJson, kText };
-
 // Parses TERN_LOG_FORMAT / TERN_LOG_LEVEL values; nullopt for anything else.
 std::optional<Format> parse_format(std::string_view s);
 std::optional<Level> parse_level(std::string_view s);
@@ -36,9 +34,8 @@ struct Line {
 void add_context(const Context& ctx, Line* line);
 
 // {"time":"2026-11-26T08:10:43.123Z","level":"info","service":"...",
-//  "trace_id":"...","request_id":"...","msg":"..."} and a newline. Valid JSON
-// for any bytes: quotes, backslashes and control characters are escaped, and
-// each byte that is not part of well-formed UTF-8 becomes U+FFFD.
+//  "trace_id":"...","request_id":"...","msg":"..."} and a newline. Valid
+// UTF-8 JSON for any bytes: the strings are written by tern::json::quote.
 void append_json(const Line& line, std::string* out);
 
 // "08:10:43.123 INFO  service: message [trace=1a2b3c4d]" and a newline, in
@@ -46,13 +43,5 @@ void append_json(const Line& line, std::string* out);
 // *level_end) is where the level word is, for colouring it.
 void append_text(const Line& line, std::string* out, size_t* level_begin = nullptr,
                  size_t* level_end = nullptr);
-
-// Appends `s` as a JSON string, quotes included.
-void append_json_string(std::string_view s, std::string* out);
-
-// The format lines are written in, and a switch of every later line to
-// `format`. For tests; thread-safe.
-Format format();
-void set_format(Format format);
 
 }  // namespace tern::log::detail

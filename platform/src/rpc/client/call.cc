@@ -14,21 +14,20 @@ Error no_runtime() {
 }
 
 }  // namespace
+}  // namespace detail
 
 Error call_message(const Context& ctx, std::string_view service, std::string_view endpoint,
                    const google::protobuf::MessageLite& req, google::protobuf::MessageLite* resp,
                    const CallOptions& opts) {
-  Transport* transport = transport_for(ctx);
-  if (transport == nullptr) return no_runtime();
+  Transport* transport = detail::transport_for(ctx);
+  if (transport == nullptr) return detail::no_runtime();
   Result<std::string> reply = transport->call(ctx, service, endpoint, req.SerializeAsString(), opts);
   if (!reply.ok()) return std::move(reply.error());
   if (!resp->ParseFromString(*reply))
     return Error{Code::kInternal, fmt::format("{}/{} replied with a body that is not a {}", service,
                                               endpoint, resp->GetTypeName())};
-  return Error{Code::kOk, {}};
+  return ok();
 }
-
-}  // namespace detail
 
 Result<std::string> call_bytes(const Context& ctx, std::string_view service,
                                std::string_view endpoint, std::string body,
