@@ -1,14 +1,16 @@
-// The fault suite: under a load of concurrent calls, half with an
-// idempotency key, break things; then check what the client was told against
-// the ledger the handlers wrote (tests/fault/ledger.h), and check that the
-// fault really happened.
+// The fault suite: under a load of concurrent calls, each with an
+// idempotency key or not at random, break things; then check what the client
+// was told against the ledger the handlers wrote (tests/fault/ledger.h), and
+// check that the fault really happened.
 //
 //   fault_suite SERVICE_BINARY [REPORT_FILE]          the faults
 //   fault_suite --break SERVICE_BINARY [REPORT_FILE]  each checker against a
-//                                                     deliberately broken build
+//                                                     deliberately broken service
 //
 // Needs TERN_AMQP_URL, TERN_RABBIT_NODE and TERN_RABBIT_DIR (scripts/test
 // sets them). Prints the figures of each scenario and "N passed, M failed".
+// FAULT_ONLY=TEXT runs the scenarios whose name contains TEXT; FAULT_KEEP=1
+// keeps the ledgers and the instances' logs.
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
