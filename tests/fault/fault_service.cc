@@ -1,11 +1,27 @@
-// The service the fault suite and the cluster test break: `work` sleeps
-// sleep_ms, appends the request's idempotency key (carried in payload) to
-// $FAULT_RUN_LOG once the handler has finished its work, and answers. With
-// $FAULT_EVENT_LOG set it also subscribes to probe.hop events and appends
-// each one's `service` field there before acking it.
+// The service the fault suite and the cluster test break. `work` treats the
+// request's payload as the call's key. With $FAULT_LEDGER set it appends to
+// that file, opened for each line (O_APPEND, one write: the line is in the
+// file once write() returns, whatever happens to this process next):
+//
+//   begin KEY PID ATTEMPT    when the handler starts
+//   effect KEY PID ATTEMPT   when it has done its work (slept sleep_ms)
+//
+// ATTEMPT is the caller's attempt number (ctx.attempt()): a broker
+// redelivery has the attempt number of the delivery it repeats. A payload
+// starting with "crash" aborts after its begin line (a poison request). An
+// empty payload leaves no line.
+//
+// $FAULT_BREAK breaks the service on purpose, to show the suite's checkers
+// fail (every 5th request of a process): skip-effect answers ok without its
+// effect line, double-effect writes it twice, effect-on-refusal writes it and
+// answers RESOURCE_EXHAUSTED as if the request had been refused.
+//
+// With $FAULT_EVENT_LOG set it also subscribes to probe.hop events and
+// appends each one's `service` field there before acking it.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/fiber/operations.hpp>
 #include <cstdlib>
 #include <string>
@@ -13,21 +29,53 @@
 #include "probe.pb.h"
 #include "tern/tern.h"
 
+namespace {
+
+bool append(const std::string& path, const std::string& line) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool written = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  return close(fd) == 0 && written;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  const char* log_path = std::getenv("FAULT_RUN_LOG");
-  int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
-  const char* name = std::getenv("FAULT_SERVICE");
-  tern::Service svc{name ? name : "test.fault"};
-  svc.handle("work", [log_fd](tern::Context&, const probe::ProbeRequest& req)
+  const std::string ledger = env("FAULT_LEDGER");
+  const std::string broken = env("FAULT_BREAK");
+  if (!broken.empty() && broken != "skip-effect" && broken != "double-effect" &&
+      broken != "effect-on-refusal") {
+    std::fprintf(stderr, "FAULT_BREAK: unknown break '%s'\n", broken.c_str());
+    return 2;
+  }
+  const std::string pid = std::to_string(getpid());
+  const std::string name = env("FAULT_SERVICE");
+  tern::Service svc{name.empty() ? "test.fault" : name};
+  std::atomic<uint64_t> requests{0};  // this process's, for FAULT_BREAK
+  svc.handle("work", [&](tern::Context& ctx, const probe::ProbeRequest& req)
                          -> tern::Result<probe::ProbeResponse> {
-    if (req.payload() == "crash") std::abort();  // a poison request
+    const std::string& key = req.payload();
+    const bool record = !ledger.empty() && !key.empty();
+    const std::string where = " " + key + " " + pid + " " + std::to_string(ctx.attempt()) + "\n";
+    const tern::Error no_ledger{tern::Code::kInternal, "cannot write the ledger"};
+    if (record && !append(ledger, "begin" + where)) return no_ledger;
+    if (key.starts_with("crash")) std::abort();  // a poison request
     boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
-    if (log_fd >= 0) {
-      std::string line = req.payload() + "\n";
-      [[maybe_unused]] ssize_t n = write(log_fd, line.data(), line.size());  // one atomic append
-    }
+    const bool break_this = !broken.empty() && ++requests % 5 == 0;
+    int effects = 1;
+    if (break_this && broken == "skip-effect") effects = 0;
+    if (break_this && broken == "double-effect") effects = 2;
+    for (int i = 0; i < effects && record; ++i)
+      if (!append(ledger, "effect" + where)) return no_ledger;
+    if (break_this && broken == "effect-on-refusal")
+      return tern::Error{tern::Code::kResourceExhausted, "FAULT_BREAK: refused after its effect"};
     probe::ProbeResponse r;
-    r.set_instance(std::to_string(getpid()));
+    r.set_instance(pid);
     return r;
   });
   if (const char* events = std::getenv("FAULT_EVENT_LOG")) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -46,6 +47,7 @@ class ServiceProcess {
     const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv, envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("cannot start " + binary);
+    started_pid_ = pid_;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < until) {  // bounded wait for its "serving" line
       if (output().find(" serving: ") != std::string::npos) return;
@@ -55,6 +57,7 @@ class ServiceProcess {
       if (waitpid(pid_, &raw, WNOHANG) == pid_) {
         pid_ = 0;
         if (WIFSIGNALED(raw)) {
+          killed_by_ = WTERMSIG(raw);
           crashed_ = true;
           return;
         }
@@ -75,13 +78,16 @@ class ServiceProcess {
   ServiceProcess(const ServiceProcess&) = delete;
   ServiceProcess& operator=(const ServiceProcess&) = delete;
 
+  // 0 once it has been waited for; started_pid() stays.
   pid_t pid() const { return pid_; }
+  pid_t started_pid() const { return started_pid_; }
   void signal(int sig) { kill(pid_, sig); }
   // Waits for the process to exit; its exit status, or -1.
   int wait() {
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = 0;
+    killed_by_ = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   // Without blocking: whether the process has exited, and if so its exit
@@ -95,8 +101,18 @@ class ServiceProcess {
     int raw = 0;
     if (pid_ == 0 || waitpid(pid_, &raw, WNOHANG) != pid_) return false;
     pid_ = 0;
+    killed_by_ = WIFSIGNALED(raw) ? WTERMSIG(raw) : 0;
     *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
     return true;
+  }
+  // Once it has exited: the signal that ended it, or 0 (it exited).
+  int killed_by() const { return killed_by_; }
+  // Its state letter in /proc/PID/stat ('T': stopped), or 0.
+  char state() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    return pid_ > 0 && paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 0;
   }
   // What it printed so far.
   std::string output() const {
@@ -109,5 +125,7 @@ class ServiceProcess {
  private:
   pid_t pid_ = 0;
   bool crashed_ = false;   // killed by a signal before it was serving
+  pid_t started_pid_ = 0;
+  int killed_by_ = 0;
   std::string log_;
 };

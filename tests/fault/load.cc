@@ -1,0 +1,119 @@
+#include <random>
+#include "load.h"
+
+#include <boost/fiber/all.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "probe.pb.h"
+
+namespace {
+
+// A fair coin, per thread.
+bool coin() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return (rng() & 1) == 0;
+}
+
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Whether an attempt's error says its request was not processed: the broker
+// returned it (no queue), the service refused it unprocessed (a full queue,
+// an invalid request) or it was never sent (the deadline had passed, the
+// client's in-flight bound). Anything else (a timeout after the publish,
+// a lost connection, CANCELLED, INTERNAL) leaves the outcome unknown.
+bool not_processed(const tern::Error& e) {
+  if (e.local.no_route) return true;
+  switch (e.code) {
+    case tern::Code::kResourceExhausted:
+    case tern::Code::kInvalidArgument:
+      return true;
+    case tern::Code::kDeadlineExceeded:
+      return e.message.starts_with("deadline passed before calling");
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+tern::ClientFilter Attempts::filter() {
+  return [this](const tern::Context& ctx, tern::OutgoingCall& call,
+                const tern::ClientNext& next) -> tern::Result<std::string> {
+    probe::ProbeRequest req;
+    const std::string key = req.ParseFromString(call.body) ? req.payload() : std::string();
+    tern::Result<std::string> r = next(ctx, call);
+    bool slow = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!r.ok() && r.error().local.link_failed) ++link_failures_;
+      if (r.ok() || !not_processed(r.error())) maybe_processed_.insert(key);
+      slow = late_break_ && call.attempt == 1 && ++first_attempts_ % 5 == 0;
+    }
+    if (slow) boost::this_fiber::sleep_until(ctx.deadline() + 200ms);
+    return r;
+  };
+}
+
+bool Attempts::maybe_processed(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return maybe_processed_.count(key) > 0;
+}
+
+int Attempts::link_failures() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return link_failures_;
+}
+
+void Attempts::set_late_break(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  late_break_ = on;
+}
+
+Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load) {
+  static std::atomic<int> loads{0};
+  Calls out;
+  out.tag = "L" + std::to_string(++loads) + "-";
+  std::atomic<int> issued{0};
+  std::thread faulter;
+  client.run([&] {
+    std::vector<boost::fibers::fiber> fibers;
+    for (int c = 0; c < load.concurrency; ++c) {
+      fibers.emplace_back([&] {
+        while (issued < load.calls) {
+          const int n = ++issued;
+          if (n == load.calls / 3 && load.fault) faulter = std::thread(load.fault);
+          // At random: strictly alternating calls meet a broker that
+          // alternates between two instances, and all keyed calls would go
+          // to one of them.
+          const bool keyed = coin();
+          const std::string key = out.tag + kind_prefix(keyed) + tern::new_trace_id();
+          probe::ProbeRequest req;
+          req.set_sleep_ms(load.sleep_ms);
+          req.set_payload(key);
+          tern::CallOptions opts{.timeout = load.timeout, .max_attempts = 6, .attempt_timeout = 1500ms};
+          if (keyed) opts.idempotency_key = key;
+          auto ctx = tern::Context::with_timeout(load.timeout);
+          const auto start = Clock::now();
+          auto r = tern::call<probe::ProbeResponse>(ctx, load.service, "work", req, opts);
+          ledger::Outcome o;
+          o.key = key;
+          o.keyed = keyed;
+          o.late = Clock::now() - start > load.timeout + 100ms;
+          o.code = r.ok() ? "OK" : std::string(tern::code_name(r.code()));
+          if (!r.ok()) o.message = r.error().message;
+          o.kind = r.ok()                           ? ledger::Outcome::kOk
+                   : attempts.maybe_processed(key) ? ledger::Outcome::kIndeterminate
+                                                    : ledger::Outcome::kRefused;
+          out.outcomes.push_back(std::move(o));
+        }
+      });
+    }
+    for (auto& fb : fibers) fb.join();
+  });
+  if (faulter.joinable()) faulter.join();
+  return out;
+}
