@@ -5,6 +5,7 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -142,5 +143,50 @@ TEST_CASE("an outbox transaction that fails keeps neither its rows nor its event
     return true;
   }));
   CHECK(outbox.pending() == 1);
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+TEST_CASE("an outbox event relayed again after a crash carries the same event id, and sent rows are pruned") {
+  Inspector broker;
+  const std::string queue = broker.bind("probe.hop");
+  const std::string marker = tern::new_trace_id();
+  char dir[] = "/tmp/tern-outbox.XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  tern::Outbox outbox(std::string(dir) + "/service.db");
+  auto ctx = tern::Context::with_timeout(std::chrono::seconds(5));
+  REQUIRE(outbox.transaction([&] {
+    probe::Hop hop;
+    hop.set_service(marker);
+    outbox.add(ctx, hop);
+    return true;
+  }));
+  // A crash after the confirm and before the row is dropped means the same
+  // row is relayed twice: a second copy of the row stands in for it.
+  REQUIRE(sqlite3_exec(outbox.db(),
+                       "INSERT INTO tern_outbox (type, routing_key, body, trace_id, span_id, created_unix_ms, event_id)"
+                       " SELECT type, routing_key, body, trace_id, span_id, created_unix_ms, event_id FROM tern_outbox",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(outbox.pending() == 2);
+  tern::Client client(broker_options());
+  CHECK(client.run([&] { return outbox.relay(tern::Context::with_timeout(std::chrono::seconds(10))); }) == 2);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto body = broker.await(queue, std::chrono::seconds(5));
+    REQUIRE(body.has_value());
+    tern::v1::Event event;
+    REQUIRE(event.ParseFromString(*body));
+    probe::Hop hop;
+    REQUIRE(hop.ParseFromString(event.body()));
+    CHECK(hop.service() == marker);
+    ids.push_back(event.id());
+  }
+  CHECK(ids[0].size() == 32);
+  CHECK(ids[0] == ids[1]);   // the subscriber can tell the repeat
+  // Confirmed rows are gone, not kept forever.
+  sqlite3_stmt* count = nullptr;
+  REQUIRE(sqlite3_prepare_v2(outbox.db(), "SELECT COUNT(*) FROM tern_outbox", -1, &count, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(count) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(count, 0) == 0);
+  sqlite3_finalize(count);
   std::system((std::string("rm -rf ") + dir).c_str());
 }

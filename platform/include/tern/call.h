@@ -47,6 +47,14 @@ class Transport {
     (void)ctx, (void)type, (void)routing_key, (void)body;
     return Error{Code::kUnimplemented, "this transport cannot publish events"};
   }
+  // As publish(), with the envelope's id chosen by the caller: an outbox
+  // relaying an event again (after a crash) sends the id it stored, so
+  // subscribers can drop the repeat. By default the id is not kept.
+  virtual Error publish_with_id(const Context& ctx, std::string_view event_id, std::string_view type,
+                                std::string_view routing_key, std::string body) {
+    (void)event_id;
+    return publish(ctx, type, routing_key, std::move(body));
+  }
 };
 
 // The call behind tern::call<Resp>, for callers that know the message types

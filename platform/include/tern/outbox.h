@@ -38,11 +38,13 @@ class Outbox {
   bool transaction(const std::function<bool()>& fn);
 
   // Within transaction(): queues `event` (routing key and envelope as
-  // tern::publish would make them, ctx's trace).
+  // tern::publish would make them, ctx's trace). Its envelope id is fixed
+  // here: a relay repeated after a crash sends the same id, so subscribers
+  // deduplicating on it (tern::once_per_event) drop the repeat.
   void add(const Context& ctx, const google::protobuf::Message& event);
 
   // Publishes the events not yet sent, oldest first, each awaited on its
-  // confirm, and marks each sent once confirmed. Call from a tern fiber
+  // confirm, and deletes each row once confirmed. Call from a tern fiber
   // (a handler, Client::run). Returns how many it published; stops at the
   // first failure (the rest stay queued for the next call).
   int relay(const Context& ctx);

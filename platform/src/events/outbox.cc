@@ -40,6 +40,14 @@ Outbox::Outbox(const std::string& path) {
        " type TEXT NOT NULL, routing_key TEXT NOT NULL, body BLOB NOT NULL,"
        " trace_id TEXT, span_id TEXT, created_unix_ms INTEGER NOT NULL,"
        " sent INTEGER NOT NULL DEFAULT 0)");
+  // Tables made before the event id was stored get its column.
+  bool has_event_id = false;
+  {
+    Statement s(db_, "SELECT 1 FROM pragma_table_info('tern_outbox') WHERE name = 'event_id'");
+    has_event_id = sqlite3_step(s.stmt) == SQLITE_ROW;
+  }
+  if (!has_event_id) exec("ALTER TABLE tern_outbox ADD COLUMN event_id TEXT");
+  exec("CREATE INDEX IF NOT EXISTS tern_outbox_unsent ON tern_outbox (sent, id)");
 }
 
 Outbox::~Outbox() { sqlite3_close(db_); }
@@ -71,8 +79,8 @@ bool Outbox::transaction(const std::function<bool()>& fn) {
 
 void Outbox::add(const Context& ctx, const google::protobuf::Message& event) {
   if (!in_transaction_) throw std::logic_error("Outbox::add outside Outbox::transaction");
-  Statement s(db_, "INSERT INTO tern_outbox (type, routing_key, body, trace_id, span_id, created_unix_ms)"
-                   " VALUES (?, ?, ?, ?, ?, ?)");
+  Statement s(db_, "INSERT INTO tern_outbox (type, routing_key, body, trace_id, span_id, created_unix_ms, event_id)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)");
   const auto* type = event.GetDescriptor();
   const std::string body = event.SerializeAsString();
   const std::string key = event_routing_key(type);
@@ -83,6 +91,9 @@ void Outbox::add(const Context& ctx, const google::protobuf::Message& event) {
   sqlite3_bind_text(s.stmt, 5, ctx.span_id().c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(s.stmt, 6, std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch()).count());
+  // The envelope's id, fixed now: every relay of this row sends the same.
+  const std::string event_id = new_trace_id();
+  sqlite3_bind_text(s.stmt, 7, event_id.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(s.stmt) != SQLITE_DONE)
     throw std::runtime_error(fmt::format("outbox: {}", sqlite3_errmsg(db_)));
 }
@@ -92,11 +103,12 @@ int Outbox::relay(const Context& ctx) {
   if (transport == nullptr) throw std::logic_error("Outbox::relay outside a tern runtime");
   struct Row {
     int64_t id;
-    std::string type, key, body, trace_id, span_id;
+    std::string type, key, body, trace_id, span_id, event_id;
   };
   std::vector<Row> rows;
   {
-    Statement s(db_, "SELECT id, type, routing_key, body, trace_id, span_id FROM tern_outbox WHERE sent = 0 ORDER BY id LIMIT 1000");
+    Statement s(db_, "SELECT id, type, routing_key, body, trace_id, span_id, event_id FROM tern_outbox"
+                     " WHERE sent = 0 ORDER BY id LIMIT 1000");
     while (sqlite3_step(s.stmt) == SQLITE_ROW) {
       Row r;
       r.id = sqlite3_column_int64(s.stmt, 0);
@@ -106,6 +118,7 @@ int Outbox::relay(const Context& ctx) {
                     static_cast<size_t>(sqlite3_column_bytes(s.stmt, 3)));
       if (auto* t = sqlite3_column_text(s.stmt, 4)) r.trace_id = reinterpret_cast<const char*>(t);
       if (auto* t = sqlite3_column_text(s.stmt, 5)) r.span_id = reinterpret_cast<const char*>(t);
+      if (auto* t = sqlite3_column_text(s.stmt, 6)) r.event_id = reinterpret_cast<const char*>(t);
       rows.push_back(std::move(r));
     }
   }
@@ -117,8 +130,10 @@ int Outbox::relay(const Context& ctx) {
     // none of the relaying context's metadata.
     Context event_ctx = Context::from_wire(ctx.deadline_unix_ms(), r.trace_id, r.span_id, "", "", "", {});
     event_ctx.set_transport(transport);
-    if (!transport->publish(event_ctx, r.type, r.key, std::move(r.body)).ok()) break;
-    Statement s(db_, "UPDATE tern_outbox SET sent = 1 WHERE id = ?");
+    // Rows from before ids were stored get a new one each relay.
+    if (!transport->publish_with_id(event_ctx, r.event_id, r.type, r.key, std::move(r.body)).ok()) break;
+    // Confirmed: the row has done its work (a sent row is never read again).
+    Statement s(db_, "DELETE FROM tern_outbox WHERE id = ?");
     sqlite3_bind_int64(s.stmt, 1, r.id);
     if (sqlite3_step(s.stmt) != SQLITE_DONE)
       throw std::runtime_error(fmt::format("outbox: {}", sqlite3_errmsg(db_)));

@@ -14,10 +14,10 @@ Publisher::Publisher(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, st
     : link_(link), confirms_(confirms), spans_(spans), name_(std::move(name)), max_message_bytes_(max_message_bytes) {}
 
 Error Publisher::publish(const Context& ctx, std::string_view type, std::string_view routing_key,
-                         std::string body) {
+                         std::string body, std::string_view event_id) {
   const SpanClock clock;
   const std::string span_id = new_span_id();
-  Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id);
+  Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id, event_id);
   metric::events_published(name_, type, e.ok()).inc();
   if (spans_.tracing()) {
     v1::Span span = make_span(v1::Span::PUBLISH, ctx.trace_id(), span_id, ctx.span_id(), std::string(type),
@@ -29,12 +29,12 @@ Error Publisher::publish(const Context& ctx, std::string_view type, std::string_
 }
 
 Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
-                                   std::string body, const std::string& span_id) {
+                                   std::string body, const std::string& span_id, std::string_view event_id) {
   if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "not sent");
   if (ctx.expired())
     return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
   tern::v1::Event event;
-  std::string id = new_trace_id();
+  const std::string id = event_id.empty() ? new_trace_id() : std::string(event_id);
   event.set_id(id);
   event.set_type(std::string(type));
   event.set_source(name_);

@@ -24,11 +24,13 @@ class Publisher {
 
   // Transport::publish. On failure, param "outcome" says whether the event
   // was "not sent" or its fate is "unknown" (sent, no confirm).
-  Error publish(const Context& ctx, std::string_view type, std::string_view routing_key, std::string body);
+  // event_id: the envelope's id; empty: a new one.
+  Error publish(const Context& ctx, std::string_view type, std::string_view routing_key, std::string body,
+                std::string_view event_id = {});
 
  private:
   Error publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
-                          std::string body, const std::string& span_id);
+                          std::string body, const std::string& span_id, std::string_view event_id);
 
   BrokerLink& link_;
   Confirms& confirms_;

@@ -34,7 +34,7 @@ void Subscriber::handle(Message&& m, size_t index) {
       to_unix_ms(Context::Clock::now() + std::chrono::milliseconds(options_.event_timeout_ms)), event.trace_id(),
       new_span_id(), event.span_id(), event.id(), event.source(),
       Context::Metadata(event.metadata().begin(), event.metadata().end()),
-      static_cast<uint32_t>(std::max(1, std::atoi(m.header("x-tern-attempt").c_str()))));
+      m.count_header("x-tern-attempt"));
   ctx.set_transport(&transport_);
   ScopedCurrent current(&ctx);
   const SpanClock clock;
@@ -67,7 +67,7 @@ void Subscriber::handle(Message&& m, size_t index) {
 
 void Subscriber::retry(const Message& m, size_t index, const std::string& error) {
   const std::string& queue = queues_.at(index).queue;
-  const int attempt = std::max(1, std::atoi(m.header("x-tern-attempt").c_str()));
+  const int attempt = static_cast<int>(std::min<uint32_t>(m.count_header("x-tern-attempt"), 1u << 20));
   const bool last = attempt >= options_.event_attempts;
   const std::string target = last ? topology::event_dead_letter_queue(queue) : topology::retry_queue(queue, attempt);
   const std::vector<std::pair<std::string, std::string>> headers = {

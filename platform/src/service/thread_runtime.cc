@@ -166,4 +166,9 @@ Error ThreadRuntime::publish(const Context& ctx, std::string_view type, std::str
   return publisher_.publish(ctx, type, routing_key, std::move(body));
 }
 
+Error ThreadRuntime::publish_with_id(const Context& ctx, std::string_view event_id, std::string_view type,
+                                     std::string_view routing_key, std::string body) {
+  return publisher_.publish(ctx, type, routing_key, std::move(body), event_id);
+}
+
 }  // namespace tern::detail

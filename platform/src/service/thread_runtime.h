@@ -90,6 +90,8 @@ class ThreadRuntime final : public Transport {
                            std::string body, const CallOptions& opts) override;
   Error publish(const Context& ctx, std::string_view type, std::string_view routing_key,
                 std::string body) override;
+  Error publish_with_id(const Context& ctx, std::string_view event_id, std::string_view type,
+                        std::string_view routing_key, std::string body) override;
 
  private:
   static topology::Spec spec_of(const Options& options, const Serving& serving);

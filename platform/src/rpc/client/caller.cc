@@ -35,7 +35,7 @@ namespace {
                                             call.endpoint, size, limit)};
 }
 [[gnu::noinline, gnu::cold]] Error link_down(const BrokerLink& link) {
-  return Error{Code::kUnavailable, link.broken_reason()}.with_local({.link_failed = true});
+  return Error{Code::kUnavailable, link.broken_reason()}.with_param("outcome", "not sent").with_local({.link_failed = true});
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <amqp.h>
 
+#include <charconv>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,14 @@ struct Message {
     for (const auto& [k, v] : headers)
       if (k == key) return v;
     return {};
+  }
+  // A count header (x-tern-attempt): its value if it is a whole number
+  // >= 1, else 1. Strict: "2x", "-3" or "" count as 1.
+  uint32_t count_header(std::string_view key) const { return parse_count(header(key)); }
+  static uint32_t parse_count(std::string_view text) {
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    return ec == std::errc() && end == text.data() + text.size() && n >= 1 ? n : 1;
   }
   uint64_t generation = 0;        // the BrokerLink connection it arrived on
 };

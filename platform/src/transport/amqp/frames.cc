@@ -210,7 +210,7 @@ bool AmqpConnection::poll_messages(Sink& sink) {
           if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
           current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
           if (str(e.key) == "x-tern-deliveries")
-            current_.deliveries = static_cast<uint32_t>(std::max(1, std::atoi(str(e.value.value.bytes).c_str())));
+            current_.deliveries = Message::parse_count(str(e.value.value.bytes));
         }
       }
       body_size_ = f.payload.properties.body_size;
