@@ -53,6 +53,15 @@ TEST_CASE("server filters run in order around the endpoint, and one may answer w
 }
 
 namespace {
+// A call to service.x/e with these options (which must outlive it).
+tern::OutgoingCall call_to_x(const tern::CallOptions& opts) {
+  tern::OutgoingCall call;
+  call.service = "service.x";
+  call.endpoint = "e";
+  call.options = &opts;
+  return call;
+}
+
 struct FakeWire {
   std::vector<Code> results;   // one per attempt; past the end: OK
   std::vector<uint32_t> attempts;
@@ -73,10 +82,7 @@ TEST_CASE("the retry step retries a retryable failure a filter injects, numberin
   const std::vector<tern::ClientFilter> chain = {tern::detail::client_filters::deadline(),
                                                  tern::detail::client_filters::retries(budget, "test")};
   tern::CallOptions opts;
-  tern::OutgoingCall call;
-  call.service = "service.x";
-  call.endpoint = "e";
-  call.options = &opts;
+  tern::OutgoingCall call = call_to_x(opts);
   auto ctx = tern::Context::with_timeout(5s);
   auto r = tern::run_chain(chain, wire.endpoint(), ctx, call);
   REQUIRE(r.ok());
@@ -108,10 +114,7 @@ TEST_CASE("a request whose outcome is unknown is retried only when it is idempot
     tern::CallOptions opts;
     if (kind == 1) opts.idempotent = true;
     if (kind == 2) opts.idempotency_key = "k";
-    tern::OutgoingCall call;
-    call.service = "service.x";
-    call.endpoint = "e";
-    call.options = &opts;
+    tern::OutgoingCall call = call_to_x(opts);
     sent = 0;
     auto r = tern::run_chain(chain, lost_after_publish, ctx, call);
     INFO("kind " << kind);
@@ -129,10 +132,7 @@ TEST_CASE("the breaker opens on the downstream's failures, not on this process's
   tern::detail::CircuitBreakers breakers(tern::detail::CircuitBreakerOptions{.open_for = 60s});
   const std::vector<tern::ClientFilter> chain = {tern::detail::client_filters::breaker(breakers, "test")};
   tern::CallOptions opts;
-  tern::OutgoingCall call;
-  call.service = "service.x";
-  call.endpoint = "e";
-  call.options = &opts;
+  tern::OutgoingCall call = call_to_x(opts);
   auto ctx = tern::Context::with_timeout(5s);
   int sent = 0;
   Error link_failure{Code::kUnavailable, "broker connection lost"};
@@ -198,9 +198,11 @@ TEST_CASE("a repeat waiting on a key in progress is woken when it finishes, not 
   req.endpoint = "pay";
   req.idempotency_key = "k1";
   int runs = 0;
+  bool first_running = false;
   std::vector<tern::ServerFilter> none;
   tern::ServerEndpoint slow = [&](tern::Context&, const tern::IncomingRequest&) -> Result<std::string> {
     ++runs;
+    first_running = true;
     boost::this_fiber::sleep_for(150ms);
     return std::string("paid");
   };
@@ -215,7 +217,7 @@ TEST_CASE("a repeat waiting on a key in progress is woken when it finishes, not 
     first = step(ctx, req);
   });
   boost::fibers::fiber b([&] {
-    boost::this_fiber::sleep_for(20ms);   // the first is running by now
+    while (!first_running) boost::this_fiber::yield();   // the first holds the key
     const int before = store->begins.load();
     auto ctx = tern::Context::with_timeout(10s);
     const auto start = std::chrono::steady_clock::now();

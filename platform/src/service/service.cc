@@ -52,7 +52,6 @@ struct Running {
     (void)replay.release();
     return false;
   }
-  ~Running() { threads.clear(); }
 };
 
 class ServiceCore {

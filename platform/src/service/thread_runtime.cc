@@ -149,9 +149,9 @@ void ThreadRuntime::flush_spans(bool busy) {
   if (n == 0) return;
   AmqpConnection::Publish p;
   p.exchange = topology::kTraceExchange;
-  p.routing_key = "tern.v1.span_batch";
+  p.routing_key = topology::kSpanBatchKey;
   p.body = wire;
-  p.expiration_ms = "60000";   // a batch nobody collects within a minute is dropped
+  p.expiration_ms = topology::kSpanBatchTtlMs;
   if (link_.publish(p)) metric::spans_sent(name_).inc(n);
   else metric::spans_dropped(name_).inc(n);
 }

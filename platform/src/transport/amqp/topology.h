@@ -14,6 +14,8 @@ namespace tern::detail::topology {
 // Exchanges.
 inline constexpr const char* kEventExchange = "tern.events";     // topic: events
 inline constexpr const char* kTraceExchange = "tern.traces";     // topic: span batches
+inline constexpr const char* kSpanBatchKey = "tern.v1.span_batch";   // their routing key
+inline constexpr const char* kSpanBatchTtlMs = "60000";   // a batch nobody collects within a minute is dropped
 inline constexpr const char* kCancelExchange = "tern.cancel";    // direct: cancel notices
 // Direct reply-to: no reply queue to declare.
 inline constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
