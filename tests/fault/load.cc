@@ -1,5 +1,6 @@
-#include <random>
 #include "load.h"
+
+#include <random>
 
 #include <boost/fiber/all.hpp>
 
@@ -23,10 +24,13 @@ using namespace std::chrono_literals;
 // Whether an attempt's error says its request was not processed: the broker
 // returned it (no queue), the service refused it unprocessed (a full queue,
 // an invalid request) or it was never sent (the deadline had passed, the
-// client's in-flight bound). Anything else (a timeout after the publish,
-// a lost connection, CANCELLED, INTERNAL) leaves the outcome unknown.
+// client's in-flight bound, or its link was down: `outcome=not sent`).
+// Anything else (a timeout after the publish, a connection lost after it,
+// CANCELLED, INTERNAL) leaves the outcome unknown. Only this process's own
+// flags (Error::local) count: params come from downstreams too.
 bool not_processed(const tern::Error& e) {
   if (e.local.no_route) return true;
+  if (e.local.link_failed && !e.local.outcome_unknown) return true;
   switch (e.code) {
     case tern::Code::kResourceExhausted:
     case tern::Code::kInvalidArgument:
