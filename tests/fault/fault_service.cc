@@ -17,7 +17,11 @@
 // answers RESOURCE_EXHAUSTED as if the request had been refused.
 //
 // With $FAULT_EVENT_LOG set it also subscribes to probe.hop events and
-// appends each one's `service` field there before acking it.
+// appends each one's `service` field there before acking it. With
+// $FAULT_EVENT_LEDGER, it appends `begin NAME PID` when an event's handler
+// starts and `effect NAME PID` when it is done (NAME: the `service` field);
+// a NAME starting with "crash" aborts after its begin line (a poison event),
+// and $FAULT_EVENT_SLEEP_MS makes each handler take that long.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -78,12 +82,17 @@ int main(int argc, char** argv) {
     r.set_instance(pid);
     return r;
   });
-  if (const char* events = std::getenv("FAULT_EVENT_LOG")) {
-    int events_fd = open(events, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    svc.subscribe<probe::Hop>("probe.hop", [events_fd](tern::Context&, const probe::Hop& hop) {
-      std::string line = hop.service() + "\n";
-      if (write(events_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        return tern::Error{tern::Code::kInternal, "cannot log the event"};  // retried
+  const std::string event_log = env("FAULT_EVENT_LOG"), event_ledger = env("FAULT_EVENT_LEDGER");
+  if (!event_log.empty() || !event_ledger.empty()) {
+    const int sleep_ms = std::atoi(env("FAULT_EVENT_SLEEP_MS").c_str());
+    svc.subscribe<probe::Hop>("probe.hop", [=](tern::Context&, const probe::Hop& hop) {
+      const std::string where = " " + hop.service() + " " + pid + "\n";
+      const tern::Error no_log{tern::Code::kInternal, "cannot log the event"};  // retried
+      if (!event_ledger.empty() && !append(event_ledger, "begin" + where)) return no_log;
+      if (hop.service().starts_with("crash")) std::abort();  // a poison event
+      if (sleep_ms > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(sleep_ms));
+      if (!event_log.empty() && !append(event_log, hop.service() + "\n")) return no_log;
+      if (!event_ledger.empty() && !append(event_ledger, "effect" + where)) return no_log;
       return tern::ok();
     });
   }

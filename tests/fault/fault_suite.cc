@@ -28,6 +28,7 @@
 #include "bad_messages.h"
 #include "ledger.h"
 #include "load.h"
+#include "poison_event.h"
 #include "probe.pb.h"
 #include "scenario.h"
 #include "service_process.h"
@@ -396,6 +397,10 @@ int main(int argc, char** argv) {
     run("SIGTERM to an instance whose handlers outlast its drain timeout",
         [&](Scenario& s) { sigterm(client, attempts, s, true); });
     run("a request that crashes every instance running it", [&](Scenario& s) { poison(client, s); });
+    for (bool quorum : {true, false})
+      run(fmt::format("an event that crashes every instance handling it, among innocents in flight ({} "
+                      "subscription)", quorum ? "quorum" : "classic"),
+          [&](Scenario& s) { poison_event(client, g_binary, g_dir, quorum, s); });
   }
   // FAULT_KEEP=1 keeps the ledgers and the instances' logs, for a look.
   if (std::getenv("FAULT_KEEP") != nullptr) fmt::print("ledgers and logs kept in {}\n", g_dir);

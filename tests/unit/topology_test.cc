@@ -71,6 +71,8 @@ TEST_CASE("queue names come from the service's name") {
   CHECK(topology::retry_queue("service.x.on.a", 2) == "service.x.on.a.retry.2");
   CHECK(topology::event_dead_letter_queue("service.x.on.a") == "service.x.on.a.dead-letter");
   CHECK(topology::subscription_tag(3) == "tern.sub.3");
+  CHECK(topology::suspect_queue("service.x.on.a") == "service.x.on.a.suspects");
+  CHECK(topology::suspect_tag(3) == "tern.suspect.3");
 }
 
 TEST_CASE("the publishing connection consumes direct reply-to and declares the exchanges") {
@@ -103,6 +105,7 @@ TEST_CASE("a service's consuming connection declares its queues, cancel notices 
                        "consume amq.gen-1 tern.cancel no-ack",
                        "qos 64",
                        "queue service.x.on.order.*",
+                       "queue service.x.on.order.*.suspects",
                        "bind service.x.on.order.* tern.events order.*",
                        "queue service.x.on.order.*.retry.1",
                        "queue service.x.on.order.*.retry.2",
@@ -123,6 +126,7 @@ TEST_CASE("a service's consuming connection declares its queues, cancel notices 
                   {"x-dead-letter-exchange", std::string()},
                   {"x-dead-letter-routing-key", std::string("service.x.on.order.*")}});
   CHECK(r.args_of("service.x.on.order.*").empty());
+  CHECK(r.args_of("service.x.on.order.*.suspects").empty());
 }
 
 TEST_CASE("quorum queues: drop-head overflow and a delivery limit on subscriptions") {
@@ -136,11 +140,13 @@ TEST_CASE("quorum queues: drop-head overflow and a delivery limit on subscriptio
                                             {"x-dead-letter-exchange", std::string()},
                                             {"x-dead-letter-routing-key", std::string("service.x.overflow")},
                                             {"x-queue-type", std::string("quorum")}});
-  CHECK(r.args_of("service.x.on.order.*") ==
-        QueueArgs{{"x-delivery-limit", int64_t{4}},
-                  {"x-dead-letter-exchange", std::string()},
-                  {"x-dead-letter-routing-key", std::string("service.x.on.order.*.dead-letter")},
-                  {"x-queue-type", std::string("quorum")}});
+  // The subscription's delivery limit is a backstop (the subscriber counts
+  // crashes in the suspects queue), and the same on both.
+  for (const char* q : {"service.x.on.order.*", "service.x.on.order.*.suspects"})
+    CHECK(r.args_of(q) == QueueArgs{{"x-delivery-limit", int64_t{4}},
+                                    {"x-dead-letter-exchange", std::string()},
+                                    {"x-dead-letter-routing-key", std::string("service.x.on.order.*.dead-letter")},
+                                    {"x-queue-type", std::string("quorum")}});
   for (const auto& [name, args] : r.queues) {
     INFO(name);
     CHECK(std::find(args.begin(), args.end(), QueueArg{"x-queue-type", std::string("quorum")}) != args.end());
@@ -159,7 +165,11 @@ TEST_CASE("a subscription to another exchange declares that exchange") {
 TEST_CASE("requests and subscriptions are consumed with acks by tag and a client consumes nothing") {
   Recorder r;
   topology::consume(r, service_spec());
-  CHECK(r.steps == std::vector<std::string>{"consume service.x tern.requests ack",
+  // Suspects one at a time: qos applies to the consumers started after it.
+  CHECK(r.steps == std::vector<std::string>{"qos 1",
+                                            "consume service.x.on.order.*.suspects tern.suspect.0 ack",
+                                            "qos 64",
+                                            "consume service.x tern.requests ack",
                                             "consume service.x.on.order.* tern.sub.0 ack"});
   Recorder client;
   topology::Spec none;

@@ -25,6 +25,7 @@ Subscriber::Subscriber(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, 
       queues_(queues) {}
 
 void Subscriber::handle(Message&& m, size_t index) {
+  if (m.redelivered && suspect(m, index)) return;
   tern::v1::Event event;
   if (!event.ParseFromString(m.body)) {
     retry(m, index, "message body is not a tern.v1.Event envelope");
@@ -81,16 +82,50 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
   } else {
     metric::events_retried(options_.name, queue).inc();
   }
+  move(m, target, headers);
+}
+
+bool Subscriber::suspect(const Message& m, size_t index) {
+  if (link_.broken()) return false;   // nothing can be moved: it comes back anyway
+  const std::string& queue = queues_.at(index).queue;
+  const bool from_suspects = m.consumer_tag == topology::suspect_tag(index);
+  const uint32_t next = std::min<uint32_t>(m.deliveries, 1u << 20) + 1;
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (const auto& h : m.headers)
+    if (h.first != "x-tern-deliveries") headers.push_back(h);
+  headers.emplace_back("x-tern-deliveries", std::to_string(next));
+  if (!from_suspects) {
+    // In flight at a crash, with others: it waits to be handled alone.
+    move(m, topology::suspect_queue(queue), headers);
+  } else if (next > static_cast<uint32_t>(std::max(options_.max_deliveries, 1))) {
+    // It was the one running when its instance died, again.
+    log::error("{}: an event for {} was delivered {} times, the last ones alone, and never finished (its handler "
+               "crashes?): dead-lettered",
+               options_.name, queue, m.deliveries);
+    metric::events_dead_lettered(options_.name, queue).inc();
+    headers.emplace_back("x-tern-error", fmt::format("delivered {} times without finishing", m.deliveries));
+    headers.emplace_back("x-tern-subscription", queue);
+    move(m, topology::event_dead_letter_queue(queue), headers);
+  } else {
+    log::warn("{}: an event for {} was running alone when its instance died ({} deliveries): it goes back to the "
+              "suspects", options_.name, queue, m.deliveries);
+    move(m, topology::suspect_queue(queue), headers);
+  }
+  return true;
+}
+
+void Subscriber::move(const Message& m, const std::string& queue,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
   AmqpConnection::Publish p;
-  p.routing_key = target;
+  p.routing_key = queue;
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
   if (confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed) {
     link_.ack(m);
   } else {
-    log::warn("{}: the broker did not confirm the retry of an event for {}: it goes back to the queue",
-              options_.name, queue);
+    log::warn("{}: the broker did not confirm the copy of an event to {}: it goes back to its queue", options_.name,
+              queue);
     link_.requeue(m);
   }
 }

@@ -3,7 +3,12 @@
 // the event goes to the subscription's next retry queue (its delay), or past
 // the last attempt to its dead-letter queue, with the error in a header.
 // The original is acked only once the broker confirms that copy; else it
-// goes back to its queue. Delivery is at least once. Reactor thread only.
+// goes back to its queue. Delivery is at least once. An event redelivered
+// after a crash (its instance's or connection's) may be the cause: it moves
+// to the subscription's suspects queue, where events are handled one at a
+// time, so a crash there is charged to the one event running; past
+// max_deliveries it is dead-lettered, and the innocents in flight with it
+// are not. Reactor thread only.
 #pragma once
 
 #include <string>
@@ -22,12 +27,14 @@ struct SubscriberOptions {
   std::string name;               // the service
   int event_attempts = 5;         // tries in all before the dead-letter queue
   int event_timeout_ms = 30000;   // each handler run's deadline
+  int max_deliveries = 5;         // crashes charged to an event before the dead-letter queue
 };
 
 class Subscriber {
  public:
   // subscriptions[i] is delivered with consumer tag topology::subscription_tag(i)
-  // from queues[i].queue; both outlive the subscriber.
+  // from queues[i].queue, and topology::suspect_tag(i) from its suspects
+  // queue; both outlive the subscriber.
   Subscriber(BrokerLink& link, Confirms& confirms, SpanBuffer& spans, Transport& transport, SubscriberOptions options,
              const std::vector<EventSubscription>& subscriptions,
              const std::vector<topology::Subscription>& queues);
@@ -37,6 +44,11 @@ class Subscriber {
 
  private:
   void retry(const Message& m, size_t index, const std::string& error);
+  // For a redelivered event: moves or counts it (true), or false to handle it.
+  bool suspect(const Message& m, size_t index);
+  // Publishes a confirmed copy of m to `queue` with `headers`; acks m once
+  // the broker has it, else requeues it.
+  void move(const Message& m, const std::string& queue, const std::vector<std::pair<std::string, std::string>>& headers);
 
   BrokerLink& link_;
   Confirms& confirms_;

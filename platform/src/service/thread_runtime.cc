@@ -57,12 +57,16 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
   link_.on_consumer(topology::kCancelTag, [this](Message&& m) { cancellations_.cancel(m.body); });
   if (serving.subscriptions == nullptr || serving.subscriptions->empty()) return;
   subscriber_ = std::make_unique<Subscriber>(
-      link_, confirms_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, options_.event_timeout_ms},
+      link_, confirms_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, options_.event_timeout_ms,
+                                                      options_.max_deliveries},
       *serving.subscriptions, spec_.subscriptions);
-  for (size_t i = 0; i < spec_.subscriptions.size(); ++i)
-    link_.on_consumer(topology::subscription_tag(i), [this, i](Message&& m) {
+  for (size_t i = 0; i < spec_.subscriptions.size(); ++i) {
+    auto deliver = [this, i](Message&& m) {
       run_handler([this, i, m = std::move(m)]() mutable { subscriber_->handle(std::move(m), i); });
-    });
+    };
+    link_.on_consumer(topology::subscription_tag(i), deliver);
+    link_.on_consumer(topology::suspect_tag(i), deliver);
+  }
 }
 
 ThreadRuntime::~ThreadRuntime() { shutdown(); }

@@ -7,6 +7,7 @@
 namespace tern::detail::topology {
 
 std::string subscription_tag(size_t index) { return fmt::format("tern.sub.{}", index); }
+std::string suspect_tag(size_t index) { return fmt::format("tern.suspect.{}", index); }
 std::string overflow_queue(std::string_view service) { return fmt::format("{}.overflow", service); }
 std::string dead_letter_queue(std::string_view service) { return fmt::format("{}.dead-letter", service); }
 std::string subscription_queue(std::string_view service, std::string_view exchange,
@@ -20,6 +21,7 @@ std::string retry_queue(std::string_view subscription, int n) {
 std::string event_dead_letter_queue(std::string_view subscription) {
   return fmt::format("{}.dead-letter", subscription);
 }
+std::string suspect_queue(std::string_view subscription) { return fmt::format("{}.suspects", subscription); }
 
 namespace {
 // Quorum queues are replicated over a majority of a cluster's nodes and
@@ -63,15 +65,21 @@ void declare_consumer(Declarer& d, const Spec& spec) {
   d.qos(static_cast<uint16_t>(std::clamp(spec.prefetch, 1, 65535)));
   for (const Subscription& sub : spec.subscriptions) {
     const std::string dead = event_dead_letter_queue(sub.queue);
-    // A quorum queue's delivery limit is a backstop for crash loops: tern's
-    // retry queues count failed attempts (and requeue), the broker counts
-    // redeliveries after crashes.
-    if (spec.quorum_events)
-      d.declare_queue(sub.queue, typed(true, {{"x-delivery-limit", int64_t{std::max(spec.max_deliveries, 1)}},
-                                              {"x-dead-letter-exchange", std::string()},
-                                              {"x-dead-letter-routing-key", dead}}));
-    else
-      d.declare_queue(sub.queue, {});
+    // Events in flight when an instance died wait in the suspects queue and
+    // are handled one at a time, so a crash there is charged to the one
+    // event running (the subscriber counts them in x-tern-deliveries). A
+    // quorum queue's delivery limit is only a backstop, for crashes before
+    // an event could be moved (unchanged since before the suspects: a
+    // queue's arguments cannot change once declared).
+    const int64_t backstop = std::max(spec.max_deliveries, 1);
+    for (const std::string& q : {sub.queue, suspect_queue(sub.queue)}) {
+      if (spec.quorum_events)
+        d.declare_queue(q, typed(true, {{"x-delivery-limit", backstop},
+                                        {"x-dead-letter-exchange", std::string()},
+                                        {"x-dead-letter-routing-key", dead}}));
+      else
+        d.declare_queue(q, {});
+    }
     if (sub.exchange != kEventExchange) d.declare_exchange(sub.exchange, "topic");
     d.bind(sub.queue, sub.exchange, sub.pattern);
     // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
@@ -87,6 +95,13 @@ void declare_consumer(Declarer& d, const Spec& spec) {
 
 void consume(Declarer& d, const Spec& spec) {
   if (spec.service.empty()) return;
+  // basic.qos applies to the consumers started after it.
+  if (!spec.subscriptions.empty()) {
+    d.qos(1);
+    for (size_t i = 0; i < spec.subscriptions.size(); ++i)
+      d.consume(suspect_queue(spec.subscriptions[i].queue), suspect_tag(i), /*no_ack=*/false);
+    d.qos(static_cast<uint16_t>(std::clamp(spec.prefetch, 1, 65535)));
+  }
   d.consume(spec.service, kRequestTag, /*no_ack=*/false);
   for (size_t i = 0; i < spec.subscriptions.size(); ++i)
     d.consume(spec.subscriptions[i].queue, subscription_tag(i), /*no_ack=*/false);

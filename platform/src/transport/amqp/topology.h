@@ -26,6 +26,7 @@ inline constexpr const char* kRequestTag = "tern.requests";
 inline constexpr const char* kOverflowTag = "tern.overflow";
 inline constexpr const char* kCancelTag = "tern.cancel";
 std::string subscription_tag(size_t index);   // "tern.sub.<index>"
+std::string suspect_tag(size_t index);        // "tern.suspect.<index>"
 
 // Queue names, from the service's name (its request queue).
 std::string overflow_queue(std::string_view service);       // "<service>.overflow"
@@ -35,6 +36,8 @@ std::string subscription_queue(std::string_view service, std::string_view exchan
                                std::string_view pattern);
 std::string retry_queue(std::string_view subscription, int n);   // "<queue>.retry.<n>"
 std::string event_dead_letter_queue(std::string_view subscription);   // "<queue>.dead-letter"
+// Where events in flight at a crash wait to be handled one at a time.
+std::string suspect_queue(std::string_view subscription);   // "<queue>.suspects"
 
 // A queue argument (x-max-length, x-message-ttl, ...): a number or a string.
 struct QueueArg {
@@ -83,7 +86,8 @@ void declare_publisher(Declarer& d, const Spec& spec);
 // The consuming connection: the service's queues, cancel notices and
 // subscriptions, but not the consumers of requests and events (consume()).
 void declare_consumer(Declarer& d, const Spec& spec);
-// Starts the consumers of requests and subscriptions.
+// Starts the consumers of requests and subscriptions, and of each
+// subscription's suspects with a prefetch of 1: one at a time.
 void consume(Declarer& d, const Spec& spec);
 
 }  // namespace tern::detail::topology
