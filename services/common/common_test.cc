@@ -1,9 +1,15 @@
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/fiber/all.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
+#include <stdexcept>
+#include <thread>
 
 #include "common/crypto.h"
+#include "common/offload.h"
 #include "common/sqlite.h"
 
 using common::to_hex;
@@ -71,4 +77,39 @@ TEST_CASE("data_file creates the data directory and names the file after the ser
   CHECK(s.int64(1) == 7);
   CHECK_FALSE(s.step());
   std::filesystem::remove_all(dir.parent_path());
+}
+
+TEST_CASE("pbkdf2_sha256 matches RFC 7914's PBKDF2-HMAC-SHA256 vector") {
+  // P="passwd", S="salt", c=1: the first 32 bytes of the 64 in RFC 7914 §11.
+  CHECK(common::to_hex(common::pbkdf2_sha256("passwd", "salt", 1)) ==
+        "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+  CHECK(common::pbkdf2_sha256("passwd", "salt", 2) != common::pbkdf2_sha256("passwd", "salt", 1));
+  CHECK_THROWS(common::pbkdf2_sha256("passwd", "salt", 0));
+}
+
+TEST_CASE("offload runs work on the pool while the other fibers of the thread go on") {
+  std::atomic<int> ticks{0};
+  std::atomic<bool> done{false};
+  int ticks_while_working = -1;
+  std::thread::id worker;
+  boost::fibers::fiber waiting([&] {
+    ticks_while_working = common::offload([&] {
+      worker = std::this_thread::get_id();
+      const int before = ticks.load();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));   // blocking work
+      return ticks.load() - before;
+    });
+    done = true;
+  });
+  boost::fibers::fiber ticking([&] {
+    while (!done) {
+      ++ticks;
+      boost::this_fiber::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  waiting.join();
+  ticking.join();
+  CHECK(worker != std::this_thread::get_id());
+  CHECK(ticks_while_working > 20);   // ~300 if the thread was free; 0 if it was blocked
+  CHECK_THROWS_AS(common::offload([]() -> int { throw std::runtime_error("no"); }), std::runtime_error);
 }

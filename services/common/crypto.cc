@@ -26,6 +26,17 @@ std::string sha256(std::string_view data) {
   return std::string(reinterpret_cast<const char*>(out), len);
 }
 
+std::string pbkdf2_sha256(std::string_view password, std::string_view salt, int iterations) {
+  std::string out(32, '\0');
+  if (iterations < 1 ||
+      PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
+                        iterations, EVP_sha256(), static_cast<int>(out.size()),
+                        reinterpret_cast<unsigned char*>(out.data())) != 1)
+    throw std::runtime_error("PBKDF2-HMAC-SHA256 failed");
+  return out;
+}
+
 std::string to_hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string hex;

@@ -1,5 +1,5 @@
 // Thin wrappers over libcrypto (OpenSSL) for the example services: HMAC,
-// SHA-256, random secrets and ids, constant-time comparison.
+// SHA-256, PBKDF2, random secrets and ids, constant-time comparison.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +14,10 @@ std::string hmac_sha256(std::string_view key, std::string_view data);
 
 // SHA-256 of `data`: 32 raw bytes.
 std::string sha256(std::string_view data);
+
+// PBKDF2-HMAC-SHA256 of `password` with `salt`, `iterations` rounds: 32 raw
+// bytes. Slow on purpose: call it through common::offload from a handler.
+std::string pbkdf2_sha256(std::string_view password, std::string_view salt, int iterations);
 
 // Lowercase hex of raw bytes, and back (nullopt on odd length or a non-hex char).
 std::string to_hex(std::string_view bytes);
