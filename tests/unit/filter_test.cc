@@ -128,7 +128,7 @@ TEST_CASE("a request whose outcome is unknown is retried only when it is idempot
   }
 }
 
-TEST_CASE("the breaker opens on the downstream's failures, not on this process's own lost link") {
+TEST_CASE("the breaker opens on the downstream's failures, not on this process's own lost link or a missing queue") {
   tern::detail::CircuitBreakers breakers(tern::detail::CircuitBreakerOptions{.open_for = 60s});
   const std::vector<tern::ClientFilter> chain = {tern::detail::client_filters::breaker(breakers, "test")};
   tern::CallOptions opts;
@@ -143,6 +143,19 @@ TEST_CASE("the breaker opens on the downstream's failures, not on this process's
   };
   for (int i = 0; i < 50; ++i) tern::run_chain(chain, lost, ctx, call);
   CHECK(sent == 50);   // never failed fast: the circuit stayed closed
+
+  // No queue for the service (not up yet): no downstream to protect.
+  Error no_route{Code::kUnavailable, "no queue service.x"};
+  no_route.local.no_route = true;
+  tern::ClientEndpoint missing = [&](const tern::Context&, tern::OutgoingCall&) -> Result<std::string> {
+    ++sent;
+    return no_route;
+  };
+  tern::detail::CircuitBreakers fresh(tern::detail::CircuitBreakerOptions{.open_for = 60s});
+  const std::vector<tern::ClientFilter> fresh_chain = {tern::detail::client_filters::breaker(fresh, "test")};
+  sent = 0;
+  for (int i = 0; i < 50; ++i) tern::run_chain(fresh_chain, missing, ctx, call);
+  CHECK(sent == 50);
 
   // The same code from the wire (a downstream's UNAVAILABLE) opens it.
   tern::ClientEndpoint down = [&](const tern::Context&, tern::OutgoingCall&) -> Result<std::string> {

@@ -122,9 +122,11 @@ ClientFilter breaker(CircuitBreakers& breakers, std::string name) {
     log_transitions(breaker, name, call);
     Result<std::string> r = next(ctx, call);
     // The downstream is unhealthy if it cannot be reached, times out or
-    // fails internally; our own lost broker link says nothing about it.
+    // fails internally; our own lost broker link says nothing about it, and
+    // neither does a service with no queue yet (nothing to protect, and an
+    // open circuit would keep failing it for open_for once it is up).
     const Code code = r.code();
-    const bool healthy = r.ok() || r.error().local.link_failed ||
+    const bool healthy = r.ok() || r.error().local.link_failed || r.error().local.no_route ||
                          !(code == Code::kUnavailable || code == Code::kDeadlineExceeded || code == Code::kInternal);
     breaker.record(healthy, Clock::now());
     log_transitions(breaker, name, call);
