@@ -1,16 +1,34 @@
 // service.auth: issues the tokens callers present to the api services, and
 // validates them for those services.
+//   auth                   the service (configuration: config.h)
+//   auth --hash-password   reads a password from stdin, prints the line
+//                          for the accounts file's password field
 #include <tern/tern.h>
+
+#include <cstring>
+#include <iostream>
 
 #include "config.h"
 #include "handlers.h"
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--hash-password") == 0) {
+    std::string password;
+    if (!std::getline(std::cin, password) || password.empty()) {
+      std::cerr << "auth --hash-password: give the password on stdin\n";
+      return 2;
+    }
+    std::cout << auth::PasswordHash::make(password).to_string() << "\n";
+    return 0;
+  }
   tern::log::set_process_name("service.auth");
   std::optional<auth::Auth> service;
   try {
     auto config = auth::Config::from_env(TERN_AUTH_DEFAULT_ACCOUNTS);
-    service.emplace(auth::load_accounts(config), auth::Tokens{config.secret, config.token_ttl});
+    std::vector<auth::Key> keys(config.secrets.begin(), config.secrets.end());
+    service.emplace(auth::load_accounts(config), auth::Tokens{std::move(keys), config.token_ttl}, config.limits);
+    tern::log::info("signing tokens with key {} ({} keys accepted)", service->signing_key_id(),
+                    config.secrets.size());
   } catch (const std::exception& e) {
     tern::log::error("bad configuration: {}", e.what());
     return 2;

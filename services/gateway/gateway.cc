@@ -179,6 +179,10 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   ctx.set_transport(http_ctx.transport());
   if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);
   ctx.set_metadata("request_id", request_id);
+  // The client's address, from the socket (never from a header a client
+  // can write): service.auth counts failed logins per address.
+  if (const size_t colon = req.peer.rfind(':'); colon != std::string::npos && colon > 0)
+    ctx.set_metadata("client_address", req.peer.substr(0, colon));
 
   auto described = describe(ctx, target->service, false);
   if (!described.ok()) {

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +46,16 @@ def await_true(what, fn, timeout=30.0):
         time.sleep(0.05)
     print(f"gave up waiting for {what} after {timeout} s", flush=True)
     return None
+
+
+def forged_token(account):
+    """What anyone can sign with service.auth's published development secret
+    (services/auth/config.h), in its token format (services/auth/tokens.h)."""
+    secret = b"tern-dev-secret-change-me-0123456789"
+    kid = hashlib.sha256(b"tern.auth.kid:" + secret).hexdigest()[:8]
+    expiry = int(time.time() * 1000) + 3_600_000
+    signed = f"v2.{kid}." + f"{account}\n{expiry}".encode().hex()
+    return signed + "." + hmac.new(secret, signed.encode(), hashlib.sha256).hexdigest()
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -78,7 +89,9 @@ def main():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TERN_DATA_DIR=data, TERN_GATEWAY_PORT=str(port),
-               TERN_GATEWAY_ADDRESS="127.0.0.1", TERN_EVENT_RETRY_MS="200", TERN_THREADS="1")
+               TERN_GATEWAY_ADDRESS="127.0.0.1", TERN_EVENT_RETRY_MS="200", TERN_THREADS="1",
+               # The demo account (development mode), signed with a secret of this run's own.
+               TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32))
 
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -130,6 +143,10 @@ def main():
         check("a missing token is 401", status == 401, f"{status} {body}")
         status, body = request("GET", "/balance", token="not-a-token")
         check("a bad token is 401", status == 401, f"{status} {body}")
+        status, body = request("GET", "/balance", token=forged_token("acc_demo"))
+        check("a token forged with the public development secret is 401", status == 401, f"{status} {body}")
+        status, body = request("GET", "/balance", token=token.replace("v2.", "v1.", 1) if token else None)
+        check("a token with its version changed is 401", status == 401, f"{status} {body}")
 
         status, hook = request("POST", "/webhooks", {"url": hook_url}, token=token)
         check("POST /webhooks gives exactly id and secret",
@@ -174,6 +191,15 @@ def main():
               f"{status} {listed}")
         status, body = request("DELETE", f"/webhooks/{hook['id']}", token=token)
         check("deleting it again is 404", status == 404, f"{status} {body}")
+
+        # Guessing from one address: past TERN_AUTH_MAX_FAILURES (5) failed
+        # logins (the wrong password above, and these), even the right
+        # password is refused for the rest of the window.
+        for i in range(5):
+            request("POST", "/auth/token", {"account_id": f"acc_guess_{i}", "password": "guess"})
+        status, body = request("POST", "/auth/token", {"account_id": "acc_demo", "password": "demo"})
+        check("after failed logins from one address even the right password is 429", status == 429,
+              f"{status} {body}")
 
         # A stopped service: the gateway answers by the request's deadline.
         procs["balance-api"].send_signal(signal.SIGTERM)
