@@ -37,7 +37,7 @@ tern::Result<ProbeResponse> Probe(const std::string& self, const std::string& in
   hop->set_span_id(ctx.span_id());
   hop->set_parent_span_id(ctx.parent_span_id());
   hop->set_deadline_unix_ms(ctx.deadline_unix_ms());
-  hop->set_caller(ctx.caller());
+  hop->set_caller(ctx.declared_caller());
   for (const auto& [k, v] : ctx.metadata()) (*hop->mutable_metadata())[k] = v;
   if (req.route_size() > 0) {
     ProbeRequest next = req;
@@ -425,7 +425,7 @@ TEST_CASE("messages that are not requests go to the dead-letter queue with their
   // Garbage with somewhere to answer: the sender hears INVALID_ARGUMENT (the
   // pika test checks that); here, no reply queue at all, and a body that is
   // a valid envelope but has no reply_to.
-  broker.publish(name, "\xff\x01 definitely not protobuf", "nowhere");
+  broker.publish(name, "\xff\x01 definitely not protobuf", "amq.gen-nowhere");
   std::map<std::string, std::string> headers;
   auto dead = broker.await(name + ".dead-letter", 5s, &headers);
   REQUIRE(dead.has_value());
@@ -438,6 +438,22 @@ TEST_CASE("messages that are not requests go to the dead-letter queue with their
   dead = broker.await(name + ".dead-letter", 5s, &headers);
   REQUIRE(dead.has_value());
   CHECK(headers["x-tern-reason"] == "no reply_to: nobody to answer");
+
+  // A good request whose reply_to names a queue (here one of the
+  // inspector's, bound to nothing that is sent): refused, and no reply is
+  // published into it.
+  const std::string victim = broker.bind("test.nothing.is.sent.here");
+  tern::v1::Request req;
+  req.set_id("request-with-a-named-reply-to");
+  req.set_endpoint("probe");
+  req.set_deadline_unix_ms(tern::to_unix_ms(tern::Context::Clock::now() + 5s));
+  req.set_body(ProbeRequest{}.SerializeAsString());
+  broker.publish(name, req.SerializeAsString(), victim);
+  headers.clear();
+  dead = broker.await(name + ".dead-letter", 5s, &headers);
+  REQUIRE(dead.has_value());
+  CHECK(headers["x-tern-reason"].starts_with("reply_to is not a caller's reply queue"));
+  CHECK_FALSE(broker.get(victim).has_value());
   // Each went once, and the service still answers.
   CHECK_FALSE(broker.get(name + ".dead-letter").has_value());
   CHECK(call_probe(client, name, ProbeRequest{}, 5s).ok());

@@ -36,9 +36,17 @@ class Context {
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
   const std::string& parent_span_id() const { return parent_span_id_; }
-  // In a handler: the request's id and the calling service's name.
+  // In a handler: the request's id.
   const std::string& request_id() const { return request_id_; }
-  const std::string& caller() const { return caller_; }
+  // In a handler: who sent the request or event, as the broker verified it
+  // (the AMQP user_id of the publisher's connection, which RabbitMQ checks
+  // against its login). The one to base decisions on. Empty where nothing
+  // verified it (a context made in-process, a fake transport).
+  const std::string& caller() const { return verified_caller_; }
+  void set_caller(std::string verified) { verified_caller_ = std::move(verified); }
+  // The name the caller declared in the envelope ("from"): for logs and
+  // spans only, never for decisions: anyone can write it.
+  const std::string& declared_caller() const { return caller_; }
   // Which attempt of the caller's this request is: 1, then 2 for a retry...
   uint32_t attempt() const { return attempt_; }
 
@@ -97,7 +105,8 @@ class Context {
   std::string span_id_;
   std::string parent_span_id_;
   std::string request_id_;
-  std::string caller_;
+  std::string caller_;            // declared
+  std::string verified_caller_;
   Metadata metadata_;
   uint32_t attempt_ = 1;
   std::shared_ptr<CancelState> cancel_;

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include <google/protobuf/descriptor.h>
 
@@ -35,6 +36,9 @@ Error unparsable_request(const google::protobuf::Descriptor* type);
 struct EventSubscription {
   std::string exchange;
   std::string pattern;
+  // If not empty: the only broker users whose events it handles (the
+  // publisher as the broker verified it); others are dead-lettered.
+  std::vector<std::string> publishers;
   std::function<Error(Context&, std::string_view body)> invoke;
 };
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include <google/protobuf/descriptor.h>
 
@@ -115,6 +116,11 @@ class Service {
   // are answered RESOURCE_EXHAUSTED without running the handler.
   Service& rate_limit(std::string endpoint, double per_second, double burst);
 
+  // Only `callers` (broker users, as the broker verified them: ctx.caller())
+  // may call `endpoint`; anyone else gets PERMISSION_DENIED without the
+  // handler running. Set before start().
+  Service& allow_callers(std::string endpoint, std::vector<std::string> callers);
+
   // Adds a server filter around every request to this service, after the
   // platform's deadline, unknown-endpoint and rate-limit checks and before
   // idempotent replay and the handler; filters run in the order added (see
@@ -155,6 +161,12 @@ class Service {
     add_subscription(std::move(sub));
     return *this;
   }
+
+  // Only events published by `publishers` (broker users, as the broker
+  // verified them: ctx.caller() in the handler) reach the handlers of the
+  // subscriptions to `pattern` made so far; any other goes to the
+  // subscription's dead-letter queue unhandled. Set before start().
+  Service& require_publishers(const std::string& pattern, std::vector<std::string> publishers);
 
   // Options from the environment and argv, start(), then serve until SIGTERM
   // or SIGINT, then stop(). Returns the process exit code.

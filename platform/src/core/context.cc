@@ -104,6 +104,7 @@ Context Context::child(std::chrono::milliseconds timeout) const {
   c.span_id_ = new_span_id();
   c.parent_span_id_ = span_id_;
   c.caller_ = caller_;
+  c.verified_caller_ = verified_caller_;
   c.metadata_ = metadata_;
   c.cancel_->parent = cancel_;
   c.transport_ = transport_;

@@ -37,6 +37,19 @@ void Subscriber::handle(Message&& m, size_t index) {
       Context::Metadata(event.metadata().begin(), event.metadata().end()),
       m.count_header("x-tern-attempt"));
   ctx.set_transport(&transport_);
+  ctx.set_caller(m.verified_user(link_.user()));
+  const std::vector<std::string>& publishers = subscriptions_.at(index).publishers;
+  if (!publishers.empty() && std::find(publishers.begin(), publishers.end(), ctx.caller()) == publishers.end()) {
+    log::warn("{}: a {} event from '{}', not a publisher this subscription accepts: dead-lettered", options_.name,
+              event.type(), ctx.caller());
+    metric::events_dead_lettered(options_.name, queues_.at(index).queue).inc();
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"x-tern-error", fmt::format("PERMISSION_DENIED: publisher '{}' is not accepted", ctx.caller())},
+        {"x-tern-subscription", queues_.at(index).queue},
+        {Message::kOnBehalfOf, ctx.caller()}};
+    move(m, topology::event_dead_letter_queue(queues_.at(index).queue), headers);
+    return;
+  }
   ScopedCurrent current(&ctx);
   const SpanClock clock;
   Error err;
@@ -75,6 +88,7 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
       {"x-tern-attempt", std::to_string(attempt + 1)},
       {"x-tern-error", error},
       {"x-tern-subscription", queue},
+      {Message::kOnBehalfOf, m.verified_user(link_.user())},
   };
   if (last) {
     log::error("{}: event for {} failed {} times, last with {}: dead-lettered", options_.name, queue, attempt, error);
@@ -92,8 +106,9 @@ bool Subscriber::suspect(const Message& m, size_t index) {
   const uint32_t next = std::min<uint32_t>(m.deliveries, 1u << 20) + 1;
   std::vector<std::pair<std::string, std::string>> headers;
   for (const auto& h : m.headers)
-    if (h.first != "x-tern-deliveries") headers.push_back(h);
+    if (h.first != "x-tern-deliveries" && h.first != Message::kOnBehalfOf) headers.push_back(h);
   headers.emplace_back("x-tern-deliveries", std::to_string(next));
+  headers.emplace_back(Message::kOnBehalfOf, m.verified_user(link_.user()));
   if (!from_suspects) {
     // In flight at a crash, with others: it waits to be handled alone.
     move(m, topology::suspect_queue(queue), headers);

@@ -155,6 +155,11 @@ Service& Service::rate_limit(std::string endpoint, double per_second, double bur
   return *this;
 }
 
+Service& Service::allow_callers(std::string endpoint, std::vector<std::string> callers) {
+  core_->def.allowed_callers[std::move(endpoint)] = std::set<std::string, std::less<>>(callers.begin(), callers.end());
+  return *this;
+}
+
 Service& Service::use(ServerFilter filter) {
   core_->def.filters.push_back(std::move(filter));
   return *this;
@@ -187,6 +192,17 @@ int Service::metrics_port() const { return core_->metrics_port; }
 
 Service& Service::every(std::chrono::milliseconds period, std::function<void(Context&)> fn) {
   core_->periodic.push_back({std::max(period, std::chrono::milliseconds(1)), std::move(fn)});
+  return *this;
+}
+
+Service& Service::require_publishers(const std::string& pattern, std::vector<std::string> publishers) {
+  bool found = false;
+  for (auto& s : core_->subscriptions)
+    if (s.pattern == pattern) {
+      s.publishers = publishers;
+      found = true;
+    }
+  if (!found) throw std::logic_error("require_publishers: no subscription to '" + pattern + "' yet");
   return *this;
 }
 

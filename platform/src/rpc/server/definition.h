@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,14 @@ class TokenBucket {
 
 using Endpoints = std::map<std::string, Endpoint, std::less<>>;
 using RateLimits = std::map<std::string, std::unique_ptr<TokenBucket>, std::less<>>;
+// Per endpoint: the only broker users that may call it.
+using AllowedCallers = std::map<std::string, std::set<std::string, std::less<>>, std::less<>>;
 
 struct ServiceDefinition {
   std::string name;
   Endpoints endpoints;
   RateLimits limits;
+  AllowedCallers allowed_callers;
   std::vector<v1::DescribeResponse::Route> routes;
   std::vector<ServerFilter> filters;        // the user's, around every request
   std::vector<ClientFilter> call_filters;   // the user's, around every call made from handlers

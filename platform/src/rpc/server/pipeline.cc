@@ -21,6 +21,7 @@ ServerPipeline::ServerPipeline(const ServiceDefinition& def, Replay* replay, Res
   chain_.push_back(server_filters::observe(def_, spans));
   chain_.push_back(server_filters::deadline(def_));
   chain_.push_back(server_filters::known_endpoint(def_));
+  chain_.push_back(server_filters::allowed_callers(def_));
   chain_.push_back(server_filters::rate_limit(def_));
   // The user's filters are shared by every thread: called, not copied.
   for (const ServerFilter& f : def_.filters)
@@ -37,6 +38,14 @@ void ServerPipeline::handle(Message&& m) {
     log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", def_.name, m.correlation_id,
               responder_.dead_letter_queue());
     responder_.ack_if(responder_.dead_letter(m, "no reply_to: nobody to answer"), m);
+    return;
+  }
+  if (!Responder::answerable(m.reply_to)) {
+    log::warn("{}: a request whose reply_to '{}' names a queue, not a caller's reply queue, went to {}", def_.name,
+              m.reply_to, responder_.dead_letter_queue());
+    responder_.ack_if(responder_.dead_letter(m, "reply_to is not a caller's reply queue (amq.rabbitmq.reply-to or "
+                                                "amq.gen-*): no reply is published into a named queue"),
+                      m);
     return;
   }
   Result<std::string> r = m.body.size() > max_message_bytes_
@@ -78,6 +87,7 @@ Result<std::string> ServerPipeline::run(const Message& m) {
       req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
       Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
   ctx.set_transport(&transport_);
+  ctx.set_caller(responder_.verified_caller(m));
   ScopedCurrent current(&ctx);
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
   const std::string& request_id = ctx.request_id();

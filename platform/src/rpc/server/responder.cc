@@ -37,7 +37,7 @@ void Responder::reply_and_ack(const Message& request, const std::string& respons
 void Responder::refuse_overflow(const Message& m) {
   // Expired requests are dead-lettered here too: nobody waits for those.
   tern::v1::Request req;
-  if (m.reply_to.empty() || !req.ParseFromString(m.body)) return;
+  if (!answerable(m.reply_to) || !req.ParseFromString(m.body)) return;
   if (req.deadline_unix_ms() <= to_unix_ms(std::chrono::steady_clock::now())) return;
   reply_error(m, Error{Code::kResourceExhausted, fmt::format("{} is overloaded: its queue holds {} requests already",
                                                              options_.queue, options_.max_queue_length)});
@@ -60,7 +60,9 @@ bool Responder::count_redelivery(const Message& m) {
                                                         "answer and went to {}", options_.queue, m.deliveries,
                                                         dead_letter_queue_)});
   } else {
-    const std::vector<std::pair<std::string, std::string>> headers = {{"x-tern-deliveries", std::to_string(next)}};
+    // The copy is published as this service: it names who sent the original.
+    const std::vector<std::pair<std::string, std::string>> headers = {
+        {"x-tern-deliveries", std::to_string(next)}, {Message::kOnBehalfOf, verified_caller(m)}};
     AmqpConnection::Publish p;
     p.routing_key = options_.queue;
     p.body = m.body;
@@ -107,6 +109,7 @@ bool Responder::dead_letter(const Message& m, std::string_view reason) {
       {"x-tern-correlation-id", m.correlation_id},
       {"x-tern-reply-to", m.reply_to},
       {"x-tern-redelivered", m.redelivered ? "true" : "false"},
+      {Message::kOnBehalfOf, verified_caller(m)},
   };
   AmqpConnection::Publish p;
   p.routing_key = dead_letter_queue_;

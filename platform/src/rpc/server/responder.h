@@ -32,6 +32,12 @@ class Responder {
   // Publishes a serialized tern.v1.Response to the request's reply_to;
   // false if it cannot (no reply_to, no link).
   bool reply(const Message& request, const std::string& response);
+  // Whether a reply may go to `reply_to`: a caller's direct reply-to or a
+  // server-named private queue (amq.gen-*), never a named queue, so a
+  // request cannot make this service publish into someone else's queue.
+  static bool answerable(std::string_view reply_to) {
+    return reply_to.starts_with("amq.rabbitmq.reply-to") || reply_to.starts_with("amq.gen-");
+  }
   void reply_error(const Message& request, const Error& error);
   // The reply, then the ack: a request whose reply could not go out is
   // left unacked, and the broker redelivers it.
@@ -59,6 +65,8 @@ class Responder {
   void refuse_overflow(const Message& m);
 
   const std::string& dead_letter_queue() const { return dead_letter_queue_; }
+  // Who sent the request, as the broker verified it (Message::verified_user).
+  std::string verified_caller(const Message& m) const { return m.verified_user(link_.user()); }
 
  private:
   BrokerLink& link_;

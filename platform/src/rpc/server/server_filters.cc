@@ -22,7 +22,7 @@ ServerFilter observe(const ServiceDefinition& def, SpanBuffer& spans) {
       v1::Span span = make_span(v1::Span::SERVER, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(),
                                 std::string(endpoint), clock, code, r.ok() ? std::string() : r.error().message);
       span.set_attempt(ctx.attempt());
-      span.set_peer(ctx.caller());
+      span.set_peer(ctx.declared_caller());
       auto request_id = ctx.metadata().find("request_id");
       if (request_id != ctx.metadata().end()) (*span.mutable_tags())["request_id"] = request_id->second;
       spans.record(std::move(span));
@@ -53,6 +53,17 @@ ServerFilter rate_limit(const ServiceDefinition& def) {
   return [&def](Context& ctx, const IncomingRequest& req, const ServerNext& next) -> Result<std::string> {
     if (auto limit = def.limits.find(req.endpoint); limit != def.limits.end() && !limit->second->take())
       return Error{Code::kResourceExhausted, fmt::format("{}/{} is rate limited", def.name, req.endpoint)}
+          .with_param("endpoint", std::string(req.endpoint));
+    return next(ctx, req);
+  };
+}
+
+ServerFilter allowed_callers(const ServiceDefinition& def) {
+  return [&def](Context& ctx, const IncomingRequest& req, const ServerNext& next) -> Result<std::string> {
+    auto allowed = def.allowed_callers.find(req.endpoint);
+    if (allowed != def.allowed_callers.end() && allowed->second.count(ctx.caller()) == 0)
+      return Error{Code::kPermissionDenied,
+                   fmt::format("{}/{} may not be called by '{}'", def.name, req.endpoint, ctx.caller())}
           .with_param("endpoint", std::string(req.endpoint));
     return next(ctx, req);
   };

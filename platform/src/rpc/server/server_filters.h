@@ -21,6 +21,8 @@ ServerFilter deadline(const ServiceDefinition& def);
 ServerFilter known_endpoint(const ServiceDefinition& def);
 // RESOURCE_EXHAUSTED over the endpoint's Service::rate_limit.
 ServerFilter rate_limit(const ServiceDefinition& def);
+// PERMISSION_DENIED for a verified caller the endpoint does not allow.
+ServerFilter allowed_callers(const ServiceDefinition& def);
 // Idempotent replay of requests that carry a key (no store: none).
 ServerFilter replay(Replay* replay);
 

@@ -76,6 +76,9 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   void requeue(const Message& m);
   // Writes what is buffered now, publishes before acks.
   void flush_now();
+  // The broker user this link logs in as (empty while it is down): the
+  // user_id of everything it publishes.
+  const std::string& user() const { return publisher_ ? publisher_->user() : kNobody; }
   // Bytes waiting to be written on the publishing connection.
   size_t output_bytes() const;
 
@@ -118,6 +121,7 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   std::function<void(bool)> on_idle_;
 
   size_t url_index_ = 0;   // where the next (re)connect starts; the node in use
+  static inline const std::string kNobody;
   std::unique_ptr<AmqpConnection> publisher_;   // publishes; consumes direct reply-to
   std::unique_ptr<AmqpConnection> consumer_;    // consumes and acks (services only)
   bool broken_ = false;

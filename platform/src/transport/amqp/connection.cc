@@ -52,7 +52,7 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
   amqp_connection_info info;
   amqp_default_connection_info(&info);
   if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK)
-    throw AmqpError(fmt::format("malformed AMQP URL '{}'", url));
+    throw AmqpError("malformed AMQP URL (it is not shown: it may hold a password)");
   // "amqp://host:5672/" names the empty vhost by the letter of the URI spec;
   // like most clients we take it as the default vhost "/".
   if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
@@ -87,6 +87,7 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
     throw AmqpError(fmt::format("cannot log in to {}:{}: {}", info.host, info.port, why));
   }
   frame_max_ = static_cast<size_t>(amqp_get_frame_max(conn_));
+  user_ = info.user;
   amqp_channel_open(conn_, kChannel);
   r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {

@@ -34,6 +34,7 @@ struct Message {
   std::string correlation_id;
   std::string reply_to;
   std::string content_type;
+  std::string user_id;            // the publisher's broker user, checked by the broker
   std::string body;
   uint32_t deliveries = 1;        // header x-tern-deliveries: this is the n-th delivery
   std::vector<std::pair<std::string, std::string>> headers;  // the string-valued ones
@@ -51,6 +52,18 @@ struct Message {
     return ec == std::errc() && end == text.data() + text.size() && n >= 1 ? n : 1;
   }
   uint64_t generation = 0;        // the BrokerLink connection it arrived on
+  // Who published it, verified: its user_id; but a copy this process's own
+  // user (`own`) republished (a retry, a recount) names the original
+  // publisher in the header x-tern-on-behalf-of, trusted only then: nobody
+  // else can publish as `own`.
+  std::string verified_user(const std::string& own) const {
+    if (!own.empty() && user_id == own) {
+      for (const auto& [k, v] : headers)
+        if (k == kOnBehalfOf) return v;
+    }
+    return user_id;
+  }
+  static constexpr const char* kOnBehalfOf = "x-tern-on-behalf-of";
 };
 
 struct AmqpError : std::runtime_error {
@@ -69,6 +82,8 @@ class AmqpConnection final : public topology::Declarer {
   AmqpConnection& operator=(const AmqpConnection&) = delete;
 
   int fd() const;
+  // The broker user it logged in as: the user_id of everything it publishes.
+  const std::string& user() const { return user_; }
 
   // topology::Declarer: synchronous set-up methods on kChannel; they block
   // until the broker answers and throw AmqpError. Call only before serving.
@@ -152,6 +167,7 @@ class AmqpConnection final : public topology::Declarer {
   bool failed_ = false;
   bool closed_ = false;
   std::string error_;
+  std::string user_;
   size_t frame_max_ = 131072;
   uint64_t next_event_tag_ = 1;   // delivery tag of the next publish on kEventChannel
   std::string out_;   // whole frames; out_[0, sent_) already written

@@ -70,6 +70,12 @@ uint64_t AmqpConnection::publish(const Publish& p) {
     props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props.message_id = bytes(p.message_id);
   }
+  // Who publishes: the broker refuses a user_id that is not the login's
+  // (PRECONDITION_FAILED), so consumers can trust it.
+  if (!user_.empty()) {
+    props._flags |= AMQP_BASIC_USER_ID_FLAG;
+    props.user_id = bytes(user_);
+  }
   amqp_basic_publish_t m{};
   m.exchange = bytes(p.exchange);
   m.routing_key = bytes(p.routing_key);
@@ -204,6 +210,7 @@ bool AmqpConnection::poll_messages(Sink& sink) {
       if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
       if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
       if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
+      if (props->_flags & AMQP_BASIC_USER_ID_FLAG) current_.user_id = str(props->user_id);
       if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
         for (int i = 0; i < props->headers.num_entries; ++i) {
           const amqp_table_entry_t& e = props->headers.entries[i];
