@@ -78,6 +78,7 @@ Result<std::string> ServerPipeline::run(const Message& m) {
       req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
       Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
   ctx.set_transport(&transport_);
+  ctx.set_idempotency_key(req.idempotency_key());
   ScopedCurrent current(&ctx);
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
   const std::string& request_id = ctx.request_id();
