@@ -71,6 +71,7 @@ class Outbox {
 
  private:
   void exec(const char* sql) const;
+  void create_table() const;
   sqlite3* db_ = nullptr;
   std::unique_ptr<detail::FiberBusyWait> busy_;
   bool in_transaction_ = false;

@@ -36,6 +36,15 @@ Outbox::Outbox(const std::string& path) {
   }
   busy_ = std::make_unique<detail::FiberBusyWait>(db_, std::chrono::seconds(5));
   exec("PRAGMA journal_mode=WAL");
+  // One transaction: instances starting at once on a new file must not
+  // both see the column missing and both add it.
+  transaction([&] {
+    create_table();
+    return true;
+  });
+}
+
+void Outbox::create_table() const {
   exec("CREATE TABLE IF NOT EXISTS tern_outbox ("
        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
        " type TEXT NOT NULL, routing_key TEXT NOT NULL, body BLOB NOT NULL,"
