@@ -279,6 +279,8 @@ rabbit_cluster_restart() {
     node=$(cat "$TERN_RABBIT_DIR/node" 2>/dev/null) || { echo "rabbit_cluster_restart: no node '${1:-}'" >&2; return 1; }
     url=$(cat "$TERN_RABBIT_DIR/url"); port=${url##*:}; port=${port%/}
     # The old log holds the first start's "startup complete": set it aside.
+    # And the dead VM's pid, which the start-up wait would find first.
+    rm -f "$TERN_RABBIT_DIR/server.pid"
     [[ ! -e $TERN_RABBIT_DIR/log/$node.log ]] || mv "$TERN_RABBIT_DIR/log/$node.log" "$TERN_RABBIT_DIR/log/$node.log.$(date +%s%N)"
     _rabbit_boot 0 "$node" "$port" "$(_rabbit_free_port)" ||
         { echo "rabbit_cluster_restart: node $1 did not start again" >&2; tail -n 20 "$TERN_RABBIT_DIR/server.log" >&2; return 1; }

@@ -121,7 +121,7 @@ TEST_CASE("inbox: a second Inbox on the same file, as another instance, replays 
   CHECK(Reader(file.path).count("SELECT COUNT(*) FROM effects") == 1);
 }
 
-TEST_CASE("inbox: errors keep no rows; a non-retryable one is kept with the key, a retryable one or a throw is not") {
+TEST_CASE("inbox: errors keep no rows: a non-retryable one is kept with the key but not a retryable one or a throw") {
   TempDb file;
   tern::Inbox inbox(file.path);
   make_effects(inbox);
