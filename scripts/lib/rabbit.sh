@@ -37,6 +37,9 @@
 #       rabbitmqctl against node I (needs only TERN_CLUSTER_DIR).
 #   rabbit_cluster_kill I
 #       kill -9 of node I's Erlang VM: a crash, no goodbye to peers or clients.
+#   rabbit_cluster_restart I
+#       Starts node I again (after rabbit_cluster_kill) with its name, AMQP
+#       port and data: durable queues and persistent messages survive.
 #   rabbit_cluster_stop
 #       Stops every node of TERN_CLUSTER_DIR and removes the dir.  Safe to
 #       call twice, or after a failed start.
@@ -79,11 +82,19 @@ rabbit_ctl() {
 # exists), named NAME-RANDOM@localhost (default NAME: tern-PID).
 # Returns 0 when ready, 2 when a port was taken meanwhile (retry), 1 otherwise.
 _rabbit_launch() {
-    local mgmt=$1 dir=$TERN_RABBIT_DIR _rabbit_taken=""
-    local node="${2:-tern-$$}-$RANDOM@localhost" port dport mport=""
+    local mgmt=$1 _rabbit_taken=""
+    local node="${2:-tern-$$}-$RANDOM@localhost" port dport
     port=$(_rabbit_free_port); _rabbit_taken+=" $port"
     dport=$(_rabbit_free_port); _rabbit_taken+=" $dport"
-    rm -rf "$dir/mnesia" "$dir/log" && mkdir -p "$dir/mnesia" "$dir/log"
+    rm -rf "$TERN_RABBIT_DIR/mnesia" "$TERN_RABBIT_DIR/log"
+    _rabbit_boot "$mgmt" "$node" "$port" "$dport"
+}
+
+# _rabbit_boot MGMT NODE PORT DPORT: starts NODE in TERN_RABBIT_DIR on those
+# ports, keeping whatever mnesia/ holds; returns as _rabbit_launch does.
+_rabbit_boot() {
+    local mgmt=$1 dir=$TERN_RABBIT_DIR node=$2 port=$3 dport=$4 mport=""
+    mkdir -p "$dir/mnesia" "$dir/log"
 
     # Plugins: none, or the management UI on its own port (localhost only).
     : >"$dir/rabbitmq-env.conf"            # instead of /etc/rabbitmq/rabbitmq-env.conf
@@ -258,6 +269,21 @@ rabbit_cluster_kill() {
     kill -KILL "$vm"
     for ((i = 0; i < 100; i++)); do kill -0 "$vm" 2>/dev/null || return 0; sleep 0.1; done
     echo "rabbit_cluster_kill: node $1 (pid $vm) still there after 10 s" >&2; return 1
+}
+
+# rabbit_cluster_restart I: starts node I again after rabbit_cluster_kill,
+# with its name, AMQP port and data directory (durable queues and
+# persistent messages survive); returns once it is up.
+rabbit_cluster_restart() {
+    local TERN_RABBIT_DIR=${TERN_CLUSTER_DIR:-}/${1:-x} TERN_RABBIT_NODE="" TERN_AMQP_URL="" node url port _rabbit_taken=""
+    node=$(cat "$TERN_RABBIT_DIR/node" 2>/dev/null) || { echo "rabbit_cluster_restart: no node '${1:-}'" >&2; return 1; }
+    url=$(cat "$TERN_RABBIT_DIR/url"); port=${url##*:}; port=${port%/}
+    # The old log holds the first start's "startup complete": set it aside.
+    # And the dead VM's pid, which the start-up wait would find first.
+    rm -f "$TERN_RABBIT_DIR/server.pid"
+    [[ ! -e $TERN_RABBIT_DIR/log/$node.log ]] || mv "$TERN_RABBIT_DIR/log/$node.log" "$TERN_RABBIT_DIR/log/$node.log.$(date +%s%N)"
+    _rabbit_boot 0 "$node" "$port" "$(_rabbit_free_port)" ||
+        { echo "rabbit_cluster_restart: node $1 did not start again" >&2; tail -n 20 "$TERN_RABBIT_DIR/server.log" >&2; return 1; }
 }
 
 rabbit_cluster_stop() {

@@ -9,7 +9,7 @@ tern::Error Balances::on_created(tern::Context& ctx, const transaction::Created&
   if (tx.id().empty() || tx.account_id().empty() || tx.amount() <= 0 || tx.currency().empty())
     return tern::Error{tern::Code::kInvalidArgument,
                        "transaction.created without id, account, amount or currency"};
-  auto outcome = store_.apply(tx, ctx.request_id());
+  auto outcome = store_.apply(ctx, tx);
   if (!outcome.ok()) return outcome.error();
   if (*outcome == Store::Outcome::kDuplicate)
     tern::log::info("transaction {} already applied; event {} ignored", tx.id(), ctx.request_id());

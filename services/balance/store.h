@@ -2,9 +2,10 @@
 // transactions it already holds.
 #pragma once
 
+#include <tern/context.h>
 #include <tern/error.h>
+#include <tern/inbox.h>
 
-#include <boost/fiber/mutex.hpp>
 #include <string>
 #include <string_view>
 
@@ -17,8 +18,9 @@ namespace balance {
 // The currency of an account with no transactions yet.
 inline constexpr const char* kDefaultCurrency = "GBP";
 
-// Safe from every fiber and thread of the service: a fiber mutex
-// serializes use of the connection; nothing under it suspends.
+// Safe from every fiber and thread of the service, and from every
+// instance sharing the file: tern::Inbox serializes its connection with a
+// fiber mutex, and instances through SQLite's write lock.
 class Store {
  public:
   // Opens or creates the database at `path` (":memory:" for tests). Throws
@@ -26,21 +28,23 @@ class Store {
   explicit Store(const std::string& path);
 
   enum class Outcome { kApplied, kDuplicate };
-  // Adds tx.amount to the balance of tx.account_id, once per tx.id: the id
-  // is recorded (with `event_id`, for tracing) in the same local transaction
-  // as the new balance, so a second delivery of the same transaction (the
-  // broker's redelivery, a dead-letter replay, or the outbox publishing it
-  // again under a new event id) changes nothing. FAILED_PRECONDITION if the
-  // account holds another currency, OUT_OF_RANGE if the sum would overflow;
-  // nothing is kept then. Throws std::runtime_error on a database error.
-  tern::Result<Outcome> apply(const transaction::Transaction& tx, std::string_view event_id);
+  // Adds tx.amount to the balance of tx.account_id, once per event and once
+  // per transaction: the event's id (ctx.request_id(), through tern::Inbox)
+  // and the transaction's id are recorded in the same local transaction as
+  // the new balance, so a second delivery of the same event (the broker's
+  // redelivery, a dead-letter replay, a relay repeated after a crash) or
+  // the same transaction under another event id changes nothing.
+  // FAILED_PRECONDITION if the account holds another currency, OUT_OF_RANGE
+  // if the sum would overflow; nothing is kept then. UNAVAILABLE
+  // (retryable) if another instance held the database past the deadline.
+  // Throws std::runtime_error on a database error.
+  tern::Result<Outcome> apply(const tern::Context& ctx, const transaction::Transaction& tx);
 
   // The account's balance; 0 in kDefaultCurrency if it has none.
   Balance get(std::string_view account_id);
 
  private:
-  boost::fibers::mutex mu_;
-  common::Database db_;
+  tern::Inbox inbox_;
 };
 
 }  // namespace balance

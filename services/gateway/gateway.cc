@@ -1,10 +1,13 @@
 #include "gateway.h"
 
+#include <algorithm>
+
 #include <charconv>
 
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 
+#include "common/crypto.h"
 #include "tern/call.h"
 #include "tern/described.h"
 #include "tern/json.h"
@@ -97,6 +100,18 @@ bool valid_request_id(const std::string& id) {
 }
 
 }  // namespace
+
+tern::Result<std::string> idempotency_key(const std::string& header, const std::string* authorization) {
+  if (header.empty() || header.size() > kMaxIdempotencyKeyBytes ||
+      !std::all_of(header.begin(), header.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
+    return Error{Code::kInvalidArgument,
+                 fmt::format("Idempotency-Key must be 1 to {} printable ASCII characters", kMaxIdempotencyKeyBytes)}
+        .with_param("header", "Idempotency-Key");
+  // Scoped by the caller's credentials: another caller's same key is
+  // another key, here and in every answer a service keeps for it.
+  const std::string who = common::to_hex(common::sha256(authorization != nullptr ? *authorization : ""));
+  return who.substr(0, 32) + ":" + header;
+}
 
 // {"error":{"code":"NOT_FOUND","message":"...","params":{...}}} with the
 // status from tern's one code-to-HTTP table.
@@ -233,6 +248,11 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   tern::CallOptions opts;
   opts.timeout = ctx.remaining();
   opts.idempotent = req.method == "GET" || req.method == "HEAD";
+  if (const std::string* key = req.header("Idempotency-Key"); key != nullptr && !opts.idempotent) {
+    auto scoped = idempotency_key(*key, req.header("Authorization"));
+    if (!scoped.ok()) return error_response(scoped.error());
+    opts.idempotency_key = std::move(*scoped);
+  }
   auto reply = tern::call_bytes(ctx, target->service, match->endpoint, message->SerializeAsString(), opts);
   if (!reply.ok()) return error_response(reply.error());
   auto response = svc.make(types->response);

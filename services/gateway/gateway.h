@@ -30,6 +30,16 @@ struct Config {
 // which no downstream reply can set).
 tern::http::Response error_response(const tern::Error& e);
 
+// The longest Idempotency-Key header accepted (Stripe's limit).
+inline constexpr size_t kMaxIdempotencyKeyBytes = 255;
+
+// The idempotency key a request's calls carry for its `Idempotency-Key`
+// header: the header, scoped by a digest of the Authorization header (none
+// counts as one caller), so two callers' equal keys never meet.
+// INVALID_ARGUMENT for an empty or too long key, or one with characters
+// outside printable ASCII.
+tern::Result<std::string> idempotency_key(const std::string& header, const std::string* authorization);
+
 class Gateway {
  public:
   Gateway(RouteTable table, Config config);

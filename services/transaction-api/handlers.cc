@@ -14,7 +14,11 @@ tern::Result<transaction::Transaction> create(tern::Context& ctx, const CreateRe
   create.set_amount(req.amount());
   create.set_currency(req.currency());
   create.set_description(req.description());
-  return tern::call<transaction::Transaction>(ctx, "service.transaction", "create", create);
+  tern::CallOptions opts;
+  // The caller's key (the gateway's Idempotency-Key), scoped by the
+  // account: service.transaction keeps one transaction per account and key.
+  if (!ctx.idempotency_key().empty()) opts.idempotency_key = *account + "/" + ctx.idempotency_key();
+  return tern::call<transaction::Transaction>(ctx, "service.transaction", "create", create, opts);
 }
 
 tern::Result<transaction::Transaction> get(tern::Context& ctx, const GetRequest& req) {

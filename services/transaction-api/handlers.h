@@ -10,7 +10,10 @@
 
 namespace transaction_api {
 
-// POST /: service.transaction create for the caller's account.
+// POST /: service.transaction create for the caller's account. A request
+// with an idempotency key (the gateway's Idempotency-Key header) calls
+// create with "<account>/<key>": one transaction per account and key,
+// however often the request is retried or repeated, on any instance.
 tern::Result<transaction::Transaction> create(tern::Context& ctx, const CreateRequest& req);
 // GET /:id: service.transaction get; NOT_FOUND for another account's.
 tern::Result<transaction::Transaction> get(tern::Context& ctx, const GetRequest& req);

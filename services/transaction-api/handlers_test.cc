@@ -93,3 +93,16 @@ TEST_CASE("GET /:id asks for the id within the caller's account") {
   CHECK(f.got[0].account_id() == "acc_1");
   CHECK(f.got[0].id() == "tx_9");
 }
+
+TEST_CASE("POST / passes the request's idempotency key on to create, scoped by the account") {
+  Fixture f;
+  auto ctx = f.ctx("Bearer tok_1");
+  ctx.set_idempotency_key("gw:key-1");
+  REQUIRE(transaction_api::create(ctx, {}).ok());
+  auto unkeyed = f.ctx("Bearer tok_1");
+  REQUIRE(transaction_api::create(unkeyed, {}).ok());
+  std::vector<std::string> keys;
+  for (const auto& c : f.fake.calls())
+    if (c.endpoint == "create") keys.push_back(c.idempotency_key);
+  CHECK(keys == std::vector<std::string>{"acc_1/gw:key-1", ""});
+}

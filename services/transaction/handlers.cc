@@ -46,11 +46,17 @@ tern::Result<Transaction> Transactions::create(tern::Context& ctx, const CreateR
   tx.set_currency(req.currency());
   tx.set_description(req.description());
   tx.set_created_at_unix_ms(now_());
-  store_.create(ctx, tx);
-  if (store_.relay(ctx) == 0)
-    tern::log::warn("transaction {} stored; its event waits in the outbox for the next relay",
-                    tx.id());
-  return tx;
+  auto stored = store_.create(ctx, tx, req.SerializeAsString());
+  if (!stored.ok()) return stored;
+  try {
+    if (store_.relay(ctx) == 0 && store_.pending() > 0)
+      tern::log::warn("transaction {} stored; its event waits in the outbox for the next relay",
+                      stored->id());
+  } catch (const std::exception& e) {
+    // Stored and committed: the periodic relay sends the event later.
+    tern::log::warn("transaction {} stored; relaying its event failed: {}", stored->id(), e.what());
+  }
+  return stored;
 }
 
 tern::Result<Transaction> Transactions::get(tern::Context&, const GetRequest& req) {

@@ -33,7 +33,10 @@ class Transactions {
 
   // Stores a new transaction with its transaction.created event, then
   // relays the event (if the broker is away the event stays in the outbox
-  // for the periodic relay: the create still succeeds).
+  // for the periodic relay: the create still succeeds). With an
+  // idempotency key (ctx.idempotency_key()) the transaction, its event and
+  // the key commit together: a repeat of the key, on any instance sharing
+  // the database, stores nothing and returns the transaction stored first.
   tern::Result<Transaction> create(tern::Context& ctx, const CreateRequest& req);
   // NOT_FOUND unless `id` is a transaction of `account_id`.
   tern::Result<Transaction> get(tern::Context& ctx, const GetRequest& req);

@@ -30,5 +30,6 @@ int main(int argc, char** argv) {
     return transactions.get(ctx, req);
   });
   svc.every(relay_every, [&](tern::Context& ctx) { store->relay(ctx); });
+  svc.every(std::chrono::hours(1), [&](tern::Context&) { store->expire_keys(); });
   return svc.run(argc, argv);
 }

@@ -116,3 +116,24 @@ TEST_CASE("get finds only the account's own transactions") {
   get.set_id("tx_missing");
   CHECK(f.transactions.get(f.ctx, get).code() == tern::Code::kNotFound);
 }
+
+TEST_CASE("a create repeated with its idempotency key stores one transaction and returns the first") {
+  Fixture f;
+  f.ctx.set_idempotency_key("acc_1/key-1");
+  auto first = f.transactions.create(f.ctx, coffee());
+  auto again = f.transactions.create(f.ctx, coffee());
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(again->SerializeAsString() == first->SerializeAsString());
+  CHECK(f.transport.publishes().size() == 1);   // one transaction, one event
+
+  auto changed = coffee();
+  changed.set_amount(999);
+  auto reused = f.transactions.create(f.ctx, changed);
+  CHECK(reused.code() == tern::Code::kInvalidArgument);
+
+  f.ctx.set_idempotency_key("acc_1/key-2");
+  auto other = f.transactions.create(f.ctx, coffee());
+  REQUIRE(other.ok());
+  CHECK(other->id() != first->id());
+}

@@ -49,6 +49,13 @@ class Context {
   const std::string& declared_caller() const { return caller_; }
   // Which attempt of the caller's this request is: 1, then 2 for a retry...
   uint32_t attempt() const { return attempt_; }
+  // In a handler: the idempotency key the caller sent with this request
+  // (CallOptions::idempotency_key), or empty. It does not travel on by
+  // itself: a handler passes it (or a key made from it) to the calls that
+  // must happen once per key, as tern::Inbox does with its transaction.
+  const std::string& idempotency_key() const { return idempotency_key_; }
+  // For the platform, and for tests of handlers that read the key.
+  void set_idempotency_key(std::string key) { idempotency_key_ = std::move(key); }
 
   // Metadata travels to every downstream call made with this context.
   const Metadata& metadata() const { return metadata_; }
@@ -107,6 +114,7 @@ class Context {
   std::string request_id_;
   std::string caller_;            // declared
   std::string verified_caller_;
+  std::string idempotency_key_;
   Metadata metadata_;
   uint32_t attempt_ = 1;
   std::shared_ptr<CancelState> cancel_;

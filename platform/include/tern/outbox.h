@@ -4,6 +4,7 @@
 // cannot happen; a crash between commit and publish only delays the event.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,8 +18,15 @@ struct sqlite3;
 
 namespace tern {
 
-// Not thread-safe: use one Outbox from one thread (a loop's fibers) at a
-// time. SQLite calls are local disk I/O and briefly block the thread.
+namespace detail {
+class FiberBusyWait;
+}  // namespace detail
+
+// Not thread-safe: use one Outbox from one fiber at a time (a fiber mutex
+// around it, as services/transaction does, or tern::Inbox, which is
+// thread-safe). SQLite calls are local disk I/O and briefly block the
+// thread; waiting for another process's write lock (instances sharing the
+// file) sleeps only the calling fiber, 5 s at most.
 class Outbox {
  public:
   // Opens or creates the database at `path` and its table tern_outbox.
@@ -35,7 +43,16 @@ class Outbox {
   // its rows through db() and queues events with add(); if it returns false
   // or throws, nothing of it (rows or events) is kept. Returns whether it
   // committed.
+  // Throws std::runtime_error if another connection keeps the write lock
+  // for 5 s.
   bool transaction(const std::function<bool()>& fn);
+
+  // As transaction(), waiting for another connection's write lock until
+  // `wait_until` at most (a request's deadline): kBusy if it did not get it,
+  // and then fn did not run.
+  enum class Outcome { kCommitted, kRolledBack, kBusy };
+  Outcome transaction_until(std::chrono::steady_clock::time_point wait_until,
+                            const std::function<bool()>& fn);
 
   // Within transaction(): queues `event` (routing key and envelope as
   // tern::publish would make them, ctx's trace). Its envelope id is fixed
@@ -54,7 +71,9 @@ class Outbox {
 
  private:
   void exec(const char* sql) const;
+  void create_table() const;
   sqlite3* db_ = nullptr;
+  std::unique_ptr<detail::FiberBusyWait> busy_;
   bool in_transaction_ = false;
 };
 

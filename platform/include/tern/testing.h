@@ -30,6 +30,7 @@ class FakeTransport final : public Transport {
     std::string endpoint;
     std::string trace_id;
     Context::Clock::time_point deadline;
+    std::string idempotency_key;   // CallOptions::idempotency_key
   };
   // One publish that succeeded, as it reached the transport.
   struct Published {
@@ -86,7 +87,7 @@ class FakeTransport final : public Transport {
   Result<std::string> call(const Context& ctx, std::string_view service, std::string_view endpoint,
                            std::string body, const CallOptions& opts) override {
     auto deadline = std::min(ctx.deadline(), Context::Clock::now() + opts.timeout);
-    calls_.push_back({std::string(service), std::string(endpoint), ctx.trace_id(), deadline});
+    calls_.push_back({std::string(service), std::string(endpoint), ctx.trace_id(), deadline, opts.idempotency_key});
     if (ctx.cancelled()) return Error{Code::kCancelled, "cancelled"};
     if (Context::Clock::now() >= deadline) return Error{Code::kDeadlineExceeded, "deadline passed"};
     auto it = stubs_.find({std::string(service), std::string(endpoint)});

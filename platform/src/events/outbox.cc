@@ -11,6 +11,7 @@
 #include "tern/call.h"
 #include "tern/events.h"
 #include "core/current.h"
+#include "events/sqlite_wait.h"
 
 namespace tern {
 namespace {
@@ -33,8 +34,17 @@ Outbox::Outbox(const std::string& path) {
     sqlite3_close(db_);
     throw std::runtime_error(fmt::format("outbox: cannot open {}: {}", path, why));
   }
-  sqlite3_busy_timeout(db_, 5000);
+  busy_ = std::make_unique<detail::FiberBusyWait>(db_, std::chrono::seconds(5));
   exec("PRAGMA journal_mode=WAL");
+  // One transaction: instances starting at once on a new file must not
+  // both see the column missing and both add it.
+  transaction([&] {
+    create_table();
+    return true;
+  });
+}
+
+void Outbox::create_table() const {
   exec("CREATE TABLE IF NOT EXISTS tern_outbox ("
        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
        " type TEXT NOT NULL, routing_key TEXT NOT NULL, body BLOB NOT NULL,"
@@ -62,7 +72,20 @@ void Outbox::exec(const char* sql) const {
 }
 
 bool Outbox::transaction(const std::function<bool()>& fn) {
-  exec("BEGIN IMMEDIATE");
+  const Outcome o = transaction_until({}, fn);
+  if (o == Outcome::kBusy) throw std::runtime_error("outbox: the database stayed locked for 5 s");
+  return o == Outcome::kCommitted;
+}
+
+Outbox::Outcome Outbox::transaction_until(std::chrono::steady_clock::time_point wait_until,
+                                          const std::function<bool()>& fn) {
+  // Only BEGIN IMMEDIATE waits: once it holds the write lock, nothing in
+  // the transaction finds the database locked (WAL: readers never block).
+  busy_->wait_until(wait_until);
+  const int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  busy_->reset();
+  if (rc == SQLITE_BUSY) return Outcome::kBusy;
+  if (rc != SQLITE_OK) throw std::runtime_error(fmt::format("outbox: BEGIN IMMEDIATE: {}", sqlite3_errmsg(db_)));
   in_transaction_ = true;
   bool commit = false;
   try {
@@ -73,8 +96,15 @@ bool Outbox::transaction(const std::function<bool()>& fn) {
     throw;
   }
   in_transaction_ = false;
-  exec(commit ? "COMMIT" : "ROLLBACK");
-  return commit;
+  if (commit && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // A failed COMMIT (disk full, I/O error) may leave the transaction
+    // open: end it, so the next one can begin.
+    const std::string why = sqlite3_errmsg(db_);
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw std::runtime_error(fmt::format("outbox: COMMIT: {}", why));
+  }
+  if (!commit) exec("ROLLBACK");
+  return commit ? Outcome::kCommitted : Outcome::kRolledBack;
 }
 
 void Outbox::add(const Context& ctx, const google::protobuf::Message& event) {

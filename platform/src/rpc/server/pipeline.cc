@@ -88,6 +88,7 @@ Result<std::string> ServerPipeline::run(const Message& m) {
       Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
   ctx.set_transport(&transport_);
   ctx.set_caller(responder_.verified_caller(m));
+  ctx.set_idempotency_key(req.idempotency_key());
   ScopedCurrent current(&ctx);
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
   const std::string& request_id = ctx.request_id();
