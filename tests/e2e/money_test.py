@@ -20,6 +20,7 @@ service.balance's table is compared with the sum of its transactions.
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -164,7 +165,9 @@ def main():
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TERN_DATA_DIR=data, TERN_GATEWAY_PORT=str(port), TERN_GATEWAY_ADDRESS="127.0.0.1",
                TERN_GATEWAY_TIMEOUT_MS="5000", TERN_THREADS="1", TERN_EVENT_RETRY_MS="200",
-               TERN_OUTBOX_RELAY_MS="200", TERN_LOG_LEVEL="warn")
+               TERN_OUTBOX_RELAY_MS="200", TERN_LOG_LEVEL="warn",
+               # service.auth: the demo account (development mode), a secret of this run's own.
+               TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32))
     system = System(bin_dir, data, env)
     for name in ["auth", "auth-api", "transaction-api", "balance-api"]:
         system.start(name)
