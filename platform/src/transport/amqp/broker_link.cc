@@ -284,7 +284,12 @@ size_t BrokerLink::output_bytes() const { return publisher_ ? publisher_->output
 // Everything the fibers produced leaves in one write, now that none is
 // ready. Acks wait up to kAckDelay to leave in batches, off the replies' path.
 void BrokerLink::before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_at) noexcept {
-  if (broken_ || !publisher_) return;
+  if (broken_) {
+    // The next reconnect: polled() wakes the IO fiber for it.
+    if (!connecting_.valid()) *wake_at = std::min(*wake_at, next_reconnect_);
+    return;
+  }
+  if (!publisher_) return;
   if (on_idle_) on_idle_(false);
   bool ok = publisher_->flush();
   if (consumer_ && consumer_->has_output()) {
@@ -317,6 +322,16 @@ void BrokerLink::while_busy(std::vector<pollfd>* fds) noexcept {
 void BrokerLink::polled(const pollfd* fds, size_t n, bool busy) noexcept {
   if (reactor_.stopping()) {
     wake_io(false);
+    return;
+  }
+  // Disconnected, the IO fiber waits for its next attempt with a fiber
+  // timer, and is woken from here too: after a failed attempt (a timed wait
+  // on the future another thread fulfilled) that timer was seen never to
+  // fire (Boost.Fiber 1.74; its timed waits share per-fiber state, twstatus,
+  // with cross-thread notifies), leaving the link down for good. The
+  // reactor's periodic wake-ups used to hide this.
+  if (broken_) {
+    if (!connecting_.valid() && Clock::now() >= next_reconnect_) wake_io(false);
     return;
   }
   bool wake = false, input = false;
