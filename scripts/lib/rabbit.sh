@@ -114,6 +114,9 @@ _rabbit_launch() {
         echo "[rabbitmq_management]." >"$dir/enabled_plugins"
         printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mport" >"$dir/rabbitmq.conf"
     fi
+    # In a namespace of the caller's, clients come from another address: let
+    # guest in from there (it exists only inside those namespaces).
+    [[ -z ${TERN_RABBIT_NETNS:-} ]] || echo "loopback_users = none" >>"$dir/rabbitmq.conf"
     [[ $EUID -ne 0 ]] || chown -R rabbitmq:rabbitmq "$dir"
     echo "$node $port $dport $mport" >"$dir/launch"   # for rabbit_restart
     _rabbit_run "$node" "$port" "$dport" "$mport"
