@@ -134,7 +134,10 @@ std::map<std::string, int> lines_of(const std::string& path) {
 
 void broker_kill9(tern::Client& client, const Attempts& attempts, Scenario& s) {
   const std::string path = ledger_path("broker-kill"), events = g_dir + "/broker-kill.events";
-  Instance a("bkill-a", path, {"FAULT_EVENT_LOG=" + events}), b("bkill-b", path, {"FAULT_EVENT_LOG=" + events});
+  // Slow subscribers: confirmed events pile up in the queue, so the kill
+  // finds them on disk, not only in flight.
+  const std::vector<std::string> env = {"FAULT_EVENT_LOG=" + events, "FAULT_EVENT_SLEEP_MS=50"};
+  Instance a("bkill-a", path, env), b("bkill-b", path, env);
   const std::set<pid_t> pids = {a.pid(), b.pid()};
   tern::Options po = tern::Options::from_env();
   po.threads = 1;
@@ -143,11 +146,17 @@ void broker_kill9(tern::Client& client, const Attempts& attempts, Scenario& s) {
   Publishing p;
   std::thread publisher([&] { publish_events(pub, p, 8); });
   std::string vm_before, vm_after;
-  int kill_rc = -1, restart_rc = -1, in_flight_at_kill = 0, confirmed_before_kill = 0;
+  int kill_rc = -1, restart_rc = -1, in_flight_at_kill = 0, confirmed_before_kill = 0, queued_at_kill = -1;
   Clock::time_point kill_at{}, back_at{};
-  auto calls = run_load(client, attempts, {.calls = 1500, .concurrency = 20, .sleep_ms = 20, .fault = [&] {
+  const int link_failures = attempts.link_failures();
+  // Enough calls to outlast the rabbitmqctl calls before the kill (~1 s each).
+  auto calls = run_load(client, attempts, {.calls = 4000, .concurrency = 20, .sleep_ms = 20, .fault = [&] {
     for (auto t = Clock::now() + 20s; p.confirmed_count < 100 && Clock::now() < t;) std::this_thread::sleep_for(5ms);
     rabbit("rabbit_vm_pid", &vm_before);
+    std::string depth;
+    rabbit("rabbit_ctl -q list_queues --no-table-headers name messages", &depth);
+    const size_t at = depth.find("test.fault.on.probe.hop\t");
+    queued_at_kill = at == std::string::npos ? -1 : std::atoi(depth.c_str() + at + 24);
     confirmed_before_kill = p.confirmed_count;
     in_flight_at_kill = p.in_flight;
     kill_at = Clock::now();
@@ -197,17 +206,21 @@ void broker_kill9(tern::Client& client, const Attempts& attempts, Scenario& s) {
                      "received={} lost={}; duplicates={}, received though not confirmed={}",
                      p.published, wanted.size(), confirmed_before_kill, nc.empty() ? " none" : nc,
                      wanted.size() - lost, lost, duplicates, unconfirmed_received));
-  s.line(fmt::format("premises: beam.smp {} killed (rabbit_kill9 rc={}) with {} publishes in flight ({} spanned the "
-                     "kill); restarted on its data dir as {} (rc={}) {:.1f} s later; both instances logged a "
+  s.line(fmt::format("premises: beam.smp {} killed (rabbit_kill9 rc={}) with {} events queued in "
+                     "test.fault.on.probe.hop and {} publishes in flight ({} spanned the kill); restarted on its data dir as {} (rc={}) {:.1f} s later; both instances logged a "
                      "reconnect: {}; events confirmed after the kill: {}",
-                     trim(vm_before), kill_rc, in_flight_at_kill, spanning_kill, trim(vm_after), restart_rc,
+                     trim(vm_before), kill_rc, queued_at_kill, in_flight_at_kill, spanning_kill, trim(vm_after), restart_rc,
                      since(kill_at, back_at), a_back && b_back ? "yes" : "no", confirmed_after));
   s.expect(lost == 0, "every confirmed event was delivered");
   s.expect(kill_rc == 0 && restart_rc == 0 && !vm_before.empty() && vm_after != vm_before,
            "the broker's VM was killed and a new one started");
   s.expect(in_flight_at_kill > 0 && spanning_kill > 0, "events were in flight at the kill");
+  s.expect(queued_at_kill > 0, "confirmed events waited in the subscription's queue at the kill");
   s.expect(confirmed_before_kill > 0 && confirmed_after > 0, "events confirmed before the kill and after the restart");
   s.expect(a_back && b_back && served, "the instances and the client reconnected");
+  const int lost_links = attempts.link_failures() - link_failures;
+  s.line(fmt::format("the client's calls failed on its lost link {} times", lost_links));
+  s.expect(lost_links > 0, "calls were in flight at the kill");
 }
 
 void broker_sigstop(tern::Client& client, const Attempts& attempts, Scenario& s) {

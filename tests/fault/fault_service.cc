@@ -17,7 +17,8 @@
 // answers RESOURCE_EXHAUSTED as if the request had been refused.
 //
 // With $FAULT_EVENT_LOG set it also subscribes to probe.hop events and
-// appends each one's `service` field there before acking it.
+// appends each one's `service` field there before acking it, after
+// $FAULT_EVENT_SLEEP_MS (so events can pile up in the queue).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -80,7 +81,9 @@ int main(int argc, char** argv) {
   });
   if (const char* events = std::getenv("FAULT_EVENT_LOG")) {
     int events_fd = open(events, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    svc.subscribe<probe::Hop>("probe.hop", [events_fd](tern::Context&, const probe::Hop& hop) {
+    const int event_sleep_ms = std::atoi(env("FAULT_EVENT_SLEEP_MS").c_str());
+    svc.subscribe<probe::Hop>("probe.hop", [events_fd, event_sleep_ms](tern::Context&, const probe::Hop& hop) {
+      boost::this_fiber::sleep_for(std::chrono::milliseconds(event_sleep_ms));
       std::string line = hop.service() + "\n";
       if (write(events_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
         return tern::Error{tern::Code::kInternal, "cannot log the event"};  // retried
