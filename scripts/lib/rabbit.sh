@@ -18,6 +18,20 @@
 #       rabbitmqctl against the private node, e.g. rabbit_ctl list_queues -q name consumers
 #       (-q drops the "Timeout: ..." / "Listing ..." header lines).  Needs only
 #       TERN_RABBIT_DIR and TERN_RABBIT_NODE, so it also works in child processes.
+#   rabbit_vm_pid
+#       The pid of the private node's Erlang VM (beam.smp), e.g. for kill -STOP.
+#   rabbit_kill9
+#       kill -9 of the private node's Erlang VM: a crash.  Its data dir stays.
+#   rabbit_restart
+#       Starts the private node again after rabbit_kill9 (or a stop): same
+#       name, ports and data dir, so what it had on disk (durable queues,
+#       persistent messages) is back.  Returns once it accepts AMQP again.
+#
+#   In a network namespace: with TERN_RABBIT_NETNS=NAME (a namespace the
+#   caller made, loopback up) and TERN_RABBIT_HOST=ADDRESS (one of its
+#   addresses) set before rabbit_start, the node runs inside NAME listening on
+#   ADDRESS, TERN_AMQP_URL names ADDRESS, and rabbit_ctl and the rest run
+#   inside NAME too (keep both variables exported for child processes).
 #
 # One node per shell (the TERN_* variables are the handle).  Works as root
 # (the node runs as user rabbitmq, as Debian's wrappers would do) or as a
@@ -53,10 +67,15 @@ _rabbit_prefix() {
     _rabbit_cmd=(env HOME="$1/home" ERL_CRASH_DUMP="$1/erl_crash.dump"
                  RABBITMQ_CONF_ENV_FILE="$1/rabbitmq-env.conf")
     [[ $EUID -ne 0 ]] || _rabbit_cmd=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "${_rabbit_cmd[@]}")
+    [[ -z ${TERN_RABBIT_NETNS:-} ]] || _rabbit_cmd=(ip netns exec "$TERN_RABBIT_NETNS" "${_rabbit_cmd[@]}")
 }
 # _rabbit_as DIR CMD...: runs CMD that way, in DIR (Erlang wants to read its
 # cwd, which user rabbitmq may not be allowed to, e.g. under /root).
 _rabbit_as() { local _rabbit_cmd; _rabbit_prefix "$1"; (cd "$1" && shift && exec "${_rabbit_cmd[@]}" "$@"); }
+# _rabbit_in_ns CMD...: runs CMD in TERN_RABBIT_NETNS, if set.
+_rabbit_in_ns() {
+    if [[ -n ${TERN_RABBIT_NETNS:-} ]]; then ip netns exec "$TERN_RABBIT_NETNS" "$@"; else "$@"; fi
+}
 
 # _rabbit_free_port: prints a random TCP port in 20000..31999 that nobody
 # listens on (below the ephemeral range, so outgoing connections don't take it).
@@ -70,8 +89,9 @@ _rabbit_free_port() {
     done
 }
 
-# _rabbit_port_open PORT: true if something accepts connections on it.
-_rabbit_port_open() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# _rabbit_port_open PORT: true if something accepts connections on it (at
+# the node's address, in its namespace).
+_rabbit_port_open() { _rabbit_in_ns bash -c ': <>"/dev/tcp/$1/$2"' sh "${TERN_RABBIT_HOST:-127.0.0.1}" "$1" 2>/dev/null; }
 
 rabbit_ctl() {
     [[ -n ${TERN_RABBIT_DIR:-} && -n ${TERN_RABBIT_NODE:-} ]] || { echo "rabbit_ctl: no private node (call rabbit_start)" >&2; return 1; }
@@ -105,13 +125,27 @@ _rabbit_boot() {
         echo "[rabbitmq_management]." >"$dir/enabled_plugins"
         printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mport" >"$dir/rabbitmq.conf"
     fi
+    # In a namespace of the caller's, clients come from another address: let
+    # guest in from there (it exists only inside those namespaces).
+    [[ -z ${TERN_RABBIT_NETNS:-} ]] || echo "loopback_users = none" >>"$dir/rabbitmq.conf"
     [[ $EUID -ne 0 ]] || chown -R rabbitmq:rabbitmq "$dir"
+    echo "$node $port $dport $mport" >"$dir/launch"   # for rabbit_restart
+    _rabbit_run "$node" "$port" "$dport" "$mport"
+}
 
+# _rabbit_startups LOG: how many times the node logged that it was up.
+_rabbit_startups() { local n; n=$(grep -cs 'Server startup complete' "$1") || true; echo "${n:-0}"; }
+
+# _rabbit_run NODE PORT DPORT MPORT: starts the node of TERN_RABBIT_DIR as
+# configured there and waits until it is up (see _rabbit_launch's returns).
+_rabbit_run() {
+    local node=$1 port=$2 dport=$3 mport=$4 dir=$TERN_RABBIT_DIR started
+    started=$(_rabbit_startups "$dir/log/$node.log")   # a restart's log has the last one's
     # Own session (setsid), so Ctrl-C on the terminal doesn't reach the node
     # and rabbit_stop can kill the whole process group; its pid = the pgid.
     (
         cd "$dir" || exit
-        export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=${TERN_RABBIT_HOST:-127.0.0.1} \
             RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dport \
             RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
             RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
@@ -127,7 +161,7 @@ _rabbit_boot() {
     # plugins started); bail out if it died.  (Not just "port open": someone
     # else may have grabbed the port since we picked it.)
     local deadline=$((SECONDS + 60)) pid=""
-    until grep -qs 'Server startup complete' "$dir/log/$node.log"; do
+    until (( $(_rabbit_startups "$dir/log/$node.log") > started )); do
         [[ -n $pid ]] || pid=$(cat "$dir/server.pid" 2>/dev/null || true)
         if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
             grep -qs eaddrinuse "$dir/server.log" "$dir/log/"*.log && return 2
@@ -139,8 +173,34 @@ _rabbit_boot() {
     rabbit_ctl await_startup --timeout 30 >/dev/null || return 1   # CLI + cookie work
     _rabbit_port_open "$port" || { echo "rabbit_start: AMQP port $port not open" >&2; return 1; }
 
-    export TERN_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
+    export TERN_AMQP_URL="amqp://guest:guest@${TERN_RABBIT_HOST:-127.0.0.1}:$port/"
     [[ -z $mport ]] || export TERN_RABBIT_MGMT_URL="http://127.0.0.1:$mport/"
+}
+
+rabbit_vm_pid() {
+    local pid
+    pid=$(cat "${TERN_RABBIT_DIR:-?}/server.pid" 2>/dev/null) || { echo "rabbit_vm_pid: no private node" >&2; return 1; }
+    # The VM is in the node's own process group (_rabbit_run's setsid).
+    pgrep -g "$pid" -x beam.smp || { echo "rabbit_vm_pid: the node's VM is not running" >&2; return 1; }
+}
+
+rabbit_kill9() {
+    local vm i
+    vm=$(rabbit_vm_pid) || return 1
+    kill -KILL "$vm"
+    for ((i = 0; i < 100; i++)); do kill -0 "$vm" 2>/dev/null || break; sleep 0.1; done
+    ! kill -0 "$vm" 2>/dev/null || { echo "rabbit_kill9: VM $vm still there after 10 s" >&2; return 1; }
+    # What else ran in its group ends with it (the start script waits on it).
+    local pid; pid=$(cat "$TERN_RABBIT_DIR/server.pid" 2>/dev/null || true)
+    for ((i = 0; i < 100; i++)); do [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+rabbit_restart() {
+    local node port dport mport
+    read -r node port dport mport <"${TERN_RABBIT_DIR:-?}/launch" 2>/dev/null || { echo "rabbit_restart: no private node" >&2; return 1; }
+    rm -f "$TERN_RABBIT_DIR/server.pid"
+    _rabbit_run "$node" "$port" "$dport" "$mport"
 }
 
 rabbit_start() {

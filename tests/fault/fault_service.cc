@@ -21,7 +21,8 @@
 // $FAULT_EVENT_LEDGER, it appends `begin NAME PID` when an event's handler
 // starts and `effect NAME PID` when it is done (NAME: the `service` field);
 // a NAME starting with "crash" aborts after its begin line (a poison event),
-// and $FAULT_EVENT_SLEEP_MS makes each handler take that long.
+// and $FAULT_EVENT_SLEEP_MS makes each handler take that long (so events
+// can pile up in the queue).
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -6,6 +6,12 @@
 //   fault_suite SERVICE_BINARY [REPORT_FILE]          the faults
 //   fault_suite --break SERVICE_BINARY [REPORT_FILE]  each checker against a
 //                                                     deliberately broken service
+//   fault_suite --broker SERVICE_BINARY [REPORT_FILE]  the broker killed and
+//                                                      frozen (a private node)
+//   fault_suite --network SERVICE_BINARY [REPORT_FILE] a half-open and a slow,
+//                                                      lossy link (namespaces)
+// The last two run through tests/fault/private_broker.sh, which starts the
+// node (and the namespaces) they may break.
 //
 // Needs TERN_AMQP_URL, TERN_RABBIT_NODE and TERN_RABBIT_DIR (scripts/test
 // sets them). Prints the figures of each scenario and "N passed, M failed".
@@ -26,59 +32,17 @@
 #include <vector>
 
 #include "bad_messages.h"
+#include "broker_faults.h"
 #include "ledger.h"
 #include "load.h"
 #include "poison_event.h"
 #include "probe.pb.h"
 #include "scenario.h"
 #include "service_process.h"
+#include "suite.h"
 #include "tern/tern.h"
 
 namespace {
-
-using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
-
-std::string g_binary;
-std::string g_dir;
-
-// One instance of the fault service, as a child process, writing `ledger`.
-class Instance : public ServiceProcess {
- public:
-  Instance(const std::string& name, const std::string& ledger, std::vector<std::string> env = {})
-      : ServiceProcess(g_binary, g_dir + "/" + name + ".log", with_defaults(ledger, std::move(env))) {}
-
- private:
-  static std::vector<std::string> with_defaults(const std::string& ledger, std::vector<std::string> env) {
-    env.insert(env.begin(), {"FAULT_LEDGER=" + ledger, "TERN_HEARTBEAT_S=2", "TERN_THREADS=1"});
-    return env;
-  }
-};
-
-std::string ledger_path(const std::string& scenario) { return g_dir + "/" + scenario + ".ledger"; }
-
-int rabbit_ctl(const std::string& args) {
-  std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && rabbit_ctl " + args +
-                    "' >/dev/null 2>&1";
-  return std::system(cmd.c_str());
-}
-
-// Bounded wait for `text` in what the instance printed.
-bool await_output(const ServiceProcess& p, const std::string& text, std::chrono::seconds limit = 20s) {
-  for (auto until = Clock::now() + limit; Clock::now() < until; std::this_thread::sleep_for(20ms))
-    if (p.output().find(text) != std::string::npos) return true;
-  return false;
-}
-
-// Waits (bounded) until a call succeeds: the client and the instances have
-// (re)connected. Its payload is empty: no ledger line.
-bool await_service(tern::Client& client, const std::string& service = "test.fault") {
-  for (auto until = Clock::now() + 30s; Clock::now() < until; std::this_thread::sleep_for(100ms)) {
-    auto ctx = tern::Context::with_timeout(1s);
-    if (client.call<probe::ProbeResponse>(ctx, service, "work", probe::ProbeRequest{}).ok()) return true;
-  }
-  return false;
-}
 
 void broker_restart(tern::Client& client, const Attempts& attempts, Scenario& s) {
   const std::string path = ledger_path("restart");
@@ -330,10 +294,13 @@ void broken(tern::Client& client, Attempts& attempts, const std::string& what, S
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool breaks = argc > 1 && std::string(argv[1]) == "--break";
-  if (breaks) --argc, ++argv;
+  const std::string mode = argc > 1 && std::string(argv[1]).starts_with("--") ? argv[1] : "";
+  if (!mode.empty()) --argc, ++argv;
+  const bool breaks = mode == "--break";
+  if (!mode.empty() && mode != "--break" && mode != "--broker" && mode != "--network") argc = 0;
   if (argc < 2 || argc > 3 || !std::getenv("TERN_AMQP_URL") || !std::getenv("TERN_RABBIT_NODE")) {
-    fmt::print(stderr, "usage: fault_suite [--break] SERVICE_BINARY [REPORT_FILE] (run through scripts/test)\n");
+    fmt::print(stderr, "usage: fault_suite [--break|--broker|--network] SERVICE_BINARY [REPORT_FILE] (run through "
+                       "scripts/test)\n");
     return 2;
   }
   // The figures also go to REPORT_FILE, for scripts/test to show.
@@ -376,7 +343,17 @@ int main(int argc, char** argv) {
     (s.ok() ? passed : failed)++;
   };
 
-  if (breaks) {
+  if (mode == "--broker") {
+    run("kill -9 of the broker with persistent events in flight, restarted on its data dir",
+        [&](Scenario& s) { broker_kill9(client, attempts, s); });
+    run("SIGSTOP of the broker for 3 heartbeats with 256 KiB requests in flight, then SIGCONT",
+        [&](Scenario& s) { broker_sigstop(client, attempts, s); });
+  } else if (mode == "--network") {
+    run("a half-open link: every packet dropped both ways for over 2 heartbeats, then let through",
+        [&](Scenario& s) { link_half_open(client, attempts, s); });
+    run("a slow (tbf 8 Mbit/s) and lossy (3% dropped both ways) link under load",
+        [&](Scenario& s) { link_slow_lossy(client, attempts, s); });
+  } else if (breaks) {
     run("FAULT_BREAK=skip-effect (ok without its effect) is caught: lost > 0",
         [&](Scenario& s) { broken(client, attempts, "skip-effect", s); });
     run("FAULT_BREAK=double-effect (its effect twice) is caught: duplicated > 0",

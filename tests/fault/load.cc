@@ -53,7 +53,10 @@ tern::ClientFilter Attempts::filter() {
     bool slow = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!r.ok() && r.error().local.link_failed) ++link_failures_;
+      if (!r.ok() && r.error().local.link_failed) {
+        ++link_failures_;
+        if (link_failed_.size() < 10000) link_failed_.emplace_back(Clock::now(), r.error().message);
+      }
       if (r.ok() || !not_processed(r.error())) maybe_processed_.insert(key);
       slow = late_break_ && call.attempt == 1 && ++first_attempts_ % 5 == 0;
     }
@@ -70,6 +73,13 @@ bool Attempts::maybe_processed(const std::string& key) const {
 int Attempts::link_failures() const {
   std::lock_guard<std::mutex> lock(mu_);
   return link_failures_;
+}
+
+std::optional<Clock::time_point> Attempts::link_failed(const std::string& text, Clock::time_point since) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [at, message] : link_failed_)
+    if (at >= since && message.find(text) != std::string::npos) return at;
+  return std::nullopt;
 }
 
 void Attempts::set_late_break(bool on) {
@@ -98,6 +108,7 @@ Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load)
           probe::ProbeRequest req;
           req.set_sleep_ms(load.sleep_ms);
           req.set_payload(key);
+          if (load.pad_bytes > 0) req.set_pad(std::string(load.pad_bytes, 'p'));
           tern::CallOptions opts{.timeout = load.timeout, .max_attempts = 6, .attempt_timeout = 1500ms};
           if (keyed) opts.idempotency_key = key;
           auto ctx = tern::Context::with_timeout(load.timeout);

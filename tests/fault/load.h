@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,6 +28,10 @@ class Attempts {
   bool maybe_processed(const std::string& key) const;
   // Attempts that failed because the client's own broker link failed.
   int link_failures() const;
+  // When the first of those after `since` failed with a message containing
+  // `text` (the link's reason); nullopt if none did.
+  std::optional<std::chrono::steady_clock::time_point> link_failed(const std::string& text,
+                                                                   std::chrono::steady_clock::time_point since) const;
   // A deliberate break, for the suite's --break run: every 5th call's first
   // attempt returns only after the call's deadline + 200 ms.
   void set_late_break(bool on);
@@ -34,6 +40,7 @@ class Attempts {
   mutable std::mutex mu_;
   std::set<std::string> maybe_processed_;
   int link_failures_ = 0;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> link_failed_;
   bool late_break_ = false;
   uint64_t first_attempts_ = 0;
 };
@@ -43,6 +50,7 @@ struct Load {
   int calls = 0;  // each keyed or not at random
   int concurrency = 1;
   uint32_t sleep_ms = 0;
+  size_t pad_bytes = 0;  // each request this much larger
   std::chrono::milliseconds timeout{4000};
   // Runs on a thread of its own once a third of the calls have been sent.
   std::function<void()> fault;

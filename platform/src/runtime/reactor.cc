@@ -120,7 +120,7 @@ void Reactor::wake() noexcept {
 
 void Reactor::sleep_until(Clock::time_point until) noexcept {
   const auto now = Clock::now();
-  auto wake_at = std::min(until, now + idle_wait_);
+  auto wake_at = std::min(until, now + kIdleWait);
   pollfds_.clear();
   pollfds_.push_back(pollfd{event_fd_, POLLIN, 0});
   if (source_ != nullptr) source_->before_sleep(&pollfds_, &wake_at);

@@ -78,9 +78,6 @@ class Reactor {
 
   // At most one source (the broker link); null for none.
   void set_source(IoSource* source) { source_ = source; }
-  // The longest the thread sleeps with nothing due (heartbeats need looks).
-  void set_idle_wait(std::chrono::milliseconds wait) { idle_wait_ = wait; }
-
   // Makes `fiber` ready unless it already is. Reactor thread only.
   static void ready(boost::fibers::context* fiber) noexcept;
 
@@ -99,7 +96,10 @@ class Reactor {
   int event_fd_ = -1;
   std::unique_ptr<boost::fibers::pooled_fixedsize_stack> stacks_;
   IoSource* source_ = nullptr;
-  std::chrono::milliseconds idle_wait_{1000};
+  // The longest the thread sleeps with nothing due: a bound, not a timer
+  // anyone relies on (the source lowers wake_at for what it needs, the
+  // broker link for its heartbeats).
+  static constexpr std::chrono::milliseconds kIdleWait{1000};
   std::atomic<bool> stopping_{false};
 
   std::mutex posted_mu_;

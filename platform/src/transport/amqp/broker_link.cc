@@ -33,17 +33,12 @@ BrokerLink::BrokerLink(Reactor& reactor, LinkOptions options, topology::Spec spe
   if (options_.urls.empty()) throw std::invalid_argument("BrokerLink: no broker URL");
   // A random first node, so the instances of a service spread over a cluster.
   url_index_ = static_cast<size_t>(next_random_u64() % options_.urls.size());
-  // Even with nothing to read, look at the connection this often, so
-  // heartbeats go out on time (rabbitmq-c sends them from inside its calls).
-  if (options_.heartbeat_s > 0)
-    idle_wait_ = std::min<std::chrono::milliseconds>(idle_wait_, std::chrono::milliseconds(options_.heartbeat_s * 1000 / 4));
 }
 
 BrokerLink::~BrokerLink() = default;
 
 void BrokerLink::connect() {
   setup();
-  reactor_.set_idle_wait(idle_wait_);
   reactor_.set_source(this);
   io_ = boost::fibers::fiber([this] { io_fiber(); });
 }
@@ -96,6 +91,9 @@ void BrokerLink::install(Connected&& c) {
   url_index_ = c.url_index;
   ++generation_;
   input_ready_ = true;
+  // From here on this thread writes every frame, heartbeats included (a
+  // failure here shows in the IO fiber's next round as a lost connection).
+  for (AmqpConnection* conn : connections()) conn->own_heartbeats();
 }
 
 void BrokerLink::setup() { install(connect_any(options_, spec_, url_index_, !consume_cancelled_)); }
@@ -199,10 +197,14 @@ void BrokerLink::io_fiber() {
     if (!broken_) {
       bool ok = publisher_->flush();
       if (consumer_ && ack_flush_due()) ok = consumer_->flush() && ok;
+      // Read before judging the broker silent: what it sent may be waiting.
+      const auto now = Clock::now();
+      if (heartbeat_due() <= now) input_ready_ = true;
       if (ok && input_ready_) {
         input_ready_ = false;
         ok = pump();
       }
+      for (AmqpConnection* c : connections()) ok = c->keep_heartbeat(now) && ok;
       if (!ok) connection_lost();
     }
     // Sleep until the reactor sees input, room for output, a heartbeat due,
@@ -219,16 +221,19 @@ void BrokerLink::io_fiber() {
 }
 
 bool BrokerLink::pump() {
-  last_pump_ = Clock::now();
+  // Reading never writes (AmqpConnection::poll_messages), so a half-written
+  // frame or a backlog of output never holds back input, nor the heartbeat
+  // check that input feeds.
   bool ok = true;
-  for (AmqpConnection* c : connections()) {
-    if (c->has_partial_output()) {
-      input_ready_ = true;  // read once the frame is out (rabbitmq-c may write)
-      continue;
-    }
-    ok = c->poll_messages(*this) && ok;
-  }
+  for (AmqpConnection* c : connections()) ok = c->poll_messages(*this) && ok;
   return ok;
+}
+
+Clock::time_point BrokerLink::heartbeat_due() const {
+  auto due = Clock::time_point::max();
+  if (broken_) return due;
+  for (AmqpConnection* c : connections()) due = std::min(due, c->heartbeat_due());
+  return due;
 }
 
 void BrokerLink::on_message(Message&& m) {
@@ -279,7 +284,12 @@ size_t BrokerLink::output_bytes() const { return publisher_ ? publisher_->output
 // Everything the fibers produced leaves in one write, now that none is
 // ready. Acks wait up to kAckDelay to leave in batches, off the replies' path.
 void BrokerLink::before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_at) noexcept {
-  if (broken_ || !publisher_) return;
+  if (broken_) {
+    // The next reconnect: polled() wakes the IO fiber for it.
+    if (!connecting_.valid()) *wake_at = std::min(*wake_at, next_reconnect_);
+    return;
+  }
+  if (!publisher_) return;
   if (on_idle_) on_idle_(false);
   bool ok = publisher_->flush();
   if (consumer_ && consumer_->has_output()) {
@@ -291,6 +301,9 @@ void BrokerLink::before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_
     *wake_at = Clock::now();
     return;
   }
+  // A heartbeat to send or a silence to judge: the thread wakes for it even
+  // with nothing else to do (the reactor's idle wait does not bound this).
+  *wake_at = std::min(*wake_at, heartbeat_due());
   for (AmqpConnection* c : connections()) {
     short events = POLLIN;
     // Deferred acks are not waiting for the socket: no POLLOUT for those.
@@ -311,13 +324,23 @@ void BrokerLink::polled(const pollfd* fds, size_t n, bool busy) noexcept {
     wake_io(false);
     return;
   }
+  // Disconnected, the IO fiber waits for its next attempt with a fiber
+  // timer, and is woken from here too: after a failed attempt (a timed wait
+  // on the future another thread fulfilled) that timer was seen never to
+  // fire (Boost.Fiber 1.74; its timed waits share per-fiber state, twstatus,
+  // with cross-thread notifies), leaving the link down for good. The
+  // reactor's periodic wake-ups used to hide this.
+  if (broken_) {
+    if (!connecting_.valid() && Clock::now() >= next_reconnect_) wake_io(false);
+    return;
+  }
   bool wake = false, input = false;
   for (size_t i = 0; i < n; ++i) {
     if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
     if ((fds[i].revents & POLLOUT) != 0) wake = true;
   }
   if (busy && n == 0) return;   // the IO fiber runs or the link is down
-  if (Clock::now() - last_pump_ >= idle_wait_) input = true;   // heartbeats
+  if (heartbeat_due() <= Clock::now()) wake = true;   // keep_heartbeat has work
   if (!busy && consumer_ && !broken_ && consumer_->has_output() && ack_flush_due()) {
     if (!consumer_->flush()) input = true;
   }

@@ -107,6 +107,8 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   void try_reconnect();
   void io_fiber();
   bool pump();
+  // The earliest heartbeat_due() of the connections; max() when broken.
+  Clock::time_point heartbeat_due() const;
   bool ack_flush_due() const;
   void wake_io(bool input) noexcept;
   std::vector<AmqpConnection*> connections() const;
@@ -137,8 +139,6 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   boost::fibers::fiber io_;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits
   bool input_ready_ = true;
-  Clock::time_point last_pump_{};
-  std::chrono::milliseconds idle_wait_{1000};
 };
 
 }  // namespace tern::detail

@@ -178,6 +178,37 @@ void AmqpConnection::open_event_channel() {
   if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("confirm.select failed: " + describe(r));
 }
 
+bool AmqpConnection::own_heartbeats() {
+  if (failed_) return false;
+  if (own_heartbeats_) return true;
+  // amqp_tune_connection aborts the process unless rabbitmq-c is between
+  // frames; set-up ends with a whole reply read, so it always is here.
+  if (!amqp_release_buffers_ok(conn_)) return fail("cannot take over heartbeats: rabbitmq-c is mid-frame");
+  const int negotiated = amqp_get_heartbeat(conn_);
+  const int rc = amqp_tune_connection(conn_, amqp_get_channel_max(conn_), amqp_get_frame_max(conn_), 0);
+  if (rc != AMQP_STATUS_OK) return fail(std::string("cannot take over heartbeats: ") + amqp_error_string2(rc));
+  own_heartbeats_ = true;
+  heartbeat_ = Heartbeat(std::chrono::seconds(negotiated), std::chrono::steady_clock::now());
+  return true;
+}
+
+bool AmqpConnection::keep_heartbeat(std::chrono::steady_clock::time_point now) {
+  if (failed_) return false;
+  if (!own_heartbeats_) return true;
+  if (heartbeat_.dead(now)) {
+    const double silent = std::chrono::duration<double>(heartbeat_.silence(now)).count();
+    return fail(fmt::format("missed heartbeats: nothing from the broker for {:.1f} s (heartbeat {} s)", silent,
+                            heartbeat_.interval().count()));
+  }
+  // Output waiting means bytes are on their way: a heartbeat would only
+  // queue behind them (and a stuck socket is the broker's silence to judge).
+  if (heartbeat_.send_due(now) && !has_output()) {
+    append_frame(AMQP_FRAME_HEARTBEAT, 0, {}, {});
+    return flush();
+  }
+  return true;
+}
+
 bool AmqpConnection::fail(std::string why) {
   if (!failed_) {
     failed_ = true;

@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "transport/amqp/heartbeat.h"
 #include "transport/amqp/topology.h"
 
 namespace tern::detail {
@@ -136,18 +137,40 @@ class AmqpConnection final : public topology::Declarer {
   std::chrono::steady_clock::time_point output_since() const { return output_since_; }
   size_t output_bytes() const { return out_.size() - sent_; }
 
-  // Reads every frame already available without blocking and calls
-  // on_message for each complete message. Also sends heartbeats when due and
-  // notices missed ones. Returns false once the connection is unusable.
-  // Must not be called while a frame is half written (has_partial_output()):
-  // rabbitmq-c may write a heartbeat frame of its own.
+  // Reads what the socket holds (one recv(), without blocking) and calls
+  // on_message for each complete message. Never writes to the socket, so it
+  // may be called while a frame is half written: what the connection must
+  // answer (channel.close-ok) is appended to the output buffer. Returns
+  // false once the connection is unusable.
   struct Sink {
     virtual void on_message(Message&& m) = 0;
     // A publisher confirm on kEventChannel: every tag up to `tag` if multiple.
     virtual void on_confirm(uint64_t tag, bool multiple, bool ack) = 0;
   };
   bool poll_messages(Sink& sink);
-  bool has_partial_output() const { return sent_ > 0 && sent_ < out_.size(); }
+
+  // Heartbeats. Set-up (the constructor and the Declarer methods) leaves
+  // them to rabbitmq-c, which sends and checks them inside its blocking
+  // calls. own_heartbeats() takes them over for good, on the thread that
+  // serves the connection, once it is set up: rabbitmq-c then neither sends
+  // nor checks any (amqp_tune_connection with heartbeat 0 changes only the
+  // library's side; the broker keeps the value negotiated at login), and
+  // keep_heartbeat() does both with the output buffer, so a heartbeat frame
+  // is only ever appended after whole frames. false (and failed()) if
+  // rabbitmq-c is in the middle of reading a frame, which set-up never leaves.
+  bool own_heartbeats();
+  // Appends a heartbeat frame when nothing was written for heartbeat / 2
+  // (and nothing waits to be written); fails the connection ("missed
+  // heartbeats: ...") once nothing at all was received for 2 heartbeats,
+  // whatever output is waiting. false once the connection failed.
+  bool keep_heartbeat(std::chrono::steady_clock::time_point now);
+  // The next moment keep_heartbeat() has something to do; time_point::max()
+  // with heartbeats off (or not taken over).
+  std::chrono::steady_clock::time_point heartbeat_due() const {
+    return own_heartbeats_ ? heartbeat_.next_due(!has_output()) : std::chrono::steady_clock::time_point::max();
+  }
+  // The heartbeat negotiated at login, in seconds (0: off).
+  int heartbeat_s() const { return static_cast<int>(heartbeat_.interval().count()); }
 
   // Why the connection failed, once it has.
   const std::string& error() const { return error_; }
@@ -158,6 +181,7 @@ class AmqpConnection final : public topology::Declarer {
 
  private:
   bool fail(std::string why);
+  void on_frame(const amqp_frame_t& f, Sink& sink);
   void on_method(const amqp_frame_t& f, Sink& sink);
   void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
   void append_content(amqp_channel_t ch, const amqp_basic_properties_t& props, std::string_view body);
@@ -173,6 +197,9 @@ class AmqpConnection final : public topology::Declarer {
   std::string out_;   // whole frames; out_[0, sent_) already written
   std::chrono::steady_clock::time_point output_since_{};
   size_t sent_ = 0;
+  Heartbeat heartbeat_{std::chrono::seconds(0), std::chrono::steady_clock::now()};
+  bool own_heartbeats_ = false;
+  std::vector<char> in_;   // what one recv() reads
 
   // Content being assembled: method, then header, then body frames.
   enum class Expect { kMethod, kHeader, kBody } expect_ = Expect::kMethod;

@@ -1,6 +1,7 @@
 // The frame IO of AmqpConnection: publishes, acks and cancels appended to
 // the output buffer as whole frames, the buffer's non-blocking flush, and
-// the frames read back (deliveries, returns, confirms).
+// the frames read back (deliveries, returns, confirms), read with recv()
+// of our own and decoded by rabbitmq-c (amqp_handle_input).
 #include "transport/amqp/connection.h"
 
 #include <fmt/format.h>
@@ -165,6 +166,7 @@ bool AmqpConnection::flush() {
     ssize_t n = ::send(fd, out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
+      heartbeat_.sent(std::chrono::steady_clock::now());
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -186,59 +188,88 @@ bool AmqpConnection::flush() {
 
 bool AmqpConnection::poll_messages(Sink& sink) {
   if (failed_) return false;
-  for (bool first = true;; first = false) {
-    // The first read may hit the socket (and services heartbeats); after
-    // that, only decode what is already buffered: the caller polls the
-    // socket again before the next round, which saves a recv() and a poll()
-    // per wake-up.
-    if (!first && !amqp_data_in_buffer(conn_) && !amqp_frames_enqueued(conn_)) break;
+  // Frames rabbitmq-c read or queued during set-up (a delivery behind a
+  // consume-ok) first: they are in its buffers, not in the socket.
+  while (!failed_ && (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_))) {
     amqp_frame_t f;
-    timeval now{0, 0};
-    int rc = amqp_simple_wait_frame_noblock(conn_, &f, &now);
+    timeval zero{0, 0};
+    const int rc = amqp_simple_wait_frame_noblock(conn_, &f, &zero);
     if (rc == AMQP_STATUS_TIMEOUT) break;
-    if (rc != AMQP_STATUS_OK) {
-      fail(amqp_error_string2(rc));
-      break;
-    }
-    if (f.frame_type == AMQP_FRAME_METHOD) {
-      on_method(f, sink);
-      if (failed_) break;
-      continue;
-    }
-    if (f.frame_type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
-      auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
-      if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
-      if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
-      if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
-      if (props->_flags & AMQP_BASIC_USER_ID_FLAG) current_.user_id = str(props->user_id);
-      if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        for (int i = 0; i < props->headers.num_entries; ++i) {
-          const amqp_table_entry_t& e = props->headers.entries[i];
-          if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
-          current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
-          if (str(e.key) == "x-tern-deliveries")
-            current_.deliveries = Message::parse_count(str(e.value.value.bytes));
-        }
-      }
-      body_size_ = f.payload.properties.body_size;
-      current_.body.reserve(body_size_);
-      expect_ = Expect::kBody;
-    } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
-      const amqp_bytes_t& frag = f.payload.body_fragment;
-      current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
-    } else {
-      fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
-      break;
-    }
-    if (expect_ == Expect::kBody && current_.body.size() >= body_size_) {
-      expect_ = Expect::kMethod;
-      Message done = std::move(current_);
-      current_ = Message{};
-      sink.on_message(std::move(done));
-    }
+    if (rc != AMQP_STATUS_OK) return fail(amqp_error_string2(rc));
+    heartbeat_.received(std::chrono::steady_clock::now());
+    on_frame(f, sink);
   }
   amqp_maybe_release_buffers(conn_);
+  // Then one recv() of what the socket holds: the caller polls the socket
+  // again before the next round, which saves a recv() and a poll() per
+  // wake-up. Reading ourselves is how we know that anything, a heartbeat
+  // frame included, came in.
+  if (in_.empty()) in_.resize(128 * 1024);
+  ssize_t n;
+  do {
+    n = ::recv(amqp_get_sockfd(conn_), in_.data(), in_.size(), MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return fail("the broker closed the connection (EOF)");
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return !failed_;
+    return fail(std::string("recv: ") + std::strerror(errno));
+  }
+  heartbeat_.received(std::chrono::steady_clock::now());
+  amqp_bytes_t rest{static_cast<size_t>(n), in_.data()};
+  while (rest.len > 0 && !failed_) {
+    amqp_frame_t f;
+    const int used = amqp_handle_input(conn_, rest, &f);
+    if (used < 0) return fail(std::string("cannot decode a frame: ") + amqp_error_string2(used));
+    rest.bytes = static_cast<char*>(rest.bytes) + used;
+    rest.len -= static_cast<size_t>(used);
+    // frame_type 0: the frame is incomplete (the rest comes with the next
+    // recv). A complete one has been copied out once on_frame returns: its
+    // channel's pool can go now (a stream of large bodies rarely leaves the
+    // connection idle at the end of a recv).
+    if (f.frame_type == 0) continue;
+    on_frame(f, sink);
+    amqp_maybe_release_buffers_on_channel(conn_, f.channel);
+  }
   return !failed_;
+}
+
+void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
+  if (f.frame_type == AMQP_FRAME_HEARTBEAT) return;
+  if (f.frame_type == AMQP_FRAME_METHOD) {
+    on_method(f, sink);
+    return;
+  }
+  if (f.frame_type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
+    auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
+    if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
+    if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
+    if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
+    if (props->_flags & AMQP_BASIC_USER_ID_FLAG) current_.user_id = str(props->user_id);
+    if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
+      for (int i = 0; i < props->headers.num_entries; ++i) {
+        const amqp_table_entry_t& e = props->headers.entries[i];
+        if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
+        current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
+        if (str(e.key) == "x-tern-deliveries")
+          current_.deliveries = Message::parse_count(str(e.value.value.bytes));
+      }
+    }
+    body_size_ = f.payload.properties.body_size;
+    current_.body.reserve(body_size_);
+    expect_ = Expect::kBody;
+  } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
+    const amqp_bytes_t& frag = f.payload.body_fragment;
+    current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
+  } else {
+    fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
+    return;
+  }
+  if (expect_ == Expect::kBody && current_.body.size() >= body_size_) {
+    expect_ = Expect::kMethod;
+    Message done = std::move(current_);
+    current_ = Message{};
+    sink.on_message(std::move(done));
+  }
 }
 
 void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
@@ -277,8 +308,11 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
       auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
       std::string why = fmt::format("channel {} closed by broker: {} {}", f.channel, m->reply_code,
                                     str(m->reply_text));
+      // Through the output buffer, after whole frames: never a write of
+      // rabbitmq-c's own into a half-written frame of ours.
       amqp_channel_close_ok_t ok{};
-      amqp_send_method(conn_, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      append_method(f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      flush();
       fail(std::move(why));
       break;
     }
@@ -286,7 +320,8 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
       auto* m = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
       std::string why = fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
       amqp_connection_close_ok_t ok{};
-      amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      append_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      flush();
       closed_ = true;
       fail(std::move(why));
       break;
