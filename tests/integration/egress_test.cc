@@ -1,6 +1,6 @@
 // http::fetch under FetchOptions: the egress policy checked on the resolved
 // addresses before any connection, no redirects, the response cap, the
-// connect timeout.
+// connect timeout; and where a service's observability port listens.
 // Loopback only: every denied address here is refused, never dialled.
 #include <catch2/catch.hpp>
 
@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <fstream>
+#include <sstream>
 
 #include "broker.h"
 #include "tern/tern.h"
@@ -71,6 +73,28 @@ struct Server {
 tern::Result<tern::http::Response> fetch(tern::Client& client, const std::string& url,
                                          const tern::http::FetchOptions& options) {
   return client.run([&] { return tern::http::fetch(tern::Context::with_timeout(5s), url, {}, options); });
+}
+
+// The local address of the socket listening on `port`, from /proc/net/tcp
+// ("0100007F" is 127.0.0.1), or "" if none listens.
+std::string listening_address(int port) {
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);   // header
+  char want[8];
+  std::snprintf(want, sizeof want, "%04X", port);
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (state == "0A" && local.substr(local.find(':') + 1) == want) return local.substr(0, local.find(':'));
+  }
+  return "";
+}
+
+int free_port() {
+  Listener probe;
+  return probe.port;
 }
 
 }  // namespace
@@ -159,4 +183,27 @@ TEST_CASE("fetch gives up connecting at connect_timeout, well before the total t
   CHECK(r.code() == tern::Code::kDeadlineExceeded);
   if (!r.ok()) CHECK_THAT(r.error().message, Catch::Contains("connecting"));
   CHECK(took < 300ms + 700ms);
+}
+
+TEST_CASE("a service's metrics and HTTP ports listen on 127.0.0.1 unless told otherwise") {
+  const int metrics = free_port();
+  tern::Service svc(unique_service("bind"));
+  tern::http::ServerOptions http;   // the default address
+  http.port = 0;
+  svc.serve_http(http, [](tern::Context&, tern::http::Request&) { return tern::http::Response{}; });
+  tern::Options o = broker_options();
+  o.threads = 1;
+  o.metrics_port = metrics;
+  svc.start(o);
+  CHECK(listening_address(svc.metrics_port()) == "0100007F");   // 127.0.0.1
+  CHECK(listening_address(svc.http_port()) == "0100007F");
+  svc.stop();
+
+  // TERN_HTTP_ADDR is honoured (127.0.0.2: another address, still loopback).
+  tern::Service other(unique_service("bind"));
+  o.http_addr = "127.0.0.2";
+  o.metrics_port = free_port();
+  other.start(o);
+  CHECK(listening_address(other.metrics_port()) == "0200007F");
+  other.stop();
 }

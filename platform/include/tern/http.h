@@ -50,7 +50,7 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view qu
 // Limits and timeouts of a server. Defaults are written here.
 struct ServerOptions {
   int port = 8080;                  // 0: any free port (see Service::http_port)
-  std::string address = "0.0.0.0";
+  std::string address = "127.0.0.1";   // IPv4; "0.0.0.0" for every interface
   size_t max_header_bytes = 16 * 1024;     // larger: 431
   size_t max_body_bytes = 1024 * 1024;     // larger: 413
   std::chrono::milliseconds read_timeout{10000};   // a request's headers and body
