@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
                                              std::numeric_limits<int64_t>::max());
     // TERN_TRACE_HTTP_PORT: the pages and Zipkin JSON; 0 is any free port.
     http.port = static_cast<int>(tern::env::integer("TERN_TRACE_HTTP_PORT", 9412, 0, 65535));
-    http.address = tern::env::string("TERN_TRACE_HTTP_ADDRESS", http.address);
+    // TERN_TRACE_HTTP_ADDRESS, else TERN_HTTP_ADDR (the platform's
+    // observability address), else loopback: traces are not public by default.
+    http.address = tern::env::string("TERN_TRACE_HTTP_ADDRESS", tern::env::string("TERN_HTTP_ADDR", "127.0.0.1"));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

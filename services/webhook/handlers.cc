@@ -5,6 +5,8 @@
 
 #include <charconv>
 
+#include <fmt/format.h>
+
 #include "common/crypto.h"
 
 namespace webhook {
@@ -49,8 +51,49 @@ tern::Error check_url(std::string_view url) {
   return tern::ok();
 }
 
-std::string sign(std::string_view secret, std::string_view body) {
-  return common::to_hex(common::hmac_sha256(secret, body));
+namespace {
+
+// The host of a url check_url accepted, brackets kept ("[::1]").
+std::string_view host_of(std::string_view url) {
+  std::string_view authority = url.substr(std::string_view("http://").size());
+  authority = authority.substr(0, authority.find_first_of("/?"));
+  if (authority.starts_with("[")) return authority.substr(0, authority.find(']') + 1);
+  return authority.substr(0, authority.rfind(':'));
+}
+
+}  // namespace
+
+tern::Error check_destination(std::string_view url, const tern::http::EgressPolicy& policy) {
+  auto literal = tern::http::IpAddress::numeric_host(host_of(url));
+  if (!literal) return tern::ok();
+  if (auto what = policy.denial(*literal))
+    return invalid_url(fmt::format("points at a {} address ({}), which webhooks may not reach",
+                                   *what, literal->to_string()));
+  return tern::ok();
+}
+
+std::string failure_class(const tern::Error& e) {
+  switch (e.code) {
+    case tern::Code::kPermissionDenied: return "refused by the egress policy";
+    case tern::Code::kDeadlineExceeded: return "timed out";
+    case tern::Code::kResourceExhausted: return "response too large";
+    default: break;
+  }
+  auto stage = e.params.find("stage");
+  if (stage != e.params.end() && stage->second == "response") return "no valid HTTP response";
+  return "could not connect";   // DNS failures too: whether an inside name exists is not told
+}
+
+std::string failure_class(int status) {
+  if (status >= 300 && status < 400) return "HTTP 3xx (redirects are not followed)";
+  if (status >= 100 && status < 600) return fmt::format("HTTP {}xx", status / 100);
+  return "no valid HTTP response";
+}
+
+tern::Result<tern::http::Response> fetch_over_http(const tern::Context& ctx, std::string_view url,
+                                                   tern::http::Request req,
+                                                   const tern::http::FetchOptions& options) {
+  return tern::http::fetch(ctx, url, std::move(req), options);
 }
 
 tern::Result<RegisterResponse> Webhooks::register_webhook(tern::Context&,
@@ -58,6 +101,7 @@ tern::Result<RegisterResponse> Webhooks::register_webhook(tern::Context&,
   if (req.account_id().empty())
     return tern::Error{tern::Code::kInvalidArgument, "account_id is required"};
   if (tern::Error e = check_url(req.url()); !e.ok()) return e;
+  if (tern::Error e = check_destination(req.url(), config_.egress); !e.ok()) return e;
   if (store_.count(req.account_id()) >= kMaxWebhooksPerAccount)
     return tern::Error{
         tern::Code::kFailedPrecondition,
@@ -114,18 +158,27 @@ tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) 
   req.method = "POST";
   req.body = delivery.body();
   req.headers = {{"Content-Type", "application/json"},
-                 {"X-Tern-Signature", sign(target->secret, req.body)},
+                 {std::string(kSignatureHeader), sign(target->secret, now_() / 1000, req.body)},
                  {"X-Tern-Event", delivery.event_type()},
                  {"X-Tern-Event-Id", delivery.event_id()},
                  {"X-Tern-Webhook-Id", delivery.webhook_id()}};
-  const std::string& url = target->webhook.url();
-  auto rsp = fetch_(ctx, url, std::move(req), config_.timeout);
-  if (!rsp.ok())
-    return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + " at " + url +
-                                                     ": " + rsp.error().to_string()};
-  if (rsp->status < 200 || rsp->status > 299)
-    return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + " at " + url +
-                                                     " answered " + std::to_string(rsp->status)};
+  const tern::http::FetchOptions options{.timeout = config_.timeout,
+                                         .connect_timeout = config_.connect_timeout,
+                                         .max_response_bytes = config_.max_response_bytes,
+                                         .egress = &config_.egress};
+  auto rsp = fetch_(ctx, target->webhook.url(), std::move(req), options);
+  std::string failure;
+  if (!rsp.ok()) {
+    failure = failure_class(rsp.error());
+    // The system's reason (errno text, the resolved address) is for the
+    // operator's debug log only, never for the error the account can see.
+    tern::log::debug("webhook {}: {}", delivery.webhook_id(), rsp.error().to_string());
+  } else if (rsp->status < 200 || rsp->status > 299) {
+    failure = failure_class(rsp->status);
+  }
+  if (!failure.empty())
+    return tern::Error{tern::Code::kUnavailable, "webhook " + delivery.webhook_id() + ": " + failure}
+        .with_param("failure", failure);
   tern::log::debug("delivered {} to webhook {}", delivery.event_id(), delivery.webhook_id());
   return tern::ok();
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <tern/context.h>
+#include <tern/egress.h>
 #include <tern/error.h>
 #include <tern/http.h>
 
@@ -11,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "signature.h"
 #include "store.h"
 #include "transaction.pb.h"
 #include "webhook.pb.h"
@@ -27,31 +29,52 @@ inline constexpr size_t kMaxUrlBytes = 2048;
 // kMaxUrlBytes. Code kOk otherwise.
 tern::Error check_url(std::string_view url);
 
-// X-Tern-Signature: lowercase hex HMAC-SHA256 of the exact body bytes,
-// keyed by the webhook's secret.
-std::string sign(std::string_view secret, std::string_view body);
+// INVALID_ARGUMENT if the url's host is an address literal (in any form
+// http::fetch reads: 127.1, [::ffff:127.0.0.1], 2130706433...) that `policy`
+// denies. A host name passes: it is checked when a delivery resolves it.
+tern::Error check_destination(std::string_view url, const tern::http::EgressPolicy& policy);
+
+// What a failed delivery is, in words that say nothing of what sits behind
+// the address: "refused by the egress policy", "could not connect", "timed
+// out", "no valid HTTP response", "response too large", "HTTP 3xx
+// (redirects are not followed)", "HTTP 4xx", "HTTP 5xx". This, never the
+// system's reason or the peer's answer, is what the event's error carries,
+// and so what traces, dead letters and their logs show.
+std::string failure_class(const tern::Error& fetch_error);
+std::string failure_class(int status);
 
 // How deliveries reach the outside: tern::http::fetch, or a test's stand-in.
 using Fetch = std::function<tern::Result<tern::http::Response>(
-    const tern::Context&, std::string_view url, tern::http::Request,
-    std::chrono::milliseconds timeout)>;
+    const tern::Context&, std::string_view url, tern::http::Request, const tern::http::FetchOptions&)>;
+tern::Result<tern::http::Response> fetch_over_http(const tern::Context& ctx, std::string_view url,
+                                                   tern::http::Request req,
+                                                   const tern::http::FetchOptions& options);
 using Clock = std::function<int64_t()>;  // Unix ms now
 int64_t system_now_unix_ms();
 
 struct Config {
-  // TERN_WEBHOOK_TIMEOUT_MS: how long one POST to a webhook may take.
+  // TERN_WEBHOOK_TIMEOUT_MS: how long one POST to a webhook may take in all.
   std::chrono::milliseconds timeout{10000};
+  // TERN_WEBHOOK_CONNECT_TIMEOUT_MS: of which resolving and connecting.
+  std::chrono::milliseconds connect_timeout{3000};
+  // A receiver's answer is read up to this (its body is then ignored);
+  // larger fails the delivery.
+  size_t max_response_bytes = 64 * 1024;
+  // TERN_WEBHOOK_ALLOW: the address ranges a webhook may reach although
+  // the default policy denies them (loopback, private, link-local...).
+  tern::http::EgressPolicy egress;
 };
 
 // Handlers may run on any thread at once (the store serializes itself).
 class Webhooks {
  public:
-  Webhooks(Store& store, Config config = {}, Fetch fetch = tern::http::fetch,
+  Webhooks(Store& store, Config config = {}, Fetch fetch = fetch_over_http,
            Clock now = system_now_unix_ms)
       : store_(store), config_(config), fetch_(std::move(fetch)), now_(std::move(now)) {}
 
   // account_id + url -> a new webhook's id and secret. INVALID_ARGUMENT for
-  // a bad url or no account; FAILED_PRECONDITION past kMaxWebhooksPerAccount.
+  // a bad url, an address literal the egress policy denies, or no account;
+  // FAILED_PRECONDITION past kMaxWebhooksPerAccount.
   tern::Result<RegisterResponse> register_webhook(tern::Context& ctx, const RegisterRequest& req);
   // The account's webhooks, without their secrets.
   tern::Result<ListResponse> list(tern::Context& ctx, const ListRequest& req);
@@ -64,10 +87,13 @@ class Webhooks {
   // the event arrives), body = the transaction as JSON, then relays them.
   tern::Error on_transaction_created(tern::Context& ctx, const transaction::Created& event);
 
-  // webhook.delivery: POSTs the body to the webhook with X-Tern-Signature.
-  // A webhook that is gone: done (kOk). A connection failure, timeout or a
-  // non-2xx answer: UNAVAILABLE, so the platform retries the event with
-  // backoff and, after TERN_EVENT_ATTEMPTS tries, dead-letters it.
+  // webhook.delivery: POSTs the body to the webhook, signed now
+  // (Tern-Signature), through the egress policy, following no redirect.
+  // A webhook that is gone: done (kOk). A refused address, a connection
+  // failure, timeout or a non-2xx answer: UNAVAILABLE with failure_class()
+  // as its message, so the platform retries the event with backoff and,
+  // after TERN_EVENT_ATTEMPTS tries, dead-letters it. (A refusal is retried
+  // too: the host's DNS may change; it costs no connection.)
   tern::Error on_delivery(tern::Context& ctx, const Delivery& delivery);
 
  private:

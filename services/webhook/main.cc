@@ -19,10 +19,18 @@ int main(int argc, char** argv) {
     store.emplace(common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.webhook"));
     relay_every = tern::env::duration_ms("TERN_OUTBOX_RELAY_MS", relay_every, milliseconds(1), kHour);
     config.timeout = tern::env::duration_ms("TERN_WEBHOOK_TIMEOUT_MS", config.timeout, milliseconds(1), kHour);
+    config.connect_timeout = tern::env::duration_ms("TERN_WEBHOOK_CONNECT_TIMEOUT_MS", config.connect_timeout,
+                                                    milliseconds(1), kHour);
+    // TERN_WEBHOOK_ALLOW: address ranges webhooks may reach although the
+    // egress policy denies them by default ("127.0.0.1/32,::1/128").
+    config.egress = tern::http::EgressPolicy::from_list(
+        "TERN_WEBHOOK_ALLOW", tern::env::string("TERN_WEBHOOK_ALLOW", ""));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;
   }
+  for (const auto& range : config.egress.allowed())
+    tern::log::warn("webhooks may reach {} (TERN_WEBHOOK_ALLOW)", range.to_string());
   webhook::Webhooks webhooks{*store, config};
   tern::Service svc{"service.webhook"};
   svc.handle("register", [&](tern::Context& ctx, const webhook::RegisterRequest& req) {

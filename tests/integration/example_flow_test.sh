@@ -32,8 +32,9 @@ trap cleanup EXIT
 export TERN_DATA_DIR=$work/data TERN_EVENT_RETRY_MS=200 TERN_EVENT_ATTEMPTS=3 TERN_OUTBOX_RELAY_MS=200
 python3 "$here/webhook_receiver.py" "$work/received" &
 pids+=($!)
+# service.webhook first without an allow-list: the default egress policy.
 for s in transaction balance webhook; do
-  "$bin/$s" >"$work/$s.log" 2>&1 &
+  env -u TERN_WEBHOOK_ALLOW "$bin/$s" >"$work/$s.log" 2>&1 &
   pids+=($!)
 done
 wait_for 20 test -s "$work/received.port"
@@ -46,8 +47,48 @@ check "the data directory was created with a database per service" \
 
 account=acc_it_$$
 tern() { "$bin/tern" "$@"; }
+posts() { grep -c "\"path\": \"$1\"" "$work/received" 2>/dev/null || true; }
+posts_are() { [[ $(posts "$1") == "$2" ]]; }
+all_posts() { cat "$work/received" 2>/dev/null | wc -l; }
+
+# Without TERN_WEBHOOK_ALLOW: 127.0.0.1 is refused at register, and a name
+# that resolves to it (localhost) is refused at delivery, before any connection.
+set +e
+err=$(tern call service.webhook register "{\"account_id\":\"$account\",\"url\":\"http://127.0.0.1:$port/hook\"}" 2>&1 >/dev/null)
+set -e
+check "without an allow-list, registering http://127.0.0.1 is INVALID_ARGUMENT (got: $err)" \
+  grep -q '^INVALID_ARGUMENT: url points at a loopback address' <<<"$err"
+inward=$(tern call service.webhook register "{\"account_id\":\"in_$account\",\"url\":\"http://localhost:$port/inward\"}")
+inward_id=$(json '["id"]' <<<"$inward")
+tern call service.transaction create "{\"account_id\":\"in_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
+refused_dead_lettered() {
+  tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "webhook $inward_id: refused by the egress policy"
+}
+check "a webhook to localhost is refused by the egress policy and dead-lettered with that reason" \
+  wait_for 20 refused_dead_lettered
+dead_letters_tell_nothing() {
+  ! tern dlq list service.webhook.on.webhook.delivery | grep -E "127\.0\.0\.1|::1|:$port|loopback|Connection"
+}
+check "the dead letter names no address, port, range or system error" dead_letters_tell_nothing
+check "the local receiver got nothing at all while loopback was denied" test "$(all_posts)" = 0
+tern call service.webhook deregister "{\"account_id\":\"in_$account\",\"id\":\"$inward_id\"}" >/dev/null
+
+# Now allow-listed, explicitly, for the rest of the walk-through.
+kill -TERM "${pids[3]}"
+wait "${pids[3]}" || true
+TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128 "$bin/webhook" >>"$work/webhook.log" 2>&1 &
+pids[3]=$!
+check "service.webhook restarts with TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128" wait_for 20 healthy service.webhook
+set +e
+err=$(TERN_WEBHOOK_ALLOW='127.0.0.1/33' "$bin/webhook" 2>&1 >/dev/null); code=$?
+set -e
+check "a malformed TERN_WEBHOOK_ALLOW stops start-up with exit 2 naming it" \
+  test "$code" = 2 -a -n "$(grep "TERN_WEBHOOK_ALLOW='127.0.0.1/33'" <<<"$err")"
+
 good=$(tern call service.webhook register "{\"account_id\":\"$account\",\"url\":\"http://127.0.0.1:$port/hook\"}")
 secret=$(json '["secret"]' <<<"$good")
+good_id=$(json '["id"]' <<<"$good")
+printf '{"%s": "%s"}' "$good_id" "$secret" >"$work/received.secrets"
 tern call service.webhook register "{\"account_id\":\"$account\",\"url\":\"http://127.0.0.1:$port/fail\"}" >/dev/null
 tern call service.webhook register "{\"account_id\":\"other_$account\",\"url\":\"http://127.0.0.1:$port/other\"}" >/dev/null
 check "list shows the account's two webhooks" \
@@ -60,22 +101,36 @@ check "create answers the transaction with an id" test -n "$tx_id"
 
 balance() { tern call service.balance get "{\"account_id\":\"$account\"}" | json '["balance"]'; }
 balance_is() { [[ $(balance) == "$1" ]]; }
-posts() { grep -c "\"path\": \"$1\"" "$work/received" 2>/dev/null || true; }
-posts_are() { [[ $(posts "$1") == "$2" ]]; }
 check "the balance becomes the transaction's amount" wait_for 20 balance_is 1250
 check "the registered URL receives one POST" wait_for 20 posts_are /hook 1
-check "the POST is the transaction as JSON, signed with the webhook's secret" python3 - "$work/received" "$secret" "$tx_id" <<'PY'
-import hashlib, hmac, json, sys
+check "the receiver's documented check finds the POST validly signed" \
+  test "$(grep '"path": "/hook"' "$work/received" | json '["verdict"]')" = valid
+check "the POST is the transaction as JSON, Tern-Signature over t and the body" python3 - "$work/received" "$secret" "$tx_id" "$here/../../scripts/lib" <<'PY'
+import hashlib, hmac, json, sys, time
+sys.path.insert(0, sys.argv[4])
+from webhook_signature import verify, REPLAY_WINDOW_S
 post = next(json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["path"] == "/hook")
 body = json.loads(post["body"])
-want = hmac.new(sys.argv[2].encode(), post["body"].encode(), hashlib.sha256).hexdigest()
-assert post["headers"]["X-Tern-Signature"] == want, post["headers"]
+sig = post["headers"]["Tern-Signature"]
+t = int(sig.split(",")[0][2:])
+assert abs(t - time.time()) < 60, sig
+# Independently of the module: the HMAC of "<t>.<body>".
+want = hmac.new(sys.argv[2].encode(), f"{t}.".encode() + post["body"].encode(), hashlib.sha256).hexdigest()
+assert sig == f"t={t},v1={want}", (sig, want)
+assert "X-Tern-Signature" not in post["headers"], post["headers"]
 assert post["headers"]["Content-Type"] == "application/json"
 assert (body["id"], body["amount"], body["currency"], body["description"]) == (sys.argv[3], 1250, "GBP", "coffee"), body
+raw = post["body"].encode()
+# The captured delivery replayed: inside the window it still verifies (dedupe on
+# X-Tern-Event-Id); past it, the documented check refuses it.
+assert verify(sys.argv[2], sig, raw, now=t + REPLAY_WINDOW_S) == "valid"
+assert verify(sys.argv[2], sig, raw, now=t + REPLAY_WINDOW_S + 1) == "outside the replay window"
+# Moving t forward to get back inside the window breaks the MAC.
+assert verify(sys.argv[2], f"t={t + 3600}," + sig.split(",")[1], raw, now=t + 3600) == "bad signature"
 PY
 check "a failing URL is tried TERN_EVENT_ATTEMPTS times" wait_for 20 posts_are /fail 3
 dead_lettered() {
-  tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "127.0.0.1:$port/fail answered 500"
+  tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "HTTP 5xx"
 }
 check "then its delivery is dead-lettered with the reason" wait_for 20 dead_lettered
 check "the other account's webhook received nothing" posts_are /other 0

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tern/context.h"
+#include "tern/egress.h"
 #include "tern/error.h"
 
 namespace tern::http {
@@ -49,7 +50,7 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view qu
 // Limits and timeouts of a server. Defaults are written here.
 struct ServerOptions {
   int port = 8080;                  // 0: any free port (see Service::http_port)
-  std::string address = "0.0.0.0";
+  std::string address = "127.0.0.1";   // IPv4; "0.0.0.0" for every interface
   size_t max_header_bytes = 16 * 1024;     // larger: 431
   size_t max_body_bytes = 1024 * 1024;     // larger: 413
   std::chrono::milliseconds read_timeout{10000};   // a request's headers and body
@@ -64,13 +65,36 @@ struct ServerOptions {
 // request's arrival. A throw answers 500.
 using Handler = std::function<Response(Context& ctx, Request& req)>;
 
+// How one fetch may go. Defaults are written here.
+struct FetchOptions {
+  std::chrono::milliseconds timeout{10000};          // the whole exchange; never past the context's deadline
+  std::chrono::milliseconds connect_timeout{10000};  // resolving and connecting, within `timeout`
+  size_t max_response_bytes = 64 * 1024 * 1024;      // the body; larger: RESOURCE_EXHAUSTED
+  // Not owned; must outlive the call. With one, fetch checks every address
+  // the host resolved to and refuses the URL (PERMISSION_DENIED, nothing
+  // sent) if any is denied; it connects only to the addresses it checked.
+  // Null: any address.
+  const EgressPolicy* egress = nullptr;
+};
+
 // Client: from a tern fiber (a handler, Client::run). Sends `req` to `url`
 // ("http://host:port/path?query"; req.path and req.query are taken from the
-// url) and returns the response, or UNAVAILABLE (cannot connect, connection
-// lost), DEADLINE_EXCEEDED (past the context's deadline or `timeout`), or
-// INVALID_ARGUMENT (bad url). Any status is a response, not an error. One
-// connection per call; Content-Length and chunked bodies are both read.
-Result<Response> fetch(const Context& ctx, std::string_view url, Request req,
-                       std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+// url) and returns the response, or an error:
+//   INVALID_ARGUMENT   a bad url
+//   PERMISSION_DENIED  options.egress denies an address the host resolved to
+//   UNAVAILABLE        cannot resolve or connect (param "stage": "connect"),
+//                      or the connection was lost or the answer is not HTTP
+//                      (param "stage": "response")
+//   DEADLINE_EXCEEDED  past the context's deadline, timeout or connect_timeout
+//   RESOURCE_EXHAUSTED the response is larger than max_response_bytes
+// Any status is a response, not an error: redirects are never followed.
+// One connection per call; Content-Length and chunked bodies are both read.
+// Messages name the host and the system's reason (errno text): for the
+// caller's logs, not for whoever chose the URL.
+Result<Response> fetch(const Context& ctx, std::string_view url, Request req, const FetchOptions& options);
+inline Result<Response> fetch(const Context& ctx, std::string_view url, Request req,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
+  return fetch(ctx, url, std::move(req), FetchOptions{.timeout = timeout, .connect_timeout = timeout});
+}
 
 }  // namespace tern::http

@@ -75,8 +75,13 @@ struct Options {
   // and event and sends them, batched, to the exchange tern.traces; "off".
   std::string tracing = "on";
   // TERN_METRICS_PORT, --metrics-port: serve Prometheus metrics at
-  // http://0.0.0.0:PORT/metrics (at most 65535); 0 (the default) serves none.
+  // http://<http_addr>:PORT/metrics (at most 65535); 0 (the default) serves none.
   int metrics_port = 0;
+  // TERN_HTTP_ADDR, --http-addr: the IPv4 address the observability port
+  // (/metrics) binds to. Loopback by default, so metrics are not public
+  // unless a deployment says so ("0.0.0.0" in containers, where Prometheus
+  // scrapes from another one). service.trace's pages follow it too.
+  std::string http_addr = "127.0.0.1";
 
   // Defaults overridden by the TERN_* variables present (and not empty) in
   // the environment, read with tern::env. Throws ConfigError naming the

@@ -1,5 +1,7 @@
 #include "tern/options.h"
 
+#include <arpa/inet.h>
+
 #include <climits>
 #include <string_view>
 #include <thread>
@@ -38,6 +40,7 @@ const Field kFields[] = {
     {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
     {"tracing", "TERN_TRACING", "on or off: spans to tern.traces", &Options::tracing, nullptr},
     {"metrics-port", "TERN_METRICS_PORT", "Prometheus /metrics port (0: none)", nullptr, &Options::metrics_port, 0, 65535},
+    {"http-addr", "TERN_HTTP_ADDR", "IPv4 address /metrics binds to", &Options::http_addr, nullptr},
     {"request-queue-type", "TERN_REQUEST_QUEUE_TYPE", "classic or quorum", &Options::request_queue_type,
      nullptr},
     {"max-message-kb", "TERN_MAX_MESSAGE_KB", "largest message KiB", nullptr, &Options::max_message_kb, 1},
@@ -68,6 +71,9 @@ void validate(const Options& o) {
   if (o.request_queue_type != "classic" && o.request_queue_type != "quorum")
     throw ConfigError(
         fmt::format("request queue type '{}' is neither classic nor quorum", o.request_queue_type));
+  in_addr ignored{};
+  if (inet_pton(AF_INET, o.http_addr.c_str(), &ignored) != 1)
+    throw ConfigError(fmt::format("http address '{}' is not an IPv4 address (127.0.0.1, 0.0.0.0...)", o.http_addr));
   (void)o.amqp_urls();
 }
 

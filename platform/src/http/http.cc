@@ -1,9 +1,7 @@
-// tern::http: the client (fetch) and the server loop of Service::serve_http.
+// tern::http: the server loop of Service::serve_http (the client is http_client.cc).
 #include "http/http_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -12,8 +10,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <memory>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -24,124 +20,6 @@
 namespace tern {
 namespace detail {
 namespace {
-
-struct Url {
-  std::string host;
-  std::string port = "80";
-  std::string path = "/";
-  std::string query;
-};
-
-bool parse_url(std::string_view url, Url* out) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) return false;
-  url.remove_prefix(kScheme.size());
-  size_t slash = url.find_first_of("/?");
-  std::string_view authority = url.substr(0, slash);
-  std::string_view rest = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
-  size_t colon = authority.rfind(':');
-  if (authority.front() == '[') {  // [::1]:8080
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    out->host.assign(authority.substr(1, close - 1));
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return false;
-      out->port.assign(authority.substr(close + 2));
-    }
-  } else if (colon != std::string_view::npos) {
-    out->host.assign(authority.substr(0, colon));
-    out->port.assign(authority.substr(colon + 1));
-  } else {
-    out->host.assign(authority);
-  }
-  int port = 0;
-  auto [p, ec] = std::from_chars(out->port.data(), out->port.data() + out->port.size(), port);
-  if (ec != std::errc{} || p != out->port.data() + out->port.size() || port <= 0 || port > 65535)
-    return false;
-  size_t q = rest.find('?');
-  if (!rest.empty() && rest.front() == '/') out->path.assign(rest.substr(0, q));
-  if (q != std::string_view::npos) out->query.assign(rest.substr(q + 1));
-  return !out->host.empty();
-}
-
-// getaddrinfo blocks, so it runs on a short-lived thread of its own while
-// the fiber waits on a pipe; an abandoned lookup cleans up after itself.
-struct Lookup {
-  int rc = EAI_AGAIN;
-  addrinfo* result = nullptr;
-  ~Lookup() {
-    if (result != nullptr) freeaddrinfo(result);
-  }
-};
-
-Result<std::shared_ptr<Lookup>> resolve(Reactor& loop, const Url& url, Clock::time_point deadline) {
-  auto lookup = std::make_shared<Lookup>();
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-  lookup->rc = getaddrinfo(url.host.c_str(), url.port.c_str(), &hints, &lookup->result);
-  if (lookup->rc == 0) return lookup;
-
-  int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
-    return Error{Code::kUnavailable, fmt::format("pipe: {}", std::strerror(errno))};
-  try {
-    std::thread([lookup, host = url.host, port = url.port, w = fds[1]] {
-      addrinfo hints{};
-      hints.ai_socktype = SOCK_STREAM;
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_flags = AI_NUMERICSERV;
-      lookup->rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &lookup->result);
-      char one = 1;
-      [[maybe_unused]] ssize_t n = write(w, &one, 1);
-      close(w);
-    }).detach();
-  } catch (const std::system_error& e) {
-    close(fds[0]);
-    close(fds[1]);
-    return Error{Code::kUnavailable, fmt::format("cannot start a DNS lookup: {}", e.what())};
-  }
-  short ready = loop.wait_fd(fds[0], POLLIN, deadline);
-  close(fds[0]);
-  if (ready == 0)
-    return Error{Code::kDeadlineExceeded, fmt::format("looking up {} took too long", url.host)};
-  // The pipe's write happens after the lookup's result is stored.
-  if (lookup->rc != 0)
-    return Error{Code::kUnavailable, fmt::format("cannot resolve {}: {}", url.host, gai_strerror(lookup->rc))};
-  return lookup;
-}
-
-Result<int> connect_to(Reactor& loop, const addrinfo* ai, const Url& url, Clock::time_point deadline) {
-  std::string last = "no address";
-  for (; ai != nullptr; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last = std::strerror(errno);
-      continue;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) return fd;
-    if (errno == EINPROGRESS) {
-      if (loop.wait_fd(fd, POLLOUT, deadline) == 0) {
-        loop.cancel_waits(fd);
-        close(fd);
-        return Error{Code::kDeadlineExceeded, fmt::format("connecting to {}:{} took too long", url.host, url.port)};
-      }
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err == 0) return fd;
-      last = std::strerror(err);
-    } else {
-      last = std::strerror(errno);
-    }
-    close(fd);
-  }
-  return Error{Code::kUnavailable, fmt::format("cannot connect to {}:{}: {}", url.host, url.port, last)};
-}
 
 // How an HTTP exchange ended, for its span: the inverse of http_status().
 Code code_of_status(int status) {
@@ -300,47 +178,4 @@ void HttpServer::serve(int fd, std::string peer) {
 
 }  // namespace detail
 
-namespace http {
-
-Result<Response> fetch(const Context& ctx, std::string_view url, Request req,
-                       std::chrono::milliseconds timeout) {
-  detail::Reactor* loop = detail::Reactor::current();
-  if (loop == nullptr)
-    return Error{Code::kFailedPrecondition,
-                 "http::fetch outside a tern runtime: call it from a handler or inside Client::run"};
-  detail::Url u;
-  if (!detail::parse_url(url, &u))
-    return Error{Code::kInvalidArgument, fmt::format("not an http:// URL: '{}'", url)};
-  if (ctx.cancelled()) return Error{Code::kCancelled, "the context was cancelled"};
-  const auto deadline = std::min(ctx.deadline(), detail::Clock::now() + timeout);
-  auto lookup = detail::resolve(*loop, u, deadline);
-  if (!lookup.ok()) return std::move(lookup.error());
-  auto fd = detail::connect_to(*loop, (*lookup)->result, u, deadline);
-  if (!fd.ok()) return std::move(fd.error());
-  detail::Socket s(*loop, *fd);
-  req.path = u.path;
-  req.query = u.query;
-  if (req.method.empty()) req.method = req.body.empty() ? "GET" : "POST";
-  const std::string host = u.port == "80" ? u.host : fmt::format("{}:{}", u.host, u.port);
-  if (!s.write_all(detail::serialize(req, host), deadline)) {
-    if (s.timed_out()) return Error{Code::kDeadlineExceeded, fmt::format("sending to {} took too long", url)};
-    return Error{Code::kUnavailable, fmt::format("connection to {} lost while sending", host)};
-  }
-  Response resp;
-  const detail::Limits limits{64 * 1024, 64 * 1024 * 1024};
-  switch (detail::read_response(s, limits, deadline, &resp)) {
-    case detail::ReadFailure::kNone:
-      return resp;
-    case detail::ReadFailure::kTimeout:
-      return Error{Code::kDeadlineExceeded, fmt::format("no response from {} in time", url)};
-    case detail::ReadFailure::kBodyTooLarge:
-    case detail::ReadFailure::kHeadTooLarge:
-      return Error{Code::kResourceExhausted, fmt::format("the response from {} is too large", url)};
-    default:
-      if (s.timed_out()) return Error{Code::kDeadlineExceeded, fmt::format("no response from {} in time", url)};
-      return Error{Code::kUnavailable, fmt::format("bad or no HTTP response from {}", host)};
-  }
-}
-
-}  // namespace http
 }  // namespace tern

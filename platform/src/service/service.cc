@@ -90,6 +90,7 @@ class ServiceCore {
                                  [this] { return double(in_flight()); });
     http::ServerOptions mo;
     mo.port = options.metrics_port;
+    mo.address = options.http_addr;
     mo.trace = false;
     const int fd = http_listen(mo.address, mo.port);
     metrics_port = bound_port(fd);
