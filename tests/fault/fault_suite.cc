@@ -131,7 +131,15 @@ void sigstop(tern::Client& client, const Attempts& attempts, Scenario& s) {
       calls, l, pids,
       {.gap_keys = held, .gap = "begun by the stopped instance, which finished them after SIGCONT, and retried on "
                                 "the other meanwhile"});
-  s.expect(keyed.ok == keyed.sent, "keyed ok=sent");
+  // A keyed call is retried past the stopped instance, unless the retry
+  // budget (10% of calls, at least 10 a second) ran out while many attempts
+  // waited on it: only then may one fail, and it says so.
+  int unretried = 0;
+  for (const auto& o : calls.outcomes)
+    if (o.keyed && o.kind != ledger::Outcome::kOk && o.message.find("retry budget exhausted") != std::string::npos)
+      ++unretried;
+  s.expect(keyed.ok + unretried == keyed.sent, "keyed calls ok, but for those the retry budget did not retry");
+  if (unretried > 0) s.line(fmt::format("keyed calls the retry budget did not retry (they say so): {}", unretried));
   s.line(fmt::format("premises: stopped (state T): {}, holding {} requests it had begun ({}); it reconnected "
                      "after SIGCONT (the broker had dropped it): {}; calls retried: {}",
                      stopped ? "yes" : "no", held.size(), kinds(held).to_string(), dropped ? "yes" : "no",

@@ -62,3 +62,21 @@ TEST_CASE("heartbeats off: nothing is ever due") {
   CHECK_FALSE(hb.dead(t0 + 1000s));
   CHECK(hb.next_due(true) == Clock::time_point::max());
 }
+
+TEST_CASE("a process that did not look at its connection for twice the interval slept through it") {
+  const auto t0 = Clock::now();
+  Heartbeat hb(2s, t0);
+  for (auto t = t0; t < t0 + 10s; t += 900ms) {   // an IO fiber that keeps looking
+    CHECK_FALSE(hb.slept_through(t));
+    hb.looked(t);
+  }
+  hb.looked(t0 + 10s);
+  // Frozen from 10 s (SIGSTOP, a blocked thread); the broker's heartbeats
+  // waiting in the socket when it wakes do not change that.
+  hb.received(t0 + 13s);
+  CHECK_FALSE(hb.slept_through(t0 + 13999ms));
+  CHECK(hb.slept_through(t0 + 14s));
+  CHECK(hb.asleep(t0 + 14s) == 4s);
+  Heartbeat off(0s, t0);
+  CHECK_FALSE(off.slept_through(t0 + 1h));
+}

@@ -195,7 +195,15 @@ void BrokerLink::io_fiber() {
     }
     if (broken_) try_reconnect();
     if (!broken_) {
-      bool ok = publisher_->flush();
+      // Stopped or blocked for 2 heartbeats: the broker has given up on us;
+      // what waits in the socket must not run (it is being redelivered).
+      bool ok = true;
+      for (AmqpConnection* c : connections()) ok = c->wake_up(Clock::now()) && ok;
+      if (!ok) {
+        connection_lost();
+        continue;
+      }
+      ok = publisher_->flush();
       if (consumer_ && ack_flush_due()) ok = consumer_->flush() && ok;
       // Read before judging the broker silent: what it sent may be waiting.
       const auto now = Clock::now();

@@ -192,6 +192,19 @@ bool AmqpConnection::own_heartbeats() {
   return true;
 }
 
+bool AmqpConnection::wake_up(std::chrono::steady_clock::time_point now) {
+  if (failed_) return false;
+  if (!own_heartbeats_) return true;
+  if (heartbeat_.slept_through(now)) {
+    const double asleep = std::chrono::duration<double>(heartbeat_.asleep(now)).count();
+    return fail(fmt::format("this process did not run for {:.1f} s (stopped, or its thread blocked), over 2 "
+                            "heartbeats of {} s: the broker has dropped the connection",
+                            asleep, heartbeat_.interval().count()));
+  }
+  heartbeat_.looked(now);
+  return true;
+}
+
 bool AmqpConnection::keep_heartbeat(std::chrono::steady_clock::time_point now) {
   if (failed_) return false;
   if (!own_heartbeats_) return true;

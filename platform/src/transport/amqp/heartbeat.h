@@ -7,7 +7,11 @@
 // The rules (AMQP 0-9-1 section 4.2.7, as RabbitMQ applies them):
 // - send a heartbeat frame when nothing was written for interval / 2;
 // - the connection is dead once nothing at all was received for
-//   2 x interval, however much output is waiting to be written.
+//   2 x interval, however much output is waiting to be written;
+// - and once this process itself did not look at it for 2 x interval
+//   (stopped, or its thread blocked): it could send no heartbeat meanwhile,
+//   so the broker has dropped the connection and requeued its deliveries,
+//   and what it sent before must not be handled now.
 #pragma once
 
 #include <algorithm>
@@ -21,7 +25,7 @@ class Heartbeat {
 
   // interval 0: heartbeats are off; nothing is ever due.
   Heartbeat(std::chrono::seconds interval, Clock::time_point now)
-      : interval_(interval), last_sent_(now), last_received_(now) {}
+      : interval_(interval), last_sent_(now), last_received_(now), last_looked_(now) {}
 
   bool on() const { return interval_.count() > 0; }
   std::chrono::seconds interval() const { return interval_; }
@@ -34,6 +38,11 @@ class Heartbeat {
   bool send_due(Clock::time_point now) const { return on() && now >= send_at(); }
   // Nothing was received for 2 x interval.
   bool dead(Clock::time_point now) const { return on() && now >= dead_at(); }
+  // This process looked at the connection (each round of its IO fiber).
+  void looked(Clock::time_point now) { last_looked_ = now; }
+  // It had not looked for 2 x interval until now.
+  bool slept_through(Clock::time_point now) const { return on() && now - last_looked_ >= 2 * interval_; }
+  Clock::duration asleep(Clock::time_point now) const { return now - last_looked_; }
   // The broker's silence so far.
   Clock::duration silence(Clock::time_point now) const { return now - last_received_; }
 
@@ -54,6 +63,7 @@ class Heartbeat {
   std::chrono::seconds interval_;
   Clock::time_point last_sent_;
   Clock::time_point last_received_;
+  Clock::time_point last_looked_;
 };
 
 }  // namespace tern::detail
