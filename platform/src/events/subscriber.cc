@@ -86,6 +86,7 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
+  p.answers_delivery = true;
   if (confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed) {
     link_.ack(m);
   } else {
