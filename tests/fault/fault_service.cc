@@ -17,7 +17,11 @@
 // answers RESOURCE_EXHAUSTED as if the request had been refused.
 //
 // With $FAULT_EVENT_LOG set it also subscribes to probe.hop events and
-// appends each one's `service` field there before acking it.
+// appends each one's `service` field there before acking it. With
+// $FAULT_EVENT_FAIL set too, the first attempt at each event whose field
+// ends in an even hex digit fails instead (the retry path), after
+// appending "fail FIELD PID"; $FAULT_EVENT_SLEEP_MS makes each event take
+// that long first.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -80,8 +84,17 @@ int main(int argc, char** argv) {
   });
   if (const char* events = std::getenv("FAULT_EVENT_LOG")) {
     int events_fd = open(events, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    svc.subscribe<probe::Hop>("probe.hop", [events_fd](tern::Context&, const probe::Hop& hop) {
-      std::string line = hop.service() + "\n";
+    const bool fail = !env("FAULT_EVENT_FAIL").empty();
+    const int sleep_ms = std::atoi(env("FAULT_EVENT_SLEEP_MS").c_str());
+    svc.subscribe<probe::Hop>("probe.hop", [events_fd, fail, sleep_ms, pid](tern::Context& ctx, const probe::Hop& hop) {
+      if (sleep_ms > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(sleep_ms));
+      const std::string& key = hop.service();
+      if (fail && ctx.attempt() == 1 && !key.empty() && std::string_view("02468ace").find(key.back()) != std::string_view::npos) {
+        const std::string line = "fail " + key + " " + pid + "\n";
+        [[maybe_unused]] const ssize_t n = write(events_fd, line.data(), line.size());
+        return tern::Error{tern::Code::kInternal, "FAULT_EVENT_FAIL: the first attempt fails"};
+      }
+      std::string line = key + "\n";
       if (write(events_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
         return tern::Error{tern::Code::kInternal, "cannot log the event"};  // retried
       return tern::ok();

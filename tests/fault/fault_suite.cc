@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "alarm_scenario.h"
 #include "bad_messages.h"
 #include "ledger.h"
 #include "load.h"
@@ -396,6 +397,8 @@ int main(int argc, char** argv) {
     run("SIGTERM to an instance whose handlers outlast its drain timeout",
         [&](Scenario& s) { sigterm(client, attempts, s, true); });
     run("a request that crashes every instance running it", [&](Scenario& s) { poison(client, s); });
+    run("a broker memory alarm mid-load, failing event handlers and kill -9 of the subscriber mid-alarm",
+        [&](Scenario& s) { memory_alarm_scenario(client, attempts, s, g_binary, g_dir); });
   }
   // FAULT_KEEP=1 keeps the ledgers and the instances' logs, for a look.
   if (std::getenv("FAULT_KEEP") != nullptr) fmt::print("ledgers and logs kept in {}\n", g_dir);
