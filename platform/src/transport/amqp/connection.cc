@@ -213,7 +213,9 @@ void AmqpConnection::close() {
     pollfd p{amqp_get_sockfd(conn_), POLLOUT, 0};
     poll(&p, 1, 10);
   }
-  if (has_output() || failed_) return;
+  // A blocked connection is not read by the broker: the close methods,
+  // which rabbitmq-c waits for, would stall this thread for their timeouts.
+  if (has_output() || failed_ || blocked_) return;
   amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
   amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
   fail("connection closed");
