@@ -22,7 +22,9 @@
 // starts and `effect NAME PID` when it is done (NAME: the `service` field);
 // a NAME starting with "crash" aborts after its begin line (a poison event),
 // and $FAULT_EVENT_SLEEP_MS makes each handler take that long (so events
-// can pile up in the queue).
+// can pile up in the queue). With $FAULT_EVENT_FAIL too, the first attempt
+// at each event whose field ends in an even hex digit fails instead (the
+// retry path), after appending "fail FIELD PID" to the event log.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -86,13 +88,20 @@ int main(int argc, char** argv) {
   const std::string event_log = env("FAULT_EVENT_LOG"), event_ledger = env("FAULT_EVENT_LEDGER");
   if (!event_log.empty() || !event_ledger.empty()) {
     const int sleep_ms = std::atoi(env("FAULT_EVENT_SLEEP_MS").c_str());
-    svc.subscribe<probe::Hop>("probe.hop", [=](tern::Context&, const probe::Hop& hop) {
-      const std::string where = " " + hop.service() + " " + pid + "\n";
+    const bool fail = !env("FAULT_EVENT_FAIL").empty();
+    svc.subscribe<probe::Hop>("probe.hop", [=](tern::Context& ctx, const probe::Hop& hop) {
+      const std::string& key = hop.service();
+      const std::string where = " " + key + " " + pid + "\n";
       const tern::Error no_log{tern::Code::kInternal, "cannot log the event"};  // retried
       if (!event_ledger.empty() && !append(event_ledger, "begin" + where)) return no_log;
-      if (hop.service().starts_with("crash")) std::abort();  // a poison event
+      if (key.starts_with("crash")) std::abort();  // a poison event
       if (sleep_ms > 0) boost::this_fiber::sleep_for(std::chrono::milliseconds(sleep_ms));
-      if (!event_log.empty() && !append(event_log, hop.service() + "\n")) return no_log;
+      if (fail && ctx.attempt() == 1 && !key.empty() &&
+          std::string_view("02468ace").find(key.back()) != std::string_view::npos) {
+        if (!event_log.empty()) append(event_log, "fail" + where);
+        return tern::Error{tern::Code::kInternal, "FAULT_EVENT_FAIL: the first attempt fails"};
+      }
+      if (!event_log.empty() && !append(event_log, key + "\n")) return no_log;
       if (!event_ledger.empty() && !append(event_ledger, "effect" + where)) return no_log;
       return tern::ok();
     });

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "alarm_scenario.h"
 #include "bad_messages.h"
 #include "broker_faults.h"
 #include "ledger.h"
@@ -386,6 +387,8 @@ int main(int argc, char** argv) {
       run(fmt::format("an event that crashes every instance handling it, among innocents in flight ({} "
                       "subscription)", quorum ? "quorum" : "classic"),
           [&](Scenario& s) { poison_event(client, g_binary, g_dir, quorum, s); });
+    run("a broker memory alarm mid-load, failing event handlers and kill -9 of the subscriber mid-alarm",
+        [&](Scenario& s) { memory_alarm_scenario(client, attempts, s, g_binary, g_dir); });
   }
   // FAULT_KEEP=1 keeps the ledgers and the instances' logs, for a look.
   if (std::getenv("FAULT_KEEP") != nullptr) fmt::print("ledgers and logs kept in {}\n", g_dir);

@@ -59,6 +59,7 @@ struct Outcome {
   std::string code;    // "OK" or the error's code name
   std::string message; // the error's
   bool late = false;   // ended after its deadline + 100 ms
+  std::chrono::milliseconds took{0};
 };
 
 // The checker's figures for one kind of call (keyed or not) of one load.

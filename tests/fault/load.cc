@@ -37,6 +37,9 @@ bool not_processed(const tern::Error& e) {
       return true;
     case tern::Code::kDeadlineExceeded:
       return e.message.starts_with("deadline passed before calling");
+    case tern::Code::kUnavailable:   // refused before publishing: the broker blocked the connection
+      return e.message.starts_with("the broker blocked publishing") && e.params.count("outcome") &&
+             e.params.at("outcome") == "not sent";
     default:
       return false;
   }
@@ -118,6 +121,7 @@ Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load)
           o.key = key;
           o.keyed = keyed;
           o.late = Clock::now() - start > load.timeout + 100ms;
+          o.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
           o.code = r.ok() ? "OK" : std::string(tern::code_name(r.code()));
           if (!r.ok()) o.message = r.error().message;
           o.kind = r.ok()                           ? ledger::Outcome::kOk

@@ -177,3 +177,44 @@ TEST_CASE("requests and subscriptions are consumed with acks by tag and a client
   topology::consume(client, none);
   CHECK(client.steps.empty());
 }
+
+TEST_CASE("a consumer the broker cancelled is put back with its queue's declarations, arguments and bindings") {
+  const topology::Spec spec = service_spec();
+  Recorder requests;
+  CHECK(topology::redeclare(requests, spec, topology::kRequestTag));
+  CHECK(requests.steps == std::vector<std::string>{"queue service.x.overflow", "queue service.x",
+                                                   "queue service.x.dead-letter",
+                                                   "consume service.x tern.requests ack"});
+  Recorder fresh;
+  topology::declare_consumer(fresh, spec);
+  CHECK(requests.args_of("service.x") == fresh.args_of("service.x"));   // the same arguments as at start
+  Recorder sub;
+  CHECK(topology::redeclare(sub, spec, topology::subscription_tag(0)));
+  CHECK(sub.steps == std::vector<std::string>{
+                         "queue service.x.on.order.*",
+                         "bind service.x.on.order.* tern.events order.*",
+                         "queue service.x.on.order.*.retry.1",
+                         "queue service.x.on.order.*.retry.2",
+                         "queue service.x.on.order.*.dead-letter",
+                         "consume service.x.on.order.* tern.sub.0 ack",
+                     });
+  CHECK(sub.args_of("service.x.on.order.*.retry.2") == fresh.args_of("service.x.on.order.*.retry.2"));
+  // Not by name: the cancel notices' server-named queue, direct reply-to, unknown tags.
+  Recorder none;
+  CHECK_FALSE(topology::redeclare(none, spec, topology::kCancelTag));
+  CHECK_FALSE(topology::redeclare(none, spec, topology::kReplyTag));
+  CHECK_FALSE(topology::redeclare(none, spec, topology::subscription_tag(1)));
+  CHECK(none.steps.empty());
+}
+
+TEST_CASE("a consuming channel opened again gets its qos and every consumer back") {
+  Recorder r;
+  topology::consume_again(r, service_spec(), /*requests_too=*/true);
+  CHECK(r.steps == std::vector<std::string>{"qos 64", "consume service.x.overflow tern.overflow no-ack",
+                                            "private amq.gen-1", "consume amq.gen-1 tern.cancel no-ack",
+                                            "consume service.x tern.requests ack",
+                                            "consume service.x.on.order.* tern.sub.0 ack"});
+  Recorder stopping;
+  topology::consume_again(stopping, service_spec(), /*requests_too=*/false);
+  CHECK(stopping.steps.size() == 4);
+}

@@ -50,8 +50,11 @@ auto once_per_event(std::shared_ptr<IdempotencyStore> store, F handler) {
 // Many fibers may have publishes awaiting confirms at once.
 // Returns tern::ok() once confirmed. Otherwise the event may or may not have
 // been stored, and the error says so: UNAVAILABLE if the broker refused it
-// (nack) or the connection was lost first, DEADLINE_EXCEEDED if no confirm
-// came by ctx's deadline; both carry the param outcome=unknown. Never kOk
+// (nack) or the connection or its channel was lost first (a channel error:
+// a publish to a deleted exchange), DEADLINE_EXCEEDED if no confirm came by
+// ctx's deadline; both carry the param outcome=unknown. UNAVAILABLE with
+// outcome=not sent, at once, if it was not sent: the link is down, or the
+// broker blocks publishing (a memory or disk alarm, named). Never kOk
 // for an event that was not confirmed. FAILED_PRECONDITION outside a tern
 // runtime when ctx has no transport of its own.
 // Not a template: callers that know the event's type only at run time (a

@@ -31,6 +31,10 @@ Error Publisher::publish(const Context& ctx, std::string_view type, std::string_
 Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, std::string_view routing_key,
                                    std::string body, const std::string& span_id, std::string_view event_id) {
   if (link_.broken()) return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "not sent");
+  // Retryable (UNAVAILABLE): nothing was sent, and the alarm may clear.
+  if (link_.blocked())
+    return Error{Code::kUnavailable, fmt::format("{}; the {} event was not sent", link_.blocked_reason(), type)}
+        .with_param("outcome", "not sent");
   if (ctx.expired())
     return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
   tern::v1::Event event;
@@ -59,9 +63,13 @@ Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, st
     case Confirms::Outcome::kConfirmed:
       return ok();
     case Confirms::Outcome::kNotSent:
-      return Error{Code::kUnavailable, link_.broken_reason()}.with_param("outcome", "not sent");
+      return Error{Code::kUnavailable, link_.refusal()}.with_param("outcome", "not sent");
     case Confirms::Outcome::kNacked:
       return Error{Code::kUnavailable, fmt::format("the broker refused {} event {} (nack)", type, id)}
+          .with_param("outcome", "unknown");
+    case Confirms::Outcome::kChannelLost:
+      return Error{Code::kUnavailable,
+                   fmt::format("{}; {} event {} may or may not be stored", confirms_.lost_reason(), type, id)}
           .with_param("outcome", "unknown");
     case Confirms::Outcome::kUnknown:
       break;

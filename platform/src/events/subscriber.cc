@@ -136,6 +136,7 @@ void Subscriber::move(const Message& m, const std::string& queue,
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
+  p.answers_delivery = true;
   if (confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed) {
     link_.ack(m);
   } else {

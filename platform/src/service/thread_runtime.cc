@@ -143,8 +143,9 @@ void ThreadRuntime::flush_spans(bool busy) {
   const auto now = std::chrono::steady_clock::now();
   if (!spans_.due(now, busy)) return;
   // Batches wait behind nothing: with the broker pushing back (output not
-  // draining), they are dropped rather than queued.
-  if (link_.output_bytes() > (1u << 20)) {
+  // draining, or publishing blocked by an alarm), they are dropped rather
+  // than queued.
+  if (link_.output_bytes() > (1u << 20) || link_.blocked()) {
     spans_.drop_all();
     return;
   }
@@ -156,6 +157,7 @@ void ThreadRuntime::flush_spans(bool busy) {
   p.routing_key = topology::kSpanBatchKey;
   p.body = wire;
   p.expiration_ms = topology::kSpanBatchTtlMs;
+  p.channel = AmqpConnection::kNoticeChannel;
   if (link_.publish(p)) metric::spans_sent(name_).inc(n);
   else metric::spans_dropped(name_).inc(n);
 }

@@ -34,8 +34,13 @@ namespace {
   return Error{Code::kInternal, fmt::format("reply from {}/{} is {} bytes, over the {} byte limit", call.service,
                                             call.endpoint, size, limit)};
 }
-[[gnu::noinline, gnu::cold]] Error link_down(const BrokerLink& link) {
-  return Error{Code::kUnavailable, link.broken_reason()}.with_param("outcome", "not sent").with_local({.link_failed = true});
+[[gnu::noinline, gnu::cold]] Error link_down(const std::string& reason) {
+  return Error{Code::kUnavailable, reason}.with_param("outcome", "not sent").with_local({.link_failed = true});
+}
+// Retryable (UNAVAILABLE): nothing was sent, and the alarm may clear.
+[[gnu::noinline, gnu::cold]] Error blocked(const OutgoingCall& call, const BrokerLink& link) {
+  return link_down(fmt::format("{}; the call to {}/{} was not sent", link.blocked_reason(), call.service,
+                               call.endpoint));
 }
 
 }  // namespace
@@ -74,6 +79,11 @@ Caller::Caller(Reactor& reactor, BrokerLink& link, SpanBuffer& spans, CallerOpti
   link_.on_consumer(topology::kReplyTag, [this](Message&& m) { on_reply(std::move(m)); });
   link_.on_return([this](Message&& m) { on_return(std::move(m)); });
   link_.on_lost([this](const std::string& reason) { fail_all(reason); });
+  // Direct reply-to answers on the channel that sent the request: with the
+  // channel gone, the broker drops those replies.
+  link_.on_channel_lost([this](amqp_channel_t ch, const std::string& reason) {
+    if (ch == AmqpConnection::kChannel) fail_all(reason + "; replies to the requests sent on it are dropped");
+  });
 }
 
 Result<std::string> Caller::call(const Context& ctx, std::string_view service, std::string_view endpoint,
@@ -90,7 +100,8 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   const auto deadline = call.deadline;
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
   if (budget.count() <= 0) return too_late(call);
-  if (link_.broken()) return link_down(link_);
+  if (link_.broken()) return link_down(link_.broken_reason());
+  if (link_.blocked()) return blocked(call, link_);
   if (pending_.size() >= static_cast<size_t>(options_.max_in_flight)) return too_many(pending_.size());
 
   std::string wire;
@@ -128,7 +139,7 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   p.mandatory = true;
   if (!link_.publish(p)) {
     pending_.erase(id);
-    return link_down(link_);
+    return link_down(link_.refusal());
   }
 
   pc.waiter = boost::fibers::context::active();
@@ -199,10 +210,14 @@ void Caller::cancel_pending(const std::string& id) {
 }
 
 void Caller::send_cancel(std::string_view service, const std::string& request_id) {
+  // Best effort: while the broker blocks publishing it would only arrive
+  // once the alarm clears, stale, behind everything else.
+  if (link_.blocked()) return;
   AmqpConnection::Publish p;
   p.exchange = topology::kCancelExchange;
   p.routing_key = service;
   p.body = request_id;
+  p.channel = AmqpConnection::kNoticeChannel;
   link_.publish(p);
 }
 

@@ -19,6 +19,7 @@ bool Responder::reply(const Message& request, const std::string& response) {
   p.routing_key = request.reply_to;
   p.body = response;
   p.correlation_id = request.correlation_id;
+  p.answers_delivery = true;
   return link_.publish(p) != 0;
 }
 
@@ -70,6 +71,7 @@ bool Responder::count_redelivery(const Message& m) {
     p.reply_to = m.reply_to;
     p.headers = &headers;
     p.persistent = true;
+    p.answers_delivery = true;
     // The copy with its count must be on the broker before this one goes:
     // if this process dies right after (the next copy may crash it), the
     // count is already there.
@@ -116,6 +118,7 @@ bool Responder::dead_letter(const Message& m, std::string_view reason) {
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
+  p.answers_delivery = true;
   return confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
 }
 

@@ -46,6 +46,12 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   void on_return(Consumer fn) { on_return_ = std::move(fn); }
   void on_confirm(std::function<void(uint64_t tag, bool multiple, bool ack)> fn) { on_confirm_ = std::move(fn); }
   void on_lost(std::function<void(const std::string& reason)> fn) { on_lost_.push_back(std::move(fn)); }
+  // A channel of the publishing connection was closed by the broker (a
+  // channel error) and opened again: what waited on it (replies to requests
+  // sent on kChannel, confirms on kEventChannel) will not come.
+  void on_channel_lost(std::function<void(amqp_channel_t, const std::string& reason)> fn) {
+    on_channel_lost_.push_back(std::move(fn));
+  }
   // Called when the thread is about to sleep (busy=false) or every so
   // often while it is busy: a chance to batch output (span batches).
   void on_idle(std::function<void(bool busy)> fn) { on_idle_ = std::move(fn); }
@@ -63,12 +69,23 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
 
   bool broken() const { return broken_; }
   const std::string& broken_reason() const { return broken_reason_; }
-  // Bumped by every (re)connect; a delivery carries the one it came on.
+  // Bumped by every (re)connect, and when the consuming channel is opened
+  // again; a delivery carries the one it came on.
   uint64_t generation() const { return generation_; }
+  // The broker blocked the publishing connection (a memory or disk alarm):
+  // what is published now waits in our buffer until the alarm clears. Calls
+  // and events should fail fast instead. The broker says so only once the
+  // connection publishes during the alarm.
+  bool blocked() const { return blocked_; }
+  // "the broker blocked publishing: low on memory" or the like.
+  std::string blocked_reason() const;
 
   // Queues a publish on the publishing connection: its confirm tag on the
-  // event channel, 1 on the others, 0 if the link is down (broken_reason).
+  // event channel, 1 on the others, 0 if it was not queued (refusal()).
   uint64_t publish(const AmqpConnection::Publish& p);
+  // Why the last publish() returned 0: the link is down, or the output
+  // buffer is full (AmqpConnection::kMaxOutputBytes).
+  const std::string& refusal() const { return refusal_; }
   // Acks a delivery, if it came on the current connection (after a
   // reconnect the broker has requeued it already).
   void ack(const Message& m);
@@ -86,6 +103,9 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   // AmqpConnection::Sink
   void on_message(Message&& m) override;
   void on_confirm(uint64_t tag, bool multiple, bool ack) override;
+  void on_blocked(AmqpConnection& c, bool blocked, const std::string& reason) override;
+  void on_consumer_cancelled(AmqpConnection& c, const std::string& tag) override;
+  void on_channel_closed(AmqpConnection& c, amqp_channel_t ch, const std::string& why) override;
   // IoSource
   void before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_at) noexcept override;
   void while_busy(std::vector<pollfd>* fds) noexcept override;
@@ -120,6 +140,7 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   Consumer on_return_;
   std::function<void(uint64_t, bool, bool)> on_confirm_;
   std::vector<std::function<void(const std::string&)>> on_lost_;
+  std::vector<std::function<void(amqp_channel_t, const std::string&)>> on_channel_lost_;
   std::function<void(bool)> on_idle_;
 
   size_t url_index_ = 0;   // where the next (re)connect starts; the node in use
@@ -128,6 +149,13 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   std::unique_ptr<AmqpConnection> consumer_;    // consumes and acks (services only)
   bool broken_ = false;
   std::string broken_reason_;
+  bool blocked_ = false;
+  std::string blocked_by_;    // the broker's reason
+  std::string refusal_;
+  // Channel errors recovered in the current window; past a few, the
+  // connection is failed instead (a declaration that fails each time).
+  int reopens_ = 0;
+  Clock::time_point reopen_window_{};
   uint64_t generation_ = 0;
   int reconnect_attempt_ = 0;
   boost::fibers::future<Connected> connecting_;   // a reconnect under way on its own thread

@@ -7,11 +7,17 @@ struct Confirms::Pending {
   boost::fibers::context* waiter = nullptr;
   bool done = false;
   bool ack = false;
+  bool lost = false;   // its channel was closed: kUnknown
 };
 
 Confirms::Confirms(BrokerLink& link) : link_(link) {
   link_.on_confirm([this](uint64_t tag, bool multiple, bool ack) { on_confirm(tag, multiple, ack); });
   link_.on_lost([this](const std::string&) { fail_all(); });
+  link_.on_channel_lost([this](amqp_channel_t ch, const std::string& reason) {
+    if (ch != AmqpConnection::kEventChannel) return;
+    lost_reason_ = reason;
+    fail_all();
+  });
 }
 
 Confirms::Outcome Confirms::publish(AmqpConnection::Publish p, Clock::time_point deadline) {
@@ -27,7 +33,8 @@ Confirms::Outcome Confirms::publish(AmqpConnection::Publish p, Clock::time_point
     return Outcome::kUnknown;
   }
   if (pc.ack) return Outcome::kConfirmed;
-  return link_.broken() ? Outcome::kUnknown : Outcome::kNacked;
+  if (link_.broken()) return Outcome::kUnknown;
+  return pc.lost ? Outcome::kChannelLost : Outcome::kNacked;
 }
 
 void Confirms::on_confirm(uint64_t tag, bool multiple, bool ack) {
@@ -49,6 +56,7 @@ void Confirms::fail_all() {
   pending_.clear();
   for (auto& [tag, pc] : pending) {
     pc->ack = false;
+    pc->lost = true;
     pc->done = true;
     Reactor::ready(pc->waiter);
   }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 
 #include <boost/fiber/context.hpp>
 
@@ -18,20 +19,29 @@ namespace tern::detail {
 
 class Confirms {
  public:
-  enum class Outcome { kConfirmed, kNotSent, kNacked, kUnknown };
+  enum class Outcome { kConfirmed, kNotSent, kNacked, kUnknown, kChannelLost };
 
   // Registers for confirms and lost links on `link`.
   explicit Confirms(BrokerLink& link);
   Confirms(const Confirms&) = delete;
   Confirms& operator=(const Confirms&) = delete;
 
-  // Publishes `p` on the event channel and waits. kNotSent: the link was
-  // down; kNacked: the broker refused it; kUnknown: the link was lost or
-  // the deadline passed before the confirm (it may be stored).
+  // Publishes `p` on the event channel and waits. kNotSent: it was not
+  // queued (BrokerLink::refusal()); kNacked: the broker refused it;
+  // kUnknown: the link was lost or the deadline passed before the confirm
+  // (it may be stored); kChannelLost: the event channel was closed by a
+  // channel error (lost_reason()) before the confirm.
+  //
+  // A channel error (a publish to a deleted exchange...) closes the event
+  // channel: every publish waiting for its confirm then ends kChannelLost. The
+  // broker may have stored those before the one that caused it, and
+  // discarded the rest; which one caused it, it does not say.
   Outcome publish(AmqpConnection::Publish p, Clock::time_point deadline);
 
   // The longest a republish waits for its confirm.
   static constexpr std::chrono::seconds kRepublishWait{10};
+  // The broker's reason for the last close of the event channel.
+  const std::string& lost_reason() const { return lost_reason_; }
 
  private:
   struct Pending;
@@ -40,6 +50,7 @@ class Confirms {
 
   BrokerLink& link_;
   std::map<uint64_t, Pending*> pending_;   // by delivery tag on the event channel
+  std::string lost_reason_;
 };
 
 }  // namespace tern::detail

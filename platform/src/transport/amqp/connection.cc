@@ -72,11 +72,26 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
                                 amqp_error_string2(rc)));
   }
 
-  amqp_table_entry_t entry;
-  entry.key = amqp_cstring_bytes("connection_name");
-  entry.value.kind = AMQP_FIELD_KIND_UTF8;
-  entry.value.value.bytes = bytes(connection_name);
-  amqp_table_t props{1, &entry};
+  // rabbitmq-c 0.11 sends the capabilities authentication_failure_close and
+  // exchange_exchange_bindings, and merges a `capabilities` table of ours
+  // into its own key by key. Without connection.blocked the broker blocks
+  // us silently in an alarm; without consumer_cancel_notify it never says
+  // that a queue we consume was deleted.
+  amqp_table_entry_t capabilities[2];
+  capabilities[0].key = amqp_cstring_bytes("connection.blocked");
+  capabilities[1].key = amqp_cstring_bytes("consumer_cancel_notify");
+  for (amqp_table_entry_t& c : capabilities) {
+    c.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    c.value.value.boolean = 1;
+  }
+  amqp_table_entry_t entries[2];
+  entries[0].key = amqp_cstring_bytes("connection_name");
+  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[0].value.value.bytes = bytes(connection_name);
+  entries[1].key = amqp_cstring_bytes("capabilities");
+  entries[1].value.kind = AMQP_FIELD_KIND_TABLE;
+  entries[1].value.value.table = amqp_table_t{2, capabilities};
+  amqp_table_t props{2, entries};
   amqp_rpc_reply_t r = amqp_login_with_properties(conn_, info.vhost, 0, 131072, heartbeat_s,
                                                   &props, AMQP_SASL_METHOD_PLAIN, info.user,
                                                   info.password);
@@ -136,7 +151,8 @@ std::string AmqpConnection::declare_private_queue() {
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL || ok == nullptr)
     throw AmqpError("cannot declare a private queue: " + describe(r));
-  return str(ok->queue);
+  private_queue_ = str(ok->queue);
+  return private_queue_;
 }
 
 void AmqpConnection::declare_exchange(const std::string& name, const char* type) {
@@ -176,6 +192,9 @@ void AmqpConnection::open_event_channel() {
   amqp_confirm_select(conn_, kEventChannel);
   r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("confirm.select failed: " + describe(r));
+  amqp_channel_open(conn_, kNoticeChannel);
+  r = amqp_get_rpc_reply(conn_);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("cannot open the notice channel: " + describe(r));
 }
 
 bool AmqpConnection::own_heartbeats() {
@@ -239,7 +258,9 @@ void AmqpConnection::close() {
     pollfd p{amqp_get_sockfd(conn_), POLLOUT, 0};
     poll(&p, 1, 10);
   }
-  if (has_output() || failed_) return;
+  // A blocked connection is not read by the broker: the close methods,
+  // which rabbitmq-c waits for, would stall this thread for their timeouts.
+  if (has_output() || failed_ || blocked_) return;
   amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
   amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
   fail("connection closed");

@@ -75,6 +75,13 @@ class AmqpConnection final : public topology::Declarer {
  public:
   static constexpr amqp_channel_t kChannel = 1;       // requests, replies, acks
   static constexpr amqp_channel_t kEventChannel = 2;  // events, in confirm mode
+  // Cancel notices and span batches: publishes to exchanges an operator can
+  // delete or forbid, whose channel error must not close kChannel (and with
+  // it the direct reply-to consumer every waiting call needs).
+  static constexpr amqp_channel_t kNoticeChannel = 3;
+  // publish() refuses more once this much output waits for the socket
+  // (a blocked connection, a slow broker), except Publish::answers_delivery.
+  static constexpr size_t kMaxOutputBytes = size_t{16} << 20;
 
   // Connects, logs in and opens the channel. Blocks; throws AmqpError.
   AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name);
@@ -95,8 +102,10 @@ class AmqpConnection final : public topology::Declarer {
   void bind(const std::string& queue, const std::string& exchange, const std::string& key) override;
   void qos(uint16_t prefetch) override;
   void consume(const std::string& queue, const std::string& consumer_tag, bool no_ack) override;
-  // Opens kEventChannel in publisher-confirm mode.
+  // Opens kEventChannel in publisher-confirm mode, and kNoticeChannel.
   void open_event_channel() override;
+  // The exclusive queue declare_private_queue() made, or empty.
+  const std::string& private_queue() const { return private_queue_; }
 
   // Output is buffered: publish, ack and cancel append whole frames to an
   // output buffer, and flush() writes as much of it as the socket takes in
@@ -120,11 +129,18 @@ class AmqpConnection final : public topology::Declarer {
     const std::vector<std::pair<std::string, std::string>>* headers = nullptr;
     bool mandatory = false;
     bool persistent = false;
+    // A reply or a republish: one per delivery in flight, so bounded by the
+    // prefetch; never refused for a full output buffer.
+    bool answers_delivery = false;
   };
   // Queues a publish. Returns its delivery tag on kEventChannel (the number
   // the broker's confirm will carry), 1 on other channels, 0 if the
-  // connection failed (error() tells why).
+  // connection failed (error() tells why) or, output_full(), if
+  // kMaxOutputBytes wait already (nothing was queued).
   uint64_t publish(const Publish& p);
+  bool output_full() const { return output_bytes() >= kMaxOutputBytes; }
+  // Queues a method frame (a nowait declaration: see AsyncDeclarer).
+  void queue_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) { append_method(ch, id, decoded); }
   bool ack(uint64_t delivery_tag);
   // basic.reject with requeue: the broker delivers it again (redelivered).
   bool requeue(uint64_t delivery_tag);
@@ -146,6 +162,18 @@ class AmqpConnection final : public topology::Declarer {
     virtual void on_message(Message&& m) = 0;
     // A publisher confirm on kEventChannel: every tag up to `tag` if multiple.
     virtual void on_confirm(uint64_t tag, bool multiple, bool ack) = 0;
+    // connection.blocked (blocked) or connection.unblocked: the broker
+    // stopped or resumed reading `c` for a resource alarm; reason is the
+    // broker's ("low on memory", "low on disk space").
+    virtual void on_blocked(AmqpConnection& c, bool blocked, const std::string& reason) = 0;
+    // basic.cancel from the broker: the consumer `tag` is gone (its queue
+    // was deleted). Unhandled, the Sink calls c.fail_with().
+    virtual void on_consumer_cancelled(AmqpConnection& c, const std::string& tag) = 0;
+    // channel.close from the broker: `c` has queued close-ok and opened `ch`
+    // again (in confirm mode, for kEventChannel, with its tags from 1), with
+    // no consumers and no qos. The broker discarded every frame on `ch` from
+    // the one that caused the error until our close-ok.
+    virtual void on_channel_closed(AmqpConnection& c, amqp_channel_t ch, const std::string& why) = 0;
   };
   bool poll_messages(Sink& sink);
 
@@ -180,6 +208,11 @@ class AmqpConnection final : public topology::Declarer {
   // Why the connection failed, once it has.
   const std::string& error() const { return error_; }
   bool failed() const { return failed_; }
+  // Fails the connection now (the Sink gave up on recovering part of it).
+  void fail_with(std::string why) { fail(std::move(why)); }
+  // Between connection.blocked and connection.unblocked.
+  bool blocked() const { return blocked_; }
+  const std::string& blocked_reason() const { return blocked_reason_; }
 
   // Closes gracefully (blocks briefly for close-ok).
   void close();
@@ -197,6 +230,9 @@ class AmqpConnection final : public topology::Declarer {
   bool closed_ = false;
   std::string error_;
   std::string user_;
+  bool blocked_ = false;
+  std::string blocked_reason_;
+  std::string private_queue_;
   size_t frame_max_ = 131072;
   uint64_t next_event_tag_ = 1;   // delivery tag of the next publish on kEventChannel
   std::string out_;   // whole frames; out_[0, sent_) already written

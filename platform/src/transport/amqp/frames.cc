@@ -33,7 +33,7 @@ void AmqpConnection::cancel(const std::string& consumer_tag) {
 }
 
 uint64_t AmqpConnection::publish(const Publish& p) {
-  if (failed_) return 0;
+  if (failed_ || (output_full() && !p.answers_delivery)) return 0;
   amqp_basic_properties_t props;
   std::memset(&props, 0, sizeof props);
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -131,7 +131,7 @@ void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_v
 }
 
 void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) {
-  char buf[4 + 1024];  // our methods carry two short strings at most
+  char buf[4 + 4096];  // short strings, and a queue's few arguments
   put32(buf, id);
   int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
   if (n < 0) {
@@ -305,15 +305,33 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
       break;
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
+      // A channel error (404, 403, 406...): the channel goes, not the
+      // connection. Our close-ok follows the frames already queued (the
+      // broker discards those on this channel), and the channel opens again
+      // at once: what is queued after it goes to the new one.
       auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
-      std::string why = fmt::format("channel {} closed by broker: {} {}", f.channel, m->reply_code,
+      std::string why = fmt::format("channel {} closed by the broker: {} {}", f.channel, m->reply_code,
                                     str(m->reply_text));
       // Through the output buffer, after whole frames: never a write of
       // rabbitmq-c's own into a half-written frame of ours.
       amqp_channel_close_ok_t ok{};
       append_method(f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-      flush();
-      fail(std::move(why));
+      amqp_channel_open_t open{};
+      append_method(f.channel, AMQP_CHANNEL_OPEN_METHOD, &open);
+      if (f.channel == kEventChannel) {
+        amqp_confirm_select_t select{};
+        select.nowait = 1;
+        append_method(f.channel, AMQP_CONFIRM_SELECT_METHOD, &select);
+        next_event_tag_ = 1;
+      }
+      if (!failed_) sink.on_channel_closed(*this, f.channel, why);
+      break;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+    case AMQP_CONNECTION_UNBLOCKED_METHOD: {
+      blocked_ = f.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD;
+      if (blocked_) blocked_reason_ = str(static_cast<amqp_connection_blocked_t*>(f.payload.method.decoded)->reason);
+      sink.on_blocked(*this, blocked_, blocked_reason_);
       break;
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -326,10 +344,18 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
       fail(std::move(why));
       break;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
-      // The broker cancelled one of our consumers (its queue was deleted).
-      fail("consumer cancelled by the broker (queue deleted?)");
+    case AMQP_BASIC_CANCEL_METHOD: {
+      // The broker cancelled one of our consumers (consumer_cancel_notify):
+      // its queue was deleted.
+      auto* m = static_cast<amqp_basic_cancel_t*>(f.payload.method.decoded);
+      if (m->nowait == 0) {
+        amqp_basic_cancel_ok_t ok{};
+        ok.consumer_tag = m->consumer_tag;
+        append_method(f.channel, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
+      }
+      sink.on_consumer_cancelled(*this, str(m->consumer_tag));
       break;
+    }
     case AMQP_BASIC_CANCEL_OK_METHOD:
     default:
       break;

@@ -89,5 +89,13 @@ void declare_consumer(Declarer& d, const Spec& spec);
 // Starts the consumers of requests and subscriptions, and of each
 // subscription's suspects with a prefetch of 1: one at a time.
 void consume(Declarer& d, const Spec& spec);
+// After the broker cancelled the consumer `tag` (its queue was deleted):
+// declares that queue again with the queues, bindings and arguments it
+// goes with, and consumes it. False for a consumer it cannot put back (the
+// cancel notices' server-named queue, direct reply-to).
+bool redeclare(Declarer& d, const Spec& spec, std::string_view tag);
+// After the consuming channel was closed and opened again: its qos and
+// every consumer (requests and subscriptions only if requests_too).
+void consume_again(Declarer& d, const Spec& spec, bool requests_too);
 
 }  // namespace tern::detail::topology
