@@ -192,12 +192,18 @@ TEST_CASE("a consumer the broker cancelled is put back with its queue's declarat
   CHECK(topology::redeclare(sub, spec, topology::subscription_tag(0)));
   CHECK(sub.steps == std::vector<std::string>{
                          "queue service.x.on.order.*",
+                         "queue service.x.on.order.*.suspects",
                          "bind service.x.on.order.* tern.events order.*",
                          "queue service.x.on.order.*.retry.1",
                          "queue service.x.on.order.*.retry.2",
                          "queue service.x.on.order.*.dead-letter",
                          "consume service.x.on.order.* tern.sub.0 ack",
                      });
+  // The suspects queue comes back consumed one at a time.
+  Recorder suspects;
+  CHECK(topology::redeclare(suspects, spec, topology::suspect_tag(0)));
+  CHECK(std::vector<std::string>(suspects.steps.end() - 3, suspects.steps.end()) ==
+        std::vector<std::string>{"qos 1", "consume service.x.on.order.*.suspects tern.suspect.0 ack", "qos 64"});
   CHECK(sub.args_of("service.x.on.order.*.retry.2") == fresh.args_of("service.x.on.order.*.retry.2"));
   // Not by name: the cancel notices' server-named queue, direct reply-to, unknown tags.
   Recorder none;
@@ -211,10 +217,12 @@ TEST_CASE("a consuming channel opened again gets its qos and every consumer back
   Recorder r;
   topology::consume_again(r, service_spec(), /*requests_too=*/true);
   CHECK(r.steps == std::vector<std::string>{"qos 64", "consume service.x.overflow tern.overflow no-ack",
-                                            "private amq.gen-1", "consume amq.gen-1 tern.cancel no-ack",
+                                            "private amq.gen-1", "bind amq.gen-1 tern.cancel service.x",
+                                            "consume amq.gen-1 tern.cancel no-ack", "qos 1",
+                                            "consume service.x.on.order.*.suspects tern.suspect.0 ack", "qos 64",
                                             "consume service.x tern.requests ack",
                                             "consume service.x.on.order.* tern.sub.0 ack"});
   Recorder stopping;
   topology::consume_again(stopping, service_spec(), /*requests_too=*/false);
-  CHECK(stopping.steps.size() == 4);
+  CHECK(stopping.steps.size() == 5);   // no consumer of requests, events or suspects
 }
