@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 
+#include "auth/authenticate.h"
 #include "common/crypto.h"
 #include "tern/call.h"
 #include "tern/described.h"
@@ -101,15 +102,16 @@ bool valid_request_id(const std::string& id) {
 
 }  // namespace
 
-tern::Result<std::string> idempotency_key(const std::string& header, const std::string* authorization) {
+tern::Result<std::string> idempotency_key(const std::string& header, const std::string& account) {
   if (header.empty() || header.size() > kMaxIdempotencyKeyBytes ||
       !std::all_of(header.begin(), header.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
     return Error{Code::kInvalidArgument,
                  fmt::format("Idempotency-Key must be 1 to {} printable ASCII characters", kMaxIdempotencyKeyBytes)}
         .with_param("header", "Idempotency-Key");
-  // Scoped by the caller's credentials: another caller's same key is
-  // another key, here and in every answer a service keeps for it.
-  const std::string who = common::to_hex(common::sha256(authorization != nullptr ? *authorization : ""));
+  // Scoped by the caller's account (none: anonymous): another account's
+  // same key is another key, here and in every answer a service keeps for
+  // it; the same account's retry with a fresh token is the same key.
+  const std::string who = common::to_hex(common::sha256("account:" + account));
   return who.substr(0, 32) + ":" + header;
 }
 
@@ -192,7 +194,16 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
       tern::to_unix_ms(std::min(http_ctx.deadline(), tern::Context::Clock::now() + timeout)),
       http_ctx.trace_id(), http_ctx.span_id(), "", request_id, "", {});
   ctx.set_transport(http_ctx.transport());
-  if (const std::string* auth = req.header("Authorization")) ctx.set_metadata("authorization", *auth);
+  // The bearer token is exchanged here for the account it names, and goes
+  // no further: the calls, events, dead letters, spans and logs the
+  // request causes carry the account (auth::kAccountKey), never the token.
+  std::string account;
+  if (const std::string* credentials = req.header("Authorization")) {
+    auto who = auth::account_of(ctx, *credentials);
+    if (!who.ok()) return error_response(who.error());
+    account = std::move(*who);
+    ctx.set_metadata(auth::kAccountKey, account);
+  }
   ctx.set_metadata("request_id", request_id);
   // The client's address, from the socket (never from a header a client
   // can write): service.auth counts failed logins per address.
@@ -249,7 +260,7 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   opts.timeout = ctx.remaining();
   opts.idempotent = req.method == "GET" || req.method == "HEAD";
   if (const std::string* key = req.header("Idempotency-Key"); key != nullptr && !opts.idempotent) {
-    auto scoped = idempotency_key(*key, req.header("Authorization"));
+    auto scoped = idempotency_key(*key, account);
     if (!scoped.ok()) return error_response(scoped.error());
     opts.idempotency_key = std::move(*scoped);
   }

@@ -34,11 +34,12 @@ tern::http::Response error_response(const tern::Error& e);
 inline constexpr size_t kMaxIdempotencyKeyBytes = 255;
 
 // The idempotency key a request's calls carry for its `Idempotency-Key`
-// header: the header, scoped by a digest of the Authorization header (none
-// counts as one caller), so two callers' equal keys never meet.
+// header: the header, scoped by a digest of the caller's account (the one
+// its token named; none counts as one caller), so two accounts' equal keys
+// never meet, and one account's retry with a fresh token is the same key.
 // INVALID_ARGUMENT for an empty or too long key, or one with characters
 // outside printable ASCII.
-tern::Result<std::string> idempotency_key(const std::string& header, const std::string* authorization);
+tern::Result<std::string> idempotency_key(const std::string& header, const std::string& account);
 
 class Gateway {
  public:

@@ -117,20 +117,20 @@ TEST_CASE("a downstream's error params never make the gateway answer 405") {
   CHECK(allow);
 }
 
-TEST_CASE("an Idempotency-Key is scoped by the caller's credentials and checked") {
-  const std::string alice = "Bearer tok_alice", bob = "Bearer tok_bob";
-  auto a1 = gateway::idempotency_key("key-1", &alice);
-  auto a2 = gateway::idempotency_key("key-1", &alice);
-  auto b1 = gateway::idempotency_key("key-1", &bob);
-  auto anon = gateway::idempotency_key("key-1", nullptr);
+TEST_CASE("an Idempotency-Key is scoped by the caller's account and checked") {
+  const std::string alice = "acc_alice", bob = "acc_bob";
+  auto a1 = gateway::idempotency_key("key-1", alice);
+  auto a2 = gateway::idempotency_key("key-1", alice);
+  auto b1 = gateway::idempotency_key("key-1", bob);
+  auto anon = gateway::idempotency_key("key-1", "");
   REQUIRE(a1.ok());
   REQUIRE(b1.ok());
   CHECK(*a1 == *a2);
   CHECK(*a1 != *b1);
   CHECK(*anon != *a1);
   CHECK(a1->ends_with(":key-1"));
-  CHECK(gateway::idempotency_key("", &alice).code() == tern::Code::kInvalidArgument);
-  CHECK(gateway::idempotency_key(std::string(256, 'k'), &alice).code() == tern::Code::kInvalidArgument);
-  CHECK(gateway::idempotency_key(std::string(255, 'k'), &alice).ok());
-  CHECK(gateway::idempotency_key("tab\there", &alice).code() == tern::Code::kInvalidArgument);
+  CHECK(gateway::idempotency_key("", alice).code() == tern::Code::kInvalidArgument);
+  CHECK(gateway::idempotency_key(std::string(256, 'k'), alice).code() == tern::Code::kInvalidArgument);
+  CHECK(gateway::idempotency_key(std::string(255, 'k'), alice).ok());
+  CHECK(gateway::idempotency_key("tab\there", alice).code() == tern::Code::kInvalidArgument);
 }

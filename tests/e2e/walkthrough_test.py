@@ -52,6 +52,26 @@ def await_true(what, fn, timeout=30.0):
     return None
 
 
+_dead = []
+
+
+def dead_letters(queue):
+    """Every message taken so far from `queue` (consumed: kept here), as
+    (body, headers) pairs; an empty list (false) while there is none."""
+    import pika
+    conn = pika.BlockingConnection(pika.URLParameters(os.environ["TERN_AMQP_URL"]))
+    try:
+        ch = conn.channel()
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            _dead.append((body, props.headers or {}))
+    finally:
+        conn.close()
+    return list(_dead)
+
+
 def forged_token(account):
     """What anyone can sign with service.auth's published development secret
     (services/auth/config.h), in its token format (services/auth/tokens.h)."""
@@ -204,6 +224,20 @@ def main():
               f"{status} {listed}")
         status, body = request("DELETE", f"/webhooks/{hook['id']}", token=token)
         check("deleting it again is 404", status == 404, f"{status} {body}")
+
+        # The token goes no further than the gateway: force a dead letter
+        # through it (a path capture that is not UTF-8, which api.webhook
+        # cannot parse), then look for the token where it could have gone.
+        status, body = request("DELETE", "/webhooks/%FF", token=token)
+        dead = await_true("the forced dead letter", lambda: dead_letters("api.webhook.dead-letter"), timeout=10)
+        check("a request api.webhook cannot parse is dead-lettered (the premise)", dead, f"{status} {body}")
+        if dead and token:
+            blob = b"".join(b + repr(h).encode() for b, h in dead)
+            check("the dead letter carries the account the gateway verified", b"acc_demo" in blob, f"{blob[:300]}")
+            check("the token is in no dead letter", token.encode() not in blob)
+        log.flush()
+        with open(os.path.join(data, "services.log"), "rb") as f:
+            check("the token is in no service's log line", token and token.encode() not in f.read())
 
         # Guessing from one address: past TERN_AUTH_MAX_FAILURES (5) failed
         # logins (the wrong password above, and these), even the right

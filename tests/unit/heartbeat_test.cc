@@ -63,20 +63,29 @@ TEST_CASE("heartbeats off: nothing is ever due") {
   CHECK(hb.next_due(true) == Clock::time_point::max());
 }
 
-TEST_CASE("a process that did not look at its connection for twice the interval slept through it") {
+TEST_CASE("a process that looks at its connection 2 intervals later than it was due slept through it") {
   const auto t0 = Clock::now();
   Heartbeat hb(2s, t0);
-  for (auto t = t0; t < t0 + 10s; t += 900ms) {   // an IO fiber that keeps looking
+  // Idle: heartbeats come and go every second, so a look is due every second.
+  for (auto t = t0; t < t0 + 10s; t += 1s) {
     CHECK_FALSE(hb.slept_through(t));
-    hb.looked(t);
+    hb.received(t);
+    hb.sent(t);
+    hb.looked(/*can_send=*/true);
   }
-  hb.looked(t0 + 10s);
-  // Frozen from 10 s (SIGSTOP, a blocked thread); the broker's heartbeats
-  // waiting in the socket when it wakes do not change that.
+  // Frozen after the look at 9 s, due again at 10 s (SIGSTOP, a blocked
+  // thread); the broker's heartbeats waiting in the socket change nothing.
   hb.received(t0 + 13s);
   CHECK_FALSE(hb.slept_through(t0 + 13999ms));
   CHECK(hb.slept_through(t0 + 14s));
-  CHECK(hb.asleep(t0 + 14s) == 4s);
+  CHECK(hb.late(t0 + 14s) == 4s);
+  // With output waiting, the next look is only due at the broker's silence
+  // of 2 intervals: sleeping until then is not late.
+  Heartbeat backlog(1s, t0);
+  backlog.looked(/*can_send=*/false);
+  CHECK_FALSE(backlog.slept_through(t0 + 2s));
+  CHECK_FALSE(backlog.slept_through(t0 + 3999ms));
+  CHECK(backlog.slept_through(t0 + 4s));
   Heartbeat off(0s, t0);
   CHECK_FALSE(off.slept_through(t0 + 1h));
 }

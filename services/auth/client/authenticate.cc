@@ -2,22 +2,15 @@
 
 #include <strings.h>
 #include <tern/call.h>
+#include <tern/env.h>
 
 #include "auth.pb.h"
 
 namespace auth {
 
-tern::Result<std::string> authenticate(tern::Context& ctx) {
+tern::Result<std::string> account_of(const tern::Context& ctx, std::string_view value) {
   constexpr std::string_view kScheme = "bearer ";
-  auto it = ctx.metadata().find(kAuthorizationKey);
-  if (it == ctx.metadata().end())
-    return tern::Error{tern::Code::kUnauthenticated,
-                       "no credentials: send Authorization: Bearer <token>"};
-  const std::string credentials = it->second;
-  ctx.erase_metadata(kAuthorizationKey);
-  std::string_view value = credentials;
-  if (value.size() <= kScheme.size() ||
-      strncasecmp(value.data(), kScheme.data(), kScheme.size()) != 0)
+  if (value.size() <= kScheme.size() || strncasecmp(value.data(), kScheme.data(), kScheme.size()) != 0)
     return tern::Error{tern::Code::kUnauthenticated, "Authorization is not a bearer token"};
   value.remove_prefix(kScheme.size());
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
@@ -27,6 +20,22 @@ tern::Result<std::string> authenticate(tern::Context& ctx) {
   auto rsp = tern::call<ValidateResponse>(ctx, "service.auth", "validate", req);
   if (!rsp.ok()) return rsp.error();
   return rsp->account_id();
+}
+
+tern::Result<std::string> authenticate(tern::Context& ctx) {
+  static const std::string gateway_user = tern::env::string("TERN_AUTH_GATEWAY_USER", "");
+  if (auto it = ctx.metadata().find(kAccountKey); it != ctx.metadata().end()) {
+    if (!gateway_user.empty() && ctx.caller() != gateway_user)
+      return tern::Error{tern::Code::kUnauthenticated, "an account in the metadata, not from the gateway"};
+    if (it->second.empty()) return tern::Error{tern::Code::kUnauthenticated, "an empty account"};
+    return it->second;
+  }
+  auto it = ctx.metadata().find(kAuthorizationKey);
+  if (it == ctx.metadata().end())
+    return tern::Error{tern::Code::kUnauthenticated, "no credentials: send Authorization: Bearer <token>"};
+  const std::string credentials = it->second;
+  ctx.erase_metadata(kAuthorizationKey);
+  return account_of(ctx, credentials);
 }
 
 }  // namespace auth

@@ -54,3 +54,14 @@ TEST_CASE("authenticate passes on service.auth's other failures as they are") {
   ctx.set_metadata("authorization", "Bearer good");
   CHECK(auth::authenticate(ctx).code() == tern::Code::kUnavailable);
 }
+
+TEST_CASE("an account the gateway verified is taken from the metadata, without service.auth") {
+  tern::testing::FakeTransport fake;   // no stub for validate: a call to it would fail
+  auto ctx = fake.context(1s);
+  ctx.set_metadata(auth::kAccountKey, "acc_7");
+  auto who = auth::authenticate(ctx);
+  REQUIRE(who.ok());
+  CHECK(*who == "acc_7");
+  ctx.set_metadata(auth::kAccountKey, "");
+  CHECK(auth::authenticate(ctx).code() == tern::Code::kUnauthenticated);
+}

@@ -215,12 +215,11 @@ bool AmqpConnection::wake_up(std::chrono::steady_clock::time_point now) {
   if (failed_) return false;
   if (!own_heartbeats_) return true;
   if (heartbeat_.slept_through(now)) {
-    const double asleep = std::chrono::duration<double>(heartbeat_.asleep(now)).count();
-    return fail(fmt::format("this process did not run for {:.1f} s (stopped, or its thread blocked), over 2 "
-                            "heartbeats of {} s: the broker has dropped the connection",
-                            asleep, heartbeat_.interval().count()));
+    const double late = std::chrono::duration<double>(heartbeat_.late(now)).count();
+    return fail(fmt::format("this process ran {:.1f} s late (stopped, or its thread blocked), over 2 heartbeats "
+                            "of {} s: the broker has dropped the connection",
+                            late, heartbeat_.interval().count()));
   }
-  heartbeat_.looked(now);
   return true;
 }
 
@@ -234,11 +233,13 @@ bool AmqpConnection::keep_heartbeat(std::chrono::steady_clock::time_point now) {
   }
   // Output waiting means bytes are on their way: a heartbeat would only
   // queue behind them (and a stuck socket is the broker's silence to judge).
+  bool ok = true;
   if (heartbeat_.send_due(now) && !has_output()) {
     append_frame(AMQP_FRAME_HEARTBEAT, 0, {}, {});
-    return flush();
+    ok = flush();
   }
-  return true;
+  heartbeat_.looked(!has_output());   // the latest the next look may come (wake_up)
+  return ok;
 }
 
 bool AmqpConnection::fail(std::string why) {

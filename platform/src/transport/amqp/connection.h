@@ -192,10 +192,10 @@ class AmqpConnection final : public topology::Declarer {
   // heartbeats: ...") once nothing at all was received for 2 heartbeats,
   // whatever output is waiting. false once the connection failed.
   bool keep_heartbeat(std::chrono::steady_clock::time_point now);
-  // Before reading, each round: fails the connection if this process had
-  // not looked at it for 2 heartbeats (it was stopped, or its thread
-  // blocked), so deliveries the broker has requeued meanwhile are not run
-  // here as well. false once the connection failed.
+  // Before reading, each round: fails the connection if this round comes 2
+  // heartbeats later than keep_heartbeat() said the next one was due (the
+  // process was stopped, or its thread blocked), so deliveries the broker
+  // has requeued meanwhile are not run here as well. false once failed.
   bool wake_up(std::chrono::steady_clock::time_point now);
   // The next moment keep_heartbeat() has something to do; time_point::max()
   // with heartbeats off (or not taken over).

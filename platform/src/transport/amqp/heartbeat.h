@@ -8,10 +8,10 @@
 // - send a heartbeat frame when nothing was written for interval / 2;
 // - the connection is dead once nothing at all was received for
 //   2 x interval, however much output is waiting to be written;
-// - and once this process itself did not look at it for 2 x interval
-//   (stopped, or its thread blocked): it could send no heartbeat meanwhile,
-//   so the broker has dropped the connection and requeued its deliveries,
-//   and what it sent before must not be handled now.
+// - and once this process itself looked at it 2 x interval later than it
+//   was due to (stopped, or its thread blocked): it could send no heartbeat
+//   meanwhile, so the broker has dropped the connection and requeued its
+//   deliveries, and what it sent before must not be handled now.
 #pragma once
 
 #include <algorithm>
@@ -25,7 +25,7 @@ class Heartbeat {
 
   // interval 0: heartbeats are off; nothing is ever due.
   Heartbeat(std::chrono::seconds interval, Clock::time_point now)
-      : interval_(interval), last_sent_(now), last_received_(now), last_looked_(now) {}
+      : interval_(interval), last_sent_(now), last_received_(now), look_by_(now) {}
 
   bool on() const { return interval_.count() > 0; }
   std::chrono::seconds interval() const { return interval_; }
@@ -38,11 +38,12 @@ class Heartbeat {
   bool send_due(Clock::time_point now) const { return on() && now >= send_at(); }
   // Nothing was received for 2 x interval.
   bool dead(Clock::time_point now) const { return on() && now >= dead_at(); }
-  // This process looked at the connection (each round of its IO fiber).
-  void looked(Clock::time_point now) { last_looked_ = now; }
-  // It had not looked for 2 x interval until now.
-  bool slept_through(Clock::time_point now) const { return on() && now - last_looked_ >= 2 * interval_; }
-  Clock::duration asleep(Clock::time_point now) const { return now - last_looked_; }
+  // After each look at the connection (a round of its IO fiber): the next
+  // must come by next_due(can_send) at the latest.
+  void looked(bool can_send) { look_by_ = next_due(can_send); }
+  // This look comes 2 x interval later than it was due.
+  bool slept_through(Clock::time_point now) const { return on() && now - look_by_ >= 2 * interval_; }
+  Clock::duration late(Clock::time_point now) const { return now - look_by_; }
   // The broker's silence so far.
   Clock::duration silence(Clock::time_point now) const { return now - last_received_; }
 
@@ -63,7 +64,7 @@ class Heartbeat {
   std::chrono::seconds interval_;
   Clock::time_point last_sent_;
   Clock::time_point last_received_;
-  Clock::time_point last_looked_;
+  Clock::time_point look_by_;
 };
 
 }  // namespace tern::detail
