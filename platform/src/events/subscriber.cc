@@ -109,9 +109,9 @@ bool Subscriber::suspect(const Message& m, size_t index) {
     if (h.first != "x-tern-deliveries" && h.first != Message::kOnBehalfOf) headers.push_back(h);
   headers.emplace_back("x-tern-deliveries", std::to_string(next));
   headers.emplace_back(Message::kOnBehalfOf, m.verified_user(link_.user()));
+  std::string target = topology::suspect_queue(queue);
   if (!from_suspects) {
     // In flight at a crash, with others: it waits to be handled alone.
-    move(m, topology::suspect_queue(queue), headers);
   } else if (next > static_cast<uint32_t>(std::max(options_.max_deliveries, 1))) {
     // It was the one running when its instance died, again.
     log::error("{}: an event for {} was delivered {} times, the last ones alone, and never finished (its handler "
@@ -120,24 +120,36 @@ bool Subscriber::suspect(const Message& m, size_t index) {
     metric::events_dead_lettered(options_.name, queue).inc();
     headers.emplace_back("x-tern-error", fmt::format("delivered {} times without finishing", m.deliveries));
     headers.emplace_back("x-tern-subscription", queue);
-    move(m, topology::event_dead_letter_queue(queue), headers);
+    target = topology::event_dead_letter_queue(queue);
   } else {
     log::warn("{}: an event for {} was running alone when its instance died ({} deliveries): it goes back to the "
               "suspects", options_.name, queue, m.deliveries);
-    move(m, topology::suspect_queue(queue), headers);
   }
-  return true;
+  if (store_copy(m, target, headers)) {
+    link_.ack(m);
+    return true;
+  }
+  // Not stored (say the queue's leader is being elected): handle it here
+  // rather than requeue it in a loop, each return counted by a quorum
+  // queue's delivery limit.
+  log::warn("{}: the broker did not confirm the copy of an event to {}: handling it here", options_.name, target);
+  return false;
 }
 
-void Subscriber::move(const Message& m, const std::string& queue,
-                      const std::vector<std::pair<std::string, std::string>>& headers) {
+bool Subscriber::store_copy(const Message& m, const std::string& queue,
+                            const std::vector<std::pair<std::string, std::string>>& headers) {
   AmqpConnection::Publish p;
   p.routing_key = queue;
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
   p.answers_delivery = true;
-  if (confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed) {
+  return confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
+}
+
+void Subscriber::move(const Message& m, const std::string& queue,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (store_copy(m, queue, headers)) {
     link_.ack(m);
   } else {
     log::warn("{}: the broker did not confirm the copy of an event to {}: it goes back to its queue", options_.name,

@@ -46,8 +46,11 @@ class Subscriber {
   void retry(const Message& m, size_t index, const std::string& error);
   // For a redelivered event: moves or counts it (true), or false to handle it.
   bool suspect(const Message& m, size_t index);
-  // Publishes a confirmed copy of m to `queue` with `headers`; acks m once
-  // the broker has it, else requeues it.
+  // Publishes a copy of m to `queue` with `headers`; whether the broker
+  // confirmed it.
+  bool store_copy(const Message& m, const std::string& queue,
+                  const std::vector<std::pair<std::string, std::string>>& headers);
+  // store_copy, then acks m once the broker has the copy, else requeues it.
   void move(const Message& m, const std::string& queue, const std::vector<std::pair<std::string, std::string>>& headers);
 
   BrokerLink& link_;
