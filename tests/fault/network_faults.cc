@@ -26,16 +26,6 @@ std::string env(const char* name) {
 
 double since(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
 
-int sh(const std::string& command, std::string* out = nullptr) {
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string text;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
-  const int rc = pclose(p);
-  if (out != nullptr) *out = text;
-  return rc;
-}
 
 // How often the broker logged that a client missed its heartbeats.
 int broker_missed_heartbeats() {

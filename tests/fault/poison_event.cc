@@ -15,24 +15,14 @@
 #include <vector>
 
 #include "probe.pb.h"
-#include "service_process.h"
+#include "suite.h"
 
 namespace {
 
-using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
-
 // The messages in `queue`, from rabbitmqctl, or -1.
 int queue_messages(const std::string& queue) {
-  const std::string cmd = "bash -c 'source " TERN_SOURCE_DIR
-                          "/scripts/lib/rabbit.sh && rabbit_ctl -q list_queues --no-table-headers name messages' "
-                          "2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
   std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  if (pclose(p) != 0) return -1;
+  if (rabbit("rabbit_ctl -q list_queues --no-table-headers name messages 2>/dev/null", &out) != 0) return -1;
   std::istringstream lines(out);
   std::string name;
   int messages = 0;

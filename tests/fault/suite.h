@@ -35,11 +35,10 @@ class Instance : public ServiceProcess {
 
 inline std::string ledger_path(const std::string& scenario) { return g_dir + "/" + scenario + ".ledger"; }
 
-// Runs `source scripts/lib/rabbit.sh && COMMAND` (COMMAND without single
-// quotes); its exit status, and what it printed in *out.
-inline int rabbit(const std::string& command, std::string* out = nullptr) {
-  const std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && " + command + "' 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+// Runs a shell command; its exit status, and what it printed (stdout and
+// stderr) in *out.
+inline int sh(const std::string& command, std::string* out = nullptr) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
   if (p == nullptr) return -1;
   std::string text;
   char buf[4096];
@@ -47,6 +46,12 @@ inline int rabbit(const std::string& command, std::string* out = nullptr) {
   const int rc = pclose(p);
   if (out != nullptr) *out = text;
   return rc;
+}
+
+// Runs `source scripts/lib/rabbit.sh && COMMAND` (COMMAND without single
+// quotes); its exit status, and what it printed in *out.
+inline int rabbit(const std::string& command, std::string* out = nullptr) {
+  return sh("bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && " + command + "'", out);
 }
 inline int rabbit_ctl(const std::string& args) { return rabbit("rabbit_ctl " + args); }
 

@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "broker.h"
 #include "probe.pb.h"
+#include "rabbit_ctl.h"
 #include "tern/tern.h"
 
 using namespace std::chrono_literals;
@@ -21,24 +23,16 @@ using probe::ProbeResponse;
 
 namespace {
 
-int rabbit_ctl(const std::string& args) {
-  if (std::getenv("TERN_RABBIT_NODE") == nullptr || std::getenv("TERN_RABBIT_DIR") == nullptr)
-    FAIL("TERN_RABBIT_NODE/TERN_RABBIT_DIR are not set: run through scripts/test");
-  const std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && rabbit_ctl " + args +
-                          "' >/dev/null 2>&1";
-  return std::system(cmd.c_str());
-}
-
 // A broker user of this test's own, with every permission on "/": what it
 // may do is not the point here, who it is is. Deleted at the end.
 struct BrokerUser {
   std::string name = "test.user." + tern::new_span_id().substr(0, 8);
   std::string password = tern::new_trace_id();
   BrokerUser() {
-    REQUIRE(rabbit_ctl("add_user " + name + " " + password) == 0);
-    REQUIRE(rabbit_ctl("set_permissions -p / " + name + " \".*\" \".*\" \".*\"") == 0);
+    REQUIRE(rabbit::ctl("add_user " + name + " " + password) == 0);
+    REQUIRE(rabbit::ctl("set_permissions -p / " + name + " \".*\" \".*\" \".*\"") == 0);
   }
-  ~BrokerUser() { rabbit_ctl("delete_user " + name); }
+  ~BrokerUser() { rabbit::ctl("delete_user " + name); }
   // broker_options() logged in as this user.
   tern::Options options() const {
     tern::Options o = broker_options();
@@ -188,4 +182,32 @@ TEST_CASE("a subscriber can require a publisher: others' events are dead-lettere
     CHECK(id == good_id);
     CHECK(caller == publisher.name);
   }
+}
+
+TEST_CASE("a request whose reply_to names a queue is dead-lettered and nothing is published into that queue") {
+  const std::string name = unique_service("reply-to");
+  std::atomic<int> runs{0};
+  tern::Service svc(name);
+  svc.handle("probe", [&](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    runs.fetch_add(1);
+    return ProbeResponse{};
+  });
+  svc.start(broker_options());
+  Inspector broker;
+  // A good request whose reply_to names a queue (here one of the
+  // inspector's, bound to nothing that is sent): refused, and no reply is
+  // published into it.
+  const std::string victim = broker.bind("test.nothing.is.sent.here");
+  tern::v1::Request req;
+  req.set_id("request-with-a-named-reply-to");
+  req.set_endpoint("probe");
+  req.set_deadline_unix_ms(tern::to_unix_ms(tern::Context::Clock::now() + 5s));
+  req.set_body(ProbeRequest{}.SerializeAsString());
+  broker.publish(name, req.SerializeAsString(), victim);
+  std::map<std::string, std::string> headers;
+  auto dead = broker.await(name + ".dead-letter", 5s, &headers);
+  REQUIRE(dead.has_value());
+  CHECK(headers["x-tern-reason"].starts_with("reply_to is not a caller's reply queue"));
+  CHECK_FALSE(broker.get(victim).has_value());
+  CHECK(runs.load() == 0);
 }

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -28,14 +29,11 @@
 #include <thread>
 #include <vector>
 
-#include "../fault/service_process.h"
+#include "../fault/suite.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 
 namespace {
-
-using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 const char* kService = "test.soak";
 
@@ -91,14 +89,9 @@ struct Held {
 
 // Lines rabbitmqctl prints for `args` (with -q: one per item), or -1.
 int rabbit_count(const std::string& args) {
-  const std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && rabbit_ctl -q " + args +
-                          "' 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  int lines = 0;
-  for (int c; (c = std::fgetc(p)) != EOF;)
-    if (c == '\n') ++lines;
-  return pclose(p) == 0 ? lines : -1;
+  std::string out;
+  if (rabbit("rabbit_ctl -q " + args + " 2>/dev/null", &out) != 0) return -1;
+  return static_cast<int>(std::count(out.begin(), out.end(), '\n'));
 }
 
 struct Broker {

@@ -11,24 +11,11 @@ constexpr amqp_channel_t kChannel = AmqpConnection::kChannel;
 void AsyncDeclarer::declare_queue(const std::string& name, const topology::QueueArgs& args) {
   // As AmqpConnection::declare_queue: durable, the same arguments.
   std::vector<amqp_table_entry_t> entries;
-  entries.reserve(args.size());
-  for (const topology::QueueArg& arg : args) {
-    amqp_table_entry_t e;
-    e.key = bytes(arg.key);
-    if (const auto* n = std::get_if<int64_t>(&arg.value)) {
-      e.value.kind = AMQP_FIELD_KIND_I64;
-      e.value.value.i64 = *n;
-    } else {
-      e.value.kind = AMQP_FIELD_KIND_UTF8;
-      e.value.value.bytes = bytes(std::get<std::string>(arg.value));
-    }
-    entries.push_back(e);
-  }
   amqp_queue_declare_t m{};
   m.queue = bytes(name);
   m.durable = 1;
   m.nowait = 1;
-  m.arguments = amqp_table_t{static_cast<int>(entries.size()), entries.data()};
+  m.arguments = queue_arguments(args, &entries);
   c_.queue_method(kChannel, AMQP_QUEUE_DECLARE_METHOD, &m);
 }
 

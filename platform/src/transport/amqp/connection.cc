@@ -121,11 +121,9 @@ AmqpConnection::~AmqpConnection() {
 
 int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
 
-void AmqpConnection::declare_queue(const std::string& name, const QueueArgs& args) {
-  // Durable, so a service's queues outlive its instances and the broker's
-  // restarts.
-  std::vector<amqp_table_entry_t> entries;
-  entries.reserve(args.size());
+amqp_table_t queue_arguments(const topology::QueueArgs& args, std::vector<amqp_table_entry_t>* entries) {
+  entries->clear();
+  entries->reserve(args.size());
   for (const topology::QueueArg& arg : args) {
     amqp_table_entry_t e;
     e.key = bytes(arg.key);
@@ -136,10 +134,17 @@ void AmqpConnection::declare_queue(const std::string& name, const QueueArgs& arg
       e.value.kind = AMQP_FIELD_KIND_UTF8;
       e.value.value.bytes = bytes(std::get<std::string>(arg.value));
     }
-    entries.push_back(e);
+    entries->push_back(e);
   }
+  return amqp_table_t{static_cast<int>(entries->size()), entries->data()};
+}
+
+void AmqpConnection::declare_queue(const std::string& name, const QueueArgs& args) {
+  // Durable, so a service's queues outlive its instances and the broker's
+  // restarts.
+  std::vector<amqp_table_entry_t> entries;
   amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1, /*exclusive=*/0,
-                     /*auto_delete=*/0, amqp_table_t{static_cast<int>(entries.size()), entries.data()});
+                     /*auto_delete=*/0, queue_arguments(args, &entries));
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
     throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));

@@ -67,6 +67,11 @@ struct Message {
   static constexpr const char* kOnBehalfOf = "x-tern-on-behalf-of";
 };
 
+// A queue's arguments as an AMQP table, pointing into *entries (and into
+// args): both must outlive the table. For the blocking and the nowait
+// declarations alike.
+amqp_table_t queue_arguments(const topology::QueueArgs& args, std::vector<amqp_table_entry_t>* entries);
+
 struct AmqpError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
