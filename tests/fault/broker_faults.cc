@@ -72,6 +72,23 @@ std::set<std::string> applied_by_two(const ledger::Ledger& l) {
   return keys;
 }
 
+std::set<std::string> retried_on_two(const ledger::Ledger& l) {
+  std::map<std::string, std::set<std::pair<pid_t, uint32_t>>> by;
+  for (const auto& line : l.lines)
+    if (line.effect) by[line.key].insert({line.pid, line.attempt});
+  std::set<std::string> keys;
+  for (const auto& [k, effects] : by) {
+    std::set<pid_t> pids;
+    std::set<uint32_t> attempts;
+    for (const auto& [pid, attempt] : effects) {
+      pids.insert(pid);
+      attempts.insert(attempt);
+    }
+    if (pids.size() > 1 && attempts.size() > 1) keys.insert(k);
+  }
+  return keys;
+}
+
 }  // namespace faults
 
 namespace {

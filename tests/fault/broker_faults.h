@@ -34,4 +34,8 @@ int free_port();
 // store's known gap (a connection lost between a handler's effect and its
 // reply or ack, and the call retried on, or redelivered to, the other).
 std::set<std::string> applied_by_two(const ledger::Ledger& l);
+// Of those, the keys whose two effects carry different attempt numbers: the
+// client's retry (its attempt timed out on a slow instance or link) ran on
+// the other instance while the first attempt was still running.
+std::set<std::string> retried_on_two(const ledger::Ledger& l);
 }  // namespace faults
