@@ -27,6 +27,13 @@
 #       name, ports and data dir, so what it had on disk (durable queues,
 #       persistent messages) is back.  Returns once it accepts AMQP again.
 #
+#   TLS only: with TERN_RABBIT_TLS_DIR=DIR (certificates tests/tls/make_certs.sh
+#   made) set before rabbit_start, the node listens for amqps:// only, on
+#   its port, and accepts the EXTERNAL mechanism (client certificate's CN);
+#   TERN_AMQP_URL is then amqps://...?cacertfile=DIR/ca.pem. With
+#   TERN_RABBIT_TLS_PLAIN=1 too, it keeps its plain listener (TERN_AMQP_URL)
+#   and adds TLS on another port (TERN_AMQPS_URL), e.g. to compare the two.
+#
 #   In a network namespace: with TERN_RABBIT_NETNS=NAME (a namespace the
 #   caller made, loopback up) and TERN_RABBIT_HOST=ADDRESS (one of its
 #   addresses) set before rabbit_start, the node runs inside NAME listening on
@@ -128,6 +135,34 @@ _rabbit_boot() {
     # In a namespace of the caller's, clients come from another address: let
     # guest in from there (it exists only inside those namespaces).
     [[ -z ${TERN_RABBIT_NETNS:-} ]] || echo "loopback_users = none" >>"$dir/rabbitmq.conf"
+    # TLS only (TERN_RABBIT_TLS_DIR: what tests/tls/make_certs.sh made): no
+    # plain TCP listener; client certificates verified when offered, and
+    # the EXTERNAL mechanism logs them in as their CN.
+    if [[ -n ${TERN_RABBIT_TLS_DIR:-} ]]; then
+        local tls=$TERN_RABBIT_TLS_DIR tport=$port
+        if [[ ${TERN_RABBIT_TLS_PLAIN:-} == 1 ]]; then
+            tport=$(_rabbit_free_port)
+        else
+            echo "listeners.tcp = none" >>"$dir/rabbitmq.conf"
+        fi
+        echo "$tport" >"$dir/tls_port"
+        cat >>"$dir/rabbitmq.conf" <<EOF2
+listeners.ssl.default = ${TERN_RABBIT_HOST:-127.0.0.1}:$tport
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = EXTERNAL
+ssl_cert_login_from = common_name
+EOF2
+        if [[ $mgmt == 1 ]]; then
+            echo "[rabbitmq_management,rabbitmq_auth_mechanism_ssl]." >"$dir/enabled_plugins"
+        else
+            echo "[rabbitmq_auth_mechanism_ssl]." >"$dir/enabled_plugins"
+        fi
+    fi
     [[ $EUID -ne 0 ]] || chown -R rabbitmq:rabbitmq "$dir"
     echo "$node $port $dport $mport" >"$dir/launch"   # for rabbit_restart
     _rabbit_run "$node" "$port" "$dport" "$mport"
@@ -145,12 +180,14 @@ _rabbit_run() {
     # and rabbit_stop can kill the whole process group; its pid = the pgid.
     (
         cd "$dir" || exit
-        export RABBITMQ_NODENAME=$node RABBITMQ_NODE_IP_ADDRESS=${TERN_RABBIT_HOST:-127.0.0.1} \
-            RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dport \
+        export RABBITMQ_NODENAME=$node RABBITMQ_DIST_PORT=$dport \
             RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
             RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
             RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
             RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+        # The plain listener, unless TLS only (rabbitmq.conf has the TLS one).
+        [[ -n ${TERN_RABBIT_TLS_DIR:-} && ${TERN_RABBIT_TLS_PLAIN:-} != 1 ]] ||
+            export RABBITMQ_NODE_IP_ADDRESS=${TERN_RABBIT_HOST:-127.0.0.1} RABBITMQ_NODE_PORT=$port
         local _rabbit_cmd; _rabbit_prefix "$dir"
         exec setsid sh -c 'echo $$ >server.pid; exec "$@"' sh \
             "${_rabbit_cmd[@]}" "$_RABBIT_BIN/rabbitmq-server"
@@ -174,6 +211,10 @@ _rabbit_run() {
     _rabbit_port_open "$port" || { echo "rabbit_start: AMQP port $port not open" >&2; return 1; }
 
     export TERN_AMQP_URL="amqp://guest:guest@${TERN_RABBIT_HOST:-127.0.0.1}:$port/"
+    if [[ -n ${TERN_RABBIT_TLS_DIR:-} ]]; then
+        export TERN_AMQPS_URL="amqps://guest:guest@${TERN_RABBIT_HOST:-127.0.0.1}:$(cat "$dir/tls_port")/?cacertfile=$TERN_RABBIT_TLS_DIR/ca.pem"
+        [[ ${TERN_RABBIT_TLS_PLAIN:-} == 1 ]] || TERN_AMQP_URL=$TERN_AMQPS_URL
+    fi
     [[ -z $mport ]] || export TERN_RABBIT_MGMT_URL="http://127.0.0.1:$mport/"
 }
 
@@ -257,7 +298,7 @@ rabbit_stop() {
         _rabbit_kill
         rm -rf "$TERN_RABBIT_DIR"
     fi
-    unset TERN_AMQP_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
+    unset TERN_AMQP_URL TERN_AMQPS_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
     return 0
 }
 

@@ -84,7 +84,8 @@ TEST_CASE("a malformed broker URL list is rejected at start-up") {
   CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,,amqp://b/"}), tern::ConfigError);
   CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,"}), tern::ConfigError);
   CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/,localhost:5672"}), tern::ConfigError);
-  CHECK_THROWS_AS(parse({"--amqp-url=amqps://a/"}), tern::ConfigError);
+  CHECK_THROWS_AS(parse({"--amqp-url=http://a/"}), tern::ConfigError);
+  CHECK(parse({"--amqp-url=amqps://a/?cacertfile=/ca.pem,amqp://b/"}).amqp_urls().size() == 2);
   CHECK_THROWS_AS(parse({"--amqp-url=amqp://a/\namqp://b/"}), tern::ConfigError);
   EnvVar url("TERN_AMQP_URL", "amqp://a/ ; amqp://b/");
   CHECK_THROWS_AS(tern::Options::from_env(), tern::ConfigError);

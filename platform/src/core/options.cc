@@ -131,7 +131,7 @@ std::vector<std::string> Options::amqp_urls() const {
     const std::string_view url = trim(rest.substr(0, comma));
     if (url.empty())
       throw ConfigError(fmt::format("broker URL list '{}' has an empty entry", amqp_url));
-    if (!url.starts_with("amqp://") || url.find_first_of(kSpace) != std::string_view::npos)
+    if (!(url.starts_with("amqp://") || url.starts_with("amqps://")) || url.find_first_of(kSpace) != std::string_view::npos)
       throw ConfigError(fmt::format("'{}' in the broker URL list is not an amqp:// URL", url));
     urls.emplace_back(url);
     if (comma == std::string_view::npos) return urls;

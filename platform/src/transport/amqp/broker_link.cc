@@ -22,6 +22,7 @@ constexpr std::chrono::milliseconds kClusterSettle{1000};
 
 // "host:port/vhost" of an AMQP URL, without its user and password: for logs.
 std::string broker_address(std::string_view url) {
+  url = url.substr(0, url.find('?'));   // (a TLS URL's file names)
   if (auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
   if (auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
   return std::string(url);

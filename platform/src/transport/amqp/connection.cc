@@ -1,218 +1,231 @@
+// Connecting and logging in, the synchronous set-up exchange (one method,
+// then its reply), heartbeats and closing. tern writes and reads every byte
+// of the connection itself, through BrokerSocket (TCP, or TLS for
+// amqps://); rabbitmq-c encodes and decodes the frames
+// (amqp_encode_method, amqp_handle_input) and never touches the socket.
 #include "transport/amqp/connection.h"
 
-#include <amqp_tcp_socket.h>
 #include <fmt/format.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 
-#include <algorithm>
-#include <cerrno>
-
-#include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "tern/log.h"
 
 namespace tern::detail {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+// Bounds every synchronous method (set-up, close) so none can hang.
+constexpr auto kRpcTimeout = std::chrono::seconds(10);
+constexpr auto kConnectTimeout = std::chrono::seconds(5);
+constexpr auto kCloseTimeout = std::chrono::seconds(2);
+constexpr uint32_t kFrameMax = 131072;
+
 amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
 std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
+uint32_t get32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
+}
 
-std::string describe(const amqp_rpc_reply_t& r) {
-  switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-      return "ok";
-    case AMQP_RESPONSE_NONE:
-      return "no reply from the broker";
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      return amqp_error_string2(r.library_error);
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-      if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-        return fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
-      }
-      if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
-        return fmt::format("channel closed by broker: {} {}", m->reply_code, str(m->reply_text));
-      }
-      return fmt::format("unexpected broker method 0x{:08x}", r.reply.id);
+amqp_table_entry_t entry(const char* key, std::string_view value) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = bytes(value);
+  return e;
+}
+
+bool offers(std::string_view mechanisms, std::string_view m) {
+  size_t at = 0;
+  while (at <= mechanisms.size()) {
+    const size_t end = std::min(mechanisms.find(' ', at), mechanisms.size());
+    if (mechanisms.substr(at, end - at) == m) return true;
+    at = end + 1;
   }
-  return "unknown";
+  return false;
 }
 
 }  // namespace
 
-AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s,
-                               const std::string& connection_name) {
-  std::vector<char> buf(url.begin(), url.end());
-  buf.push_back('\0');
-  amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK)
-    throw AmqpError("malformed AMQP URL (it is not shown: it may hold a password)");
-  // "amqp://host:5672/" names the empty vhost by the letter of the URI spec;
-  // like most clients we take it as the default vhost "/".
-  if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
-
+AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name) {
+  const BrokerUrl u = BrokerUrl::parse(url);
   conn_ = amqp_new_connection();
-  // Bounds every synchronous method (set-up, close) so none can hang.
-  timeval rpc_timeout{10, 0};
-  amqp_set_rpc_timeout(conn_, &rpc_timeout);
-  amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
-  if (socket == nullptr) throw AmqpError("cannot create a TCP socket");
-  timeval connect_timeout{5, 0};
-  int rc = amqp_socket_open_noblock(socket, info.host, info.port, &connect_timeout);
-  if (rc != AMQP_STATUS_OK) {
+  if (conn_ == nullptr) throw AmqpError("out of memory");
+  // rabbitmq-c's decoder starts out expecting the protocol header a broker
+  // sends only to refuse our version; after one it expects frames. Give it
+  // one: its first-frame path is then never taken.
+  amqp_frame_t f;
+  static const char kHeader[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+  amqp_handle_input(conn_, amqp_bytes_t{sizeof kHeader, const_cast<char*>(kHeader)}, &f);
+  try {
+    socket_ = std::make_unique<BrokerSocket>(u, Clock::now() + kConnectTimeout);
+    login(u, heartbeat_s, connection_name);
+    amqp_channel_open_t open{};
+    rpc(kChannel, AMQP_CHANNEL_OPEN_METHOD, &open, AMQP_CHANNEL_OPEN_OK_METHOD, "cannot open a channel");
+  } catch (...) {
+    socket_.reset();
     amqp_destroy_connection(conn_);
     conn_ = nullptr;
-    throw AmqpError(fmt::format("cannot connect to {}:{}: {}", info.host, info.port,
-                                amqp_error_string2(rc)));
+    throw;
   }
+}
 
-  // rabbitmq-c 0.11 sends the capabilities authentication_failure_close and
-  // exchange_exchange_bindings, and merges a `capabilities` table of ours
-  // into its own key by key. Without connection.blocked the broker blocks
-  // us silently in an alarm; without consumer_cancel_notify it never says
-  // that a queue we consume was deleted.
-  amqp_table_entry_t capabilities[2];
-  capabilities[0].key = amqp_cstring_bytes("connection.blocked");
-  capabilities[1].key = amqp_cstring_bytes("consumer_cancel_notify");
-  for (amqp_table_entry_t& c : capabilities) {
-    c.value.kind = AMQP_FIELD_KIND_BOOLEAN;
-    c.value.value.boolean = 1;
+void AmqpConnection::login(const BrokerUrl& u, int heartbeat_s, const std::string& connection_name) {
+  const std::string where = fmt::format("cannot log in to {}:{}", u.host, u.port);
+  out_.append("AMQP\x00\x00\x09\x01", 8);
+  const amqp_frame_t start = await(0, AMQP_CONNECTION_START_METHOD, Clock::now() + kRpcTimeout, where);
+  const std::string mechanisms = str(static_cast<amqp_connection_start_t*>(start.payload.method.decoded)->mechanisms);
+  const char* mechanism = u.external ? "EXTERNAL" : "PLAIN";
+  if (!offers(mechanisms, mechanism))
+    throw AmqpError(fmt::format("{}: the broker does not offer {} (it offers: {}){}", where, mechanism, mechanisms,
+                                u.external ? "; enable the rabbitmq_auth_mechanism_ssl plugin" : ""));
+
+  // authentication_failure_close: a refused login is a connection.close
+  // saying why, not a dropped socket. connection.blocked: the broker says
+  // when an alarm stops it reading us. consumer_cancel_notify: it says when
+  // a queue we consume was deleted. basic.nack: confirms may be negative.
+  amqp_table_entry_t capabilities[5];
+  const char* names[] = {"authentication_failure_close", "connection.blocked", "consumer_cancel_notify",
+                         "publisher_confirms", "basic.nack"};
+  for (size_t i = 0; i < 5; ++i) {
+    capabilities[i].key = amqp_cstring_bytes(names[i]);
+    capabilities[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capabilities[i].value.value.boolean = 1;
   }
-  amqp_table_entry_t entries[2];
-  entries[0].key = amqp_cstring_bytes("connection_name");
-  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
-  entries[0].value.value.bytes = bytes(connection_name);
-  entries[1].key = amqp_cstring_bytes("capabilities");
-  entries[1].value.kind = AMQP_FIELD_KIND_TABLE;
-  entries[1].value.value.table = amqp_table_t{2, capabilities};
-  amqp_table_t props{2, entries};
-  amqp_rpc_reply_t r = amqp_login_with_properties(conn_, info.vhost, 0, 131072, heartbeat_s,
-                                                  &props, AMQP_SASL_METHOD_PLAIN, info.user,
-                                                  info.password);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    std::string why = describe(r);
-    amqp_destroy_connection(conn_);
-    conn_ = nullptr;
-    throw AmqpError(fmt::format("cannot log in to {}:{}: {}", info.host, info.port, why));
+  amqp_table_entry_t props[4] = {entry("product", "tern"), entry("platform", "C++"),
+                                 entry("connection_name", connection_name), {}};
+  props[3].key = amqp_cstring_bytes("capabilities");
+  props[3].value.kind = AMQP_FIELD_KIND_TABLE;
+  props[3].value.value.table = amqp_table_t{5, capabilities};
+  std::string response;
+  if (u.external) {
+    user_ = socket_->own_common_name();   // the broker maps the certificate to this user
+  } else {
+    response.push_back('\0');
+    response += u.user;
+    response.push_back('\0');
+    response += u.password;
+    user_ = u.user;
   }
-  frame_max_ = static_cast<size_t>(amqp_get_frame_max(conn_));
-  user_ = info.user;
-  amqp_channel_open(conn_, kChannel);
-  r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    std::string why = describe(r);
-    amqp_destroy_connection(conn_);
-    conn_ = nullptr;
-    throw AmqpError("cannot open a channel: " + why);
-  }
+  amqp_connection_start_ok_t ok{};
+  ok.client_properties = amqp_table_t{4, props};
+  ok.mechanism = amqp_cstring_bytes(mechanism);
+  ok.response = bytes(response);
+  ok.locale = amqp_cstring_bytes("en_US");
+  append_method(0, AMQP_CONNECTION_START_OK_METHOD, &ok);
+  std::fill(response.begin(), response.end(), '\0');
+  amqp_maybe_release_buffers(conn_);
+
+  const amqp_frame_t tune_frame = await(0, AMQP_CONNECTION_TUNE_METHOD, Clock::now() + kRpcTimeout, where);
+  const auto* tune = static_cast<amqp_connection_tune_t*>(tune_frame.payload.method.decoded);
+  // The lower of each limit, 0 meaning none (AMQP 0-9-1 section 1.4.2.6).
+  amqp_connection_tune_ok_t tune_ok{};
+  tune_ok.channel_max = tune->channel_max != 0 ? tune->channel_max : 2047;
+  tune_ok.frame_max = tune->frame_max != 0 ? std::min(tune->frame_max, kFrameMax) : kFrameMax;
+  int heartbeat = std::max(heartbeat_s, 0);
+  if (tune->heartbeat != 0 && tune->heartbeat < heartbeat) heartbeat = tune->heartbeat;
+  tune_ok.heartbeat = static_cast<uint16_t>(heartbeat);
+  amqp_maybe_release_buffers(conn_);
+  // rabbitmq-c decodes frames up to frame_max; it sends none of its own.
+  if (int rc = amqp_tune_connection(conn_, tune_ok.channel_max, static_cast<int>(tune_ok.frame_max), 0);
+      rc != AMQP_STATUS_OK)
+    throw AmqpError(fmt::format("{}: {}", where, amqp_error_string2(rc)));
+  frame_max_ = tune_ok.frame_max;
+  append_method(0, AMQP_CONNECTION_TUNE_OK_METHOD, &tune_ok);
+  heartbeat_ = Heartbeat(std::chrono::seconds(heartbeat), Clock::now());
+
+  amqp_connection_open_t open{};
+  open.virtual_host = bytes(u.vhost);
+  rpc(0, AMQP_CONNECTION_OPEN_METHOD, &open, AMQP_CONNECTION_OPEN_OK_METHOD, where);
 }
 
 AmqpConnection::~AmqpConnection() {
   if (conn_ == nullptr) return;
   close();
+  socket_.reset();
   amqp_destroy_connection(conn_);
 }
 
-int AmqpConnection::fd() const { return conn_ ? amqp_get_sockfd(conn_) : -1; }
+int AmqpConnection::fd() const { return socket_ ? socket_->fd() : -1; }
 
-amqp_table_t queue_arguments(const topology::QueueArgs& args, std::vector<amqp_table_entry_t>* entries) {
-  entries->clear();
-  entries->reserve(args.size());
-  for (const topology::QueueArg& arg : args) {
-    amqp_table_entry_t e;
-    e.key = bytes(arg.key);
-    if (const auto* n = std::get_if<int64_t>(&arg.value)) {
-      e.value.kind = AMQP_FIELD_KIND_I64;
-      e.value.value.i64 = *n;
-    } else {
-      e.value.kind = AMQP_FIELD_KIND_UTF8;
-      e.value.value.bytes = bytes(std::get<std::string>(arg.value));
+amqp_frame_t AmqpConnection::rpc(amqp_channel_t ch, amqp_method_number_t id, void* decoded,
+                                 amqp_method_number_t reply, std::string_view what) {
+  append_method(ch, id, decoded);
+  if (failed_) throw AmqpError(fmt::format("{}: {}", what, error_));
+  return await(ch, reply, Clock::now() + kRpcTimeout, what);
+}
+
+amqp_frame_t AmqpConnection::await(amqp_channel_t ch, amqp_method_number_t reply, Clock::time_point deadline,
+                                   std::string_view what) {
+  amqp_maybe_release_buffers(conn_);
+  for (;;) {
+    // A whole frame at the front of what was read: the reply, a close
+    // saying why there is none, or something for later (a delivery behind
+    // a consume-ok), kept as it came for poll_messages.
+    while (setup_in_.size() >= 7) {
+      const size_t size = 7 + get32(setup_in_.data() + 3) + 1;
+      if (size > frame_max_ + 8) throw AmqpError(fmt::format("{}: a frame of {} bytes from the broker", what, size));
+      if (setup_in_.size() < size) break;
+      const auto type = static_cast<uint8_t>(setup_in_[0]);
+      const amqp_channel_t channel = static_cast<amqp_channel_t>((static_cast<uint8_t>(setup_in_[1]) << 8) |
+                                                                 static_cast<uint8_t>(setup_in_[2]));
+      const amqp_method_number_t id = type == AMQP_FRAME_METHOD && size >= 12 ? get32(setup_in_.data() + 7) : 0;
+      const bool closes = id == AMQP_CONNECTION_CLOSE_METHOD || (id == AMQP_CHANNEL_CLOSE_METHOD && channel == ch);
+      if ((id == reply && channel == ch) || closes) {
+        amqp_frame_t f;
+        const int used = amqp_handle_input(conn_, amqp_bytes_t{size, setup_in_.data()}, &f);
+        setup_in_.erase(0, size);
+        if (used < 0 || f.frame_type != AMQP_FRAME_METHOD)
+          throw AmqpError(fmt::format("{}: cannot decode the broker's reply", what));
+        if (!closes) return f;
+        std::string why;
+        if (id == AMQP_CONNECTION_CLOSE_METHOD) {
+          auto* m = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
+          why = fmt::format("connection closed by broker: {} {}", m->reply_code, str(m->reply_text));
+          amqp_connection_close_ok_t close_ok{};
+          append_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
+          flush();
+          closed_ = true;
+        } else {
+          auto* m = static_cast<amqp_channel_close_t*>(f.payload.method.decoded);
+          why = fmt::format("channel closed by broker: {} {}", m->reply_code, str(m->reply_text));
+        }
+        fail(why);
+        throw AmqpError(fmt::format("{}: {}", what, why));
+      }
+      if (type != AMQP_FRAME_HEARTBEAT) stash_.append(setup_in_, 0, size);
+      setup_in_.erase(0, size);
     }
-    entries->push_back(e);
+    if (!flush()) throw AmqpError(fmt::format("{}: {}", what, error_));
+    if (!keep_heartbeat(Clock::now())) throw AmqpError(fmt::format("{}: {}", what, error_));
+    char buf[16384];
+    const auto r = socket_->recv_some(buf, sizeof buf);
+    if (r.status == BrokerSocket::Status::kOk) {
+      heartbeat_.received(Clock::now());
+      setup_in_.append(buf, r.n);
+      continue;
+    }
+    if (r.status != BrokerSocket::Status::kAgain) {
+      const bool logging_in = reply == AMQP_CONNECTION_TUNE_METHOD || reply == AMQP_CONNECTION_OPEN_OK_METHOD;
+      fail(socket_->error());
+      throw AmqpError(fmt::format("{}: {}{}", what, socket_->error(),
+                                  logging_in ? " (a refused login, or a connection limit?)" : ""));
+    }
+    if (Clock::now() >= deadline) {
+      fail("no reply from the broker");
+      throw AmqpError(fmt::format("{}: no reply from the broker within {} s", what,
+                                  std::chrono::duration_cast<std::chrono::seconds>(kRpcTimeout).count()));
+    }
+    socket_->wait(has_output(), std::min(deadline, heartbeat_due()));
   }
-  return amqp_table_t{static_cast<int>(entries->size()), entries->data()};
-}
-
-void AmqpConnection::declare_queue(const std::string& name, const QueueArgs& args) {
-  // Durable, so a service's queues outlive its instances and the broker's
-  // restarts.
-  std::vector<amqp_table_entry_t> entries;
-  amqp_queue_declare(conn_, kChannel, bytes(name), /*passive=*/0, /*durable=*/1, /*exclusive=*/0,
-                     /*auto_delete=*/0, queue_arguments(args, &entries));
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot declare queue '{}': {}", name, describe(r)));
-}
-
-std::string AmqpConnection::declare_private_queue() {
-  amqp_queue_declare_ok_t* ok = amqp_queue_declare(conn_, kChannel, amqp_empty_bytes, 0, 0,
-                                                   /*exclusive=*/1, /*auto_delete=*/1, amqp_empty_table);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL || ok == nullptr)
-    throw AmqpError("cannot declare a private queue: " + describe(r));
-  private_queue_ = str(ok->queue);
-  return private_queue_;
-}
-
-void AmqpConnection::declare_exchange(const std::string& name, const char* type) {
-  amqp_exchange_declare(conn_, kChannel, bytes(name), amqp_cstring_bytes(type), 0, /*durable=*/1, 0, 0,
-                        amqp_empty_table);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot declare exchange '{}': {}", name, describe(r)));
-}
-
-void AmqpConnection::bind(const std::string& queue, const std::string& exchange, const std::string& key) {
-  amqp_queue_bind(conn_, kChannel, bytes(queue), bytes(exchange), bytes(key), amqp_empty_table);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot bind '{}' to '{}': {}", queue, exchange, describe(r)));
-}
-
-void AmqpConnection::qos(uint16_t prefetch) {
-  amqp_basic_qos(conn_, kChannel, 0, prefetch, 0);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("basic.qos failed: " + describe(r));
-}
-
-void AmqpConnection::consume(const std::string& queue, const std::string& consumer_tag,
-                             bool no_ack) {
-  amqp_basic_consume(conn_, kChannel, bytes(queue), bytes(consumer_tag), /*no_local=*/0,
-                     no_ack ? 1 : 0, /*exclusive=*/0, amqp_empty_table);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw AmqpError(fmt::format("cannot consume from '{}': {}", queue, describe(r)));
-}
-
-void AmqpConnection::open_event_channel() {
-  amqp_channel_open(conn_, kEventChannel);
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("cannot open the event channel: " + describe(r));
-  amqp_confirm_select(conn_, kEventChannel);
-  r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("confirm.select failed: " + describe(r));
-  amqp_channel_open(conn_, kNoticeChannel);
-  r = amqp_get_rpc_reply(conn_);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) throw AmqpError("cannot open the notice channel: " + describe(r));
 }
 
 bool AmqpConnection::own_heartbeats() {
   if (failed_) return false;
-  if (own_heartbeats_) return true;
-  // amqp_tune_connection aborts the process unless rabbitmq-c is between
-  // frames; set-up ends with a whole reply read, so it always is here.
-  if (!amqp_release_buffers_ok(conn_)) return fail("cannot take over heartbeats: rabbitmq-c is mid-frame");
-  const int negotiated = amqp_get_heartbeat(conn_);
-  const int rc = amqp_tune_connection(conn_, amqp_get_channel_max(conn_), amqp_get_frame_max(conn_), 0);
-  if (rc != AMQP_STATUS_OK) return fail(std::string("cannot take over heartbeats: ") + amqp_error_string2(rc));
+  // Set-up ran on another thread: this one's looks are due from now.
+  heartbeat_.looked(!has_output());
   own_heartbeats_ = true;
-  heartbeat_ = Heartbeat(std::chrono::seconds(negotiated), std::chrono::steady_clock::now());
   return true;
 }
 
@@ -230,7 +243,6 @@ bool AmqpConnection::wake_up(std::chrono::steady_clock::time_point now) {
 
 bool AmqpConnection::keep_heartbeat(std::chrono::steady_clock::time_point now) {
   if (failed_) return false;
-  if (!own_heartbeats_) return true;
   if (heartbeat_.dead(now)) {
     const double silent = std::chrono::duration<double>(heartbeat_.silence(now)).count();
     return fail(fmt::format("missed heartbeats: nothing from the broker for {:.1f} s (heartbeat {} s)", silent,
@@ -258,17 +270,19 @@ bool AmqpConnection::fail(std::string why) {
 void AmqpConnection::close() {
   if (closed_ || conn_ == nullptr) return;
   closed_ = true;
-  if (failed_) return;
-  // rabbitmq-c writes the close frames itself: ours must all be out first.
-  for (int i = 0; i < 100 && has_output() && flush(); ++i) {
-    pollfd p{amqp_get_sockfd(conn_), POLLOUT, 0};
-    poll(&p, 1, 10);
+  // A blocked connection is not read by the broker: the close-ok would
+  // not come, and a stuck output buffer would hold the close back anyway.
+  if (failed_ || blocked_) return;
+  try {
+    amqp_connection_close_t m{};
+    m.reply_code = AMQP_REPLY_SUCCESS;
+    m.reply_text = amqp_cstring_bytes("closing");
+    append_method(0, AMQP_CONNECTION_CLOSE_METHOD, &m);
+    await(0, AMQP_CONNECTION_CLOSE_OK_METHOD, Clock::now() + kCloseTimeout, "closing");
+    socket_->shutdown();
+  } catch (const AmqpError&) {
+    // Gone or silent: the socket closes all the same.
   }
-  // A blocked connection is not read by the broker: the close methods,
-  // which rabbitmq-c waits for, would stall this thread for their timeouts.
-  if (has_output() || failed_ || blocked_) return;
-  amqp_channel_close(conn_, kChannel, AMQP_REPLY_SUCCESS);
-  amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
   fail("connection closed");
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "transport/amqp/broker_socket.h"
 #include "transport/amqp/heartbeat.h"
 #include "transport/amqp/topology.h"
 
@@ -88,7 +90,9 @@ class AmqpConnection final : public topology::Declarer {
   // (a blocked connection, a slow broker), except Publish::answers_delivery.
   static constexpr size_t kMaxOutputBytes = size_t{16} << 20;
 
-  // Connects, logs in and opens the channel. Blocks; throws AmqpError.
+  // Connects (over TLS for amqps://), logs in and opens the channel. Blocks,
+  // up to 5 s to connect and 10 s for each reply; throws AmqpError. `url`
+  // as BrokerUrl parses it.
   AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name);
   ~AmqpConnection() override;
   AmqpConnection(const AmqpConnection&) = delete;
@@ -182,15 +186,12 @@ class AmqpConnection final : public topology::Declarer {
   };
   bool poll_messages(Sink& sink);
 
-  // Heartbeats. Set-up (the constructor and the Declarer methods) leaves
-  // them to rabbitmq-c, which sends and checks them inside its blocking
-  // calls. own_heartbeats() takes them over for good, on the thread that
-  // serves the connection, once it is set up: rabbitmq-c then neither sends
-  // nor checks any (amqp_tune_connection with heartbeat 0 changes only the
-  // library's side; the broker keeps the value negotiated at login), and
-  // keep_heartbeat() does both with the output buffer, so a heartbeat frame
-  // is only ever appended after whole frames. false (and failed()) if
-  // rabbitmq-c is in the middle of reading a frame, which set-up never leaves.
+  // Heartbeats: kept from login on, by whichever thread uses the
+  // connection (the set-up thread while it waits for replies, then the
+  // serving thread): keep_heartbeat() appends a heartbeat frame to the
+  // output buffer, after whole frames, and judges the broker's silence.
+  // own_heartbeats() hands the connection to the serving thread, whose
+  // looks wake_up() then checks. false once failed.
   bool own_heartbeats();
   // Appends a heartbeat frame when nothing was written for heartbeat / 2
   // (and nothing waits to be written); fails the connection ("missed
@@ -203,9 +204,9 @@ class AmqpConnection final : public topology::Declarer {
   // has requeued meanwhile are not run here as well. false once failed.
   bool wake_up(std::chrono::steady_clock::time_point now);
   // The next moment keep_heartbeat() has something to do; time_point::max()
-  // with heartbeats off (or not taken over).
+  // with heartbeats off.
   std::chrono::steady_clock::time_point heartbeat_due() const {
-    return own_heartbeats_ ? heartbeat_.next_due(!has_output()) : std::chrono::steady_clock::time_point::max();
+    return heartbeat_.next_due(!has_output());
   }
   // The heartbeat negotiated at login, in seconds (0: off).
   int heartbeat_s() const { return static_cast<int>(heartbeat_.interval().count()); }
@@ -219,18 +220,31 @@ class AmqpConnection final : public topology::Declarer {
   bool blocked() const { return blocked_; }
   const std::string& blocked_reason() const { return blocked_reason_; }
 
-  // Closes gracefully (blocks briefly for close-ok).
+  // Closes gracefully (blocks up to 2 s for close-ok).
   void close();
 
  private:
   bool fail(std::string why);
+  void login(const BrokerUrl& url, int heartbeat_s, const std::string& connection_name);
+  // Set-up: queues a method and waits (blocking, up to 10 s) for its reply
+  // on channel ch, which stays valid until the next call. Throws AmqpError
+  // "<what>: <why>" (a close from the broker, no reply, a lost socket).
+  amqp_frame_t rpc(amqp_channel_t ch, amqp_method_number_t id, void* decoded, amqp_method_number_t reply,
+                   std::string_view what);
+  amqp_frame_t await(amqp_channel_t ch, amqp_method_number_t reply, std::chrono::steady_clock::time_point deadline,
+                     std::string_view what);
+  // Feeds bytes read to rabbitmq-c's decoder, each whole frame to on_frame.
+  bool decode(const char* data, size_t len, Sink& sink);
   void on_frame(const amqp_frame_t& f, Sink& sink);
   void on_method(const amqp_frame_t& f, Sink& sink);
   void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
   void append_content(amqp_channel_t ch, const amqp_basic_properties_t& props, std::string_view body);
   void append_frame(uint8_t type, amqp_channel_t ch, std::string_view head, std::string_view payload);
 
-  amqp_connection_state_t conn_ = nullptr;
+  amqp_connection_state_t conn_ = nullptr;   // rabbitmq-c: codec only, no socket
+  std::unique_ptr<BrokerSocket> socket_;
+  std::string setup_in_;   // read during set-up, not yet split into frames
+  std::string stash_;      // whole frames set-up read that were not its replies: for poll_messages
   bool failed_ = false;
   bool closed_ = false;
   std::string error_;

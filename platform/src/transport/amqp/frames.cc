@@ -1,11 +1,10 @@
 // The frame IO of AmqpConnection: publishes, acks and cancels appended to
 // the output buffer as whole frames, the buffer's non-blocking flush, and
-// the frames read back (deliveries, returns, confirms), read with recv()
-// of our own and decoded by rabbitmq-c (amqp_handle_input).
+// the frames read back (deliveries, returns, confirms), read by us through
+// BrokerSocket (TCP or TLS) and decoded by rabbitmq-c (amqp_handle_input).
 #include "transport/amqp/connection.h"
 
 #include <fmt/format.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -161,19 +160,12 @@ void AmqpConnection::append_content(amqp_channel_t ch, const amqp_basic_properti
 
 bool AmqpConnection::flush() {
   if (failed_) return false;
-  const int fd = amqp_get_sockfd(conn_);
   while (sent_ < out_.size()) {
-    ssize_t n = ::send(fd, out_.data() + sent_, out_.size() - sent_, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent_ += static_cast<size_t>(n);
-      heartbeat_.sent(std::chrono::steady_clock::now());
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      break;
-    } else {
-      return fail(std::string("send: ") + std::strerror(errno));
-    }
+    const auto r = socket_->send_some(out_.data() + sent_, out_.size() - sent_);
+    if (r.status == BrokerSocket::Status::kAgain) break;
+    if (r.status != BrokerSocket::Status::kOk) return fail(socket_->error());
+    sent_ += r.n;
+    heartbeat_.sent(std::chrono::steady_clock::now());
   }
   if (sent_ == out_.size()) {
     out_.clear();
@@ -186,36 +178,8 @@ bool AmqpConnection::flush() {
   return true;
 }
 
-bool AmqpConnection::poll_messages(Sink& sink) {
-  if (failed_) return false;
-  // Frames rabbitmq-c read or queued during set-up (a delivery behind a
-  // consume-ok) first: they are in its buffers, not in the socket.
-  while (!failed_ && (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_))) {
-    amqp_frame_t f;
-    timeval zero{0, 0};
-    const int rc = amqp_simple_wait_frame_noblock(conn_, &f, &zero);
-    if (rc == AMQP_STATUS_TIMEOUT) break;
-    if (rc != AMQP_STATUS_OK) return fail(amqp_error_string2(rc));
-    heartbeat_.received(std::chrono::steady_clock::now());
-    on_frame(f, sink);
-  }
-  amqp_maybe_release_buffers(conn_);
-  // Then one recv() of what the socket holds: the caller polls the socket
-  // again before the next round, which saves a recv() and a poll() per
-  // wake-up. Reading ourselves is how we know that anything, a heartbeat
-  // frame included, came in.
-  if (in_.empty()) in_.resize(128 * 1024);
-  ssize_t n;
-  do {
-    n = ::recv(amqp_get_sockfd(conn_), in_.data(), in_.size(), MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return fail("the broker closed the connection (EOF)");
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return !failed_;
-    return fail(std::string("recv: ") + std::strerror(errno));
-  }
-  heartbeat_.received(std::chrono::steady_clock::now());
-  amqp_bytes_t rest{static_cast<size_t>(n), in_.data()};
+bool AmqpConnection::decode(const char* data, size_t len, Sink& sink) {
+  amqp_bytes_t rest{len, const_cast<char*>(data)};
   while (rest.len > 0 && !failed_) {
     amqp_frame_t f;
     const int used = amqp_handle_input(conn_, rest, &f);
@@ -223,14 +187,42 @@ bool AmqpConnection::poll_messages(Sink& sink) {
     rest.bytes = static_cast<char*>(rest.bytes) + used;
     rest.len -= static_cast<size_t>(used);
     // frame_type 0: the frame is incomplete (the rest comes with the next
-    // recv). A complete one has been copied out once on_frame returns: its
+    // read). A complete one has been copied out once on_frame returns: its
     // channel's pool can go now (a stream of large bodies rarely leaves the
-    // connection idle at the end of a recv).
+    // connection idle at the end of a read).
     if (f.frame_type == 0) continue;
     on_frame(f, sink);
     amqp_maybe_release_buffers_on_channel(conn_, f.channel);
   }
   return !failed_;
+}
+
+bool AmqpConnection::poll_messages(Sink& sink) {
+  if (failed_) return false;
+  // What set-up read and did not take (a delivery behind a consume-ok, the
+  // start of the next frame) comes first.
+  if (!stash_.empty() || !setup_in_.empty()) {
+    std::string early = std::move(stash_);
+    early += setup_in_;
+    stash_.clear();
+    setup_in_.clear();
+    if (!decode(early.data(), early.size(), sink)) return false;
+  }
+  // Then one recv() of what the socket holds: the caller polls the socket
+  // again before the next round, which saves a recv() and a poll() per
+  // wake-up. Reading ourselves is how we know that anything, a heartbeat
+  // frame included, came in. Over TLS each read gives one record (16 KiB at
+  // most): a few per round, and never leaving decrypted bytes inside the
+  // session, where no poll would see them.
+  if (in_.empty()) in_.resize(128 * 1024);
+  for (int reads = 0;; ++reads) {
+    const auto r = socket_->recv_some(in_.data(), in_.size());
+    if (r.status == BrokerSocket::Status::kAgain) return !failed_;
+    if (r.status != BrokerSocket::Status::kOk) return fail(socket_->error());
+    heartbeat_.received(std::chrono::steady_clock::now());
+    if (!decode(in_.data(), r.n, sink)) return false;
+    if (!socket_->tls() || (reads >= 7 && !socket_->pending())) return !failed_;
+  }
 }
 
 void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
