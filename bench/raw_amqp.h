@@ -3,6 +3,7 @@
 #pragma once
 
 #include <amqp.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <fmt/format.h>
@@ -54,6 +55,13 @@ inline amqp_connection_state_t connect_broker() {
   const char* env = std::getenv("TERN_AMQP_URL");
   if (env == nullptr) die("TERN_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)");
   std::string url = env;  // amqp_parse_url cuts it up in place
+  // amqps://...?cacertfile=PATH: rabbitmq-c's own TLS socket, the TLS floor.
+  std::string cacert;
+  if (size_t q = url.find('?'); q != std::string::npos) {
+    if (size_t at = url.find("cacertfile=", q); at != std::string::npos)
+      cacert = url.substr(at + 11, url.find('&', at) - (at + 11));
+    url.resize(q);
+  }
   amqp_connection_info info;
   amqp_default_connection_info(&info);
   if (amqp_parse_url(url.data(), &info) != AMQP_STATUS_OK) die(fmt::format("bad URL '{}'", env));
@@ -64,8 +72,10 @@ inline amqp_connection_state_t connect_broker() {
   amqp_connection_state_t conn = amqp_new_connection();
   timeval rpc_timeout{10, 0};  // bounds the synchronous set-up calls
   amqp_set_rpc_timeout(conn, &rpc_timeout);
-  amqp_socket_t* socket = amqp_tcp_socket_new(conn);
-  if (socket == nullptr) die("cannot create a TCP socket");
+  amqp_socket_t* socket = info.ssl ? amqp_ssl_socket_new(conn) : amqp_tcp_socket_new(conn);
+  if (socket == nullptr) die("cannot create a socket");
+  if (info.ssl && !cacert.empty() && amqp_ssl_socket_set_cacert(socket, cacert.c_str()) != AMQP_STATUS_OK)
+    die(fmt::format("cannot load the CA file {}", cacert));
   timeval connect_timeout{10, 0};
   if (int rc = amqp_socket_open_noblock(socket, info.host, info.port, &connect_timeout); rc != 0)
     die(fmt::format("cannot connect to {}:{}: {}", info.host, info.port, amqp_error_string2(rc)));
