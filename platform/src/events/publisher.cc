@@ -37,6 +37,10 @@ Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, st
         .with_param("outcome", "not sent");
   if (ctx.expired())
     return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
+  if (routing_key.empty() || routing_key.size() > 255)
+    return Error{Code::kInvalidArgument,
+                 fmt::format("an event routing key of {} bytes: it must be 1 to 255", routing_key.size())}
+        .with_param("outcome", "not sent");
   tern::v1::Event event;
   const std::string id = event_id.empty() ? new_trace_id() : std::string(event_id);
   event.set_id(id);

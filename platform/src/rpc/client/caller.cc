@@ -37,6 +37,12 @@ namespace {
 [[gnu::noinline, gnu::cold]] Error link_down(const std::string& reason) {
   return Error{Code::kUnavailable, reason}.with_param("outcome", "not sent").with_local({.link_failed = true});
 }
+[[gnu::noinline, gnu::cold]] Error bad_name(const OutgoingCall& call) {
+  return Error{Code::kInvalidArgument,
+               fmt::format("a service name of {} bytes and an endpoint of {}: each must be 1 to 255 bytes",
+                           call.service.size(), call.endpoint.size())}
+      .with_param("outcome", "not sent");
+}
 // Retryable (UNAVAILABLE): nothing was sent, and the alarm may clear.
 [[gnu::noinline, gnu::cold]] Error blocked(const OutgoingCall& call, const BrokerLink& link) {
   return link_down(fmt::format("{}; the call to {}/{} was not sent", link.blocked_reason(), call.service,
@@ -100,6 +106,9 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   const auto deadline = call.deadline;
   const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
   if (budget.count() <= 0) return too_late(call);
+  // Names become the routing key and the type property: AMQP short
+  // strings. Refused here, typed, before anything reaches the connection.
+  if (call.service.empty() || call.service.size() > 255 || call.endpoint.size() > 255) return bad_name(call);
   if (link_.broken()) return link_down(link_.broken_reason());
   if (link_.blocked()) return blocked(call, link_);
   if (pending_.size() >= static_cast<size_t>(options_.max_in_flight)) return too_many(pending_.size());

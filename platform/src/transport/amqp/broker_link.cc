@@ -278,6 +278,7 @@ uint64_t BrokerLink::publish(const AmqpConnection::Publish& p) {
   }
   const uint64_t tag = publisher_->publish(p);
   if (tag == 0 && publisher_->failed()) refusal_ = "broker connection lost: " + publisher_->error();
+  else if (tag == 0 && !publisher_->refused().empty()) refusal_ = publisher_->refused();
   else if (tag == 0)
     refusal_ = fmt::format("{} bytes wait to be written to the broker, over the {} MiB limit{}",
                            publisher_->output_bytes(), AmqpConnection::kMaxOutputBytes >> 20,

@@ -144,9 +144,16 @@ class AmqpConnection final : public topology::Declarer {
   };
   // Queues a publish. Returns its delivery tag on kEventChannel (the number
   // the broker's confirm will carry), 1 on other channels, 0 if the
-  // connection failed (error() tells why) or, output_full(), if
-  // kMaxOutputBytes wait already (nothing was queued).
+  // connection failed (error() tells why), or if this message cannot be
+  // encoded (refused() tells why; the connection is fine), or, output_full(),
+  // if kMaxOutputBytes wait already (nothing was queued). Header values
+  // are cut to kMaxHeaderValueBytes.
   uint64_t publish(const Publish& p);
+  static constexpr size_t kMaxHeaderValueBytes = 1024;
+  // Why the last publish() was refused for the message itself, or empty.
+  const std::string& refused() const { return refused_; }
+  // v cut to at most max bytes, not inside a UTF-8 sequence.
+  static std::string_view truncated(std::string_view v, size_t max);
   bool output_full() const { return output_bytes() >= kMaxOutputBytes; }
   // Queues a method frame (a nowait declaration: see AsyncDeclarer).
   void queue_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) { append_method(ch, id, decoded); }
@@ -238,7 +245,8 @@ class AmqpConnection final : public topology::Declarer {
   void on_frame(const amqp_frame_t& f, Sink& sink);
   void on_method(const amqp_frame_t& f, Sink& sink);
   void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
-  void append_content(amqp_channel_t ch, const amqp_basic_properties_t& props, std::string_view body);
+  bool encode_method(amqp_method_number_t id, void* decoded, std::string* out);
+  bool encode_content_header(const amqp_basic_properties_t& props, size_t body_size, std::string* out);
   void append_frame(uint8_t type, amqp_channel_t ch, std::string_view head, std::string_view payload);
 
   amqp_connection_state_t conn_ = nullptr;   // rabbitmq-c: codec only, no socket
@@ -248,6 +256,8 @@ class AmqpConnection final : public topology::Declarer {
   bool failed_ = false;
   bool closed_ = false;
   std::string error_;
+  std::string refused_;
+  std::string scratch_method_, scratch_header_;   // publish()'s encodings, reused
   std::string user_;
   bool blocked_ = false;
   std::string blocked_reason_;

@@ -18,6 +18,13 @@ namespace {
 
 constexpr size_t kFlushEarlyBytes = 64 * 1024;
 
+// Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
+// payload size (4), payload, 0xCE. Numbers are big-endian.
+constexpr size_t kFrameHeader = 7;
+void put16(char* p, uint16_t v) { p[0] = static_cast<char>(v >> 8); p[1] = static_cast<char>(v); }
+void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put16(p + 2, static_cast<uint16_t>(v)); }
+void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
+
 amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
 std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
 
@@ -33,6 +40,7 @@ void AmqpConnection::cancel(const std::string& consumer_tag) {
 
 uint64_t AmqpConnection::publish(const Publish& p) {
   if (failed_ || (output_full() && !p.answers_delivery)) return 0;
+  refused_.clear();
   amqp_basic_properties_t props;
   std::memset(&props, 0, sizeof props);
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -60,7 +68,9 @@ uint64_t AmqpConnection::publish(const Publish& p) {
       amqp_table_entry_t e;
       e.key = bytes(k);
       e.value.kind = AMQP_FIELD_KIND_UTF8;
-      e.value.value.bytes = bytes(v);
+      // A header is a note about the message (an error, a URL): cut to
+      // fit, never a reason to refuse it.
+      e.value.value.bytes = bytes(truncated(v, kMaxHeaderValueBytes));
       header_entries.push_back(e);
     }
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
@@ -80,12 +90,37 @@ uint64_t AmqpConnection::publish(const Publish& p) {
   m.exchange = bytes(p.exchange);
   m.routing_key = bytes(p.routing_key);
   m.mandatory = p.mandatory ? 1 : 0;
-  append_method(p.channel, AMQP_BASIC_PUBLISH_METHOD, &m);
-  append_content(p.channel, props, p.body);
+  // Both encoded before anything is queued: a message that cannot be
+  // encoded (a routing key over 255 bytes, a property too long) is refused
+  // alone, and the output buffer keeps only whole messages.
+  std::string& method = scratch_method_;
+  std::string& header = scratch_header_;
+  if (!encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, &method)) {
+    refused_ = fmt::format("cannot encode the publish (routing key of {} bytes, exchange of {}; 255 at most)",
+                           p.routing_key.size(), p.exchange.size());
+    return 0;
+  }
+  if (!encode_content_header(props, p.body.size(), &header)) {
+    refused_ = "cannot encode the message's properties (a property over 255 bytes, or headers over the frame size)";
+    return 0;
+  }
+  append_frame(AMQP_FRAME_METHOD, p.channel, method, {});
+  append_frame(AMQP_FRAME_HEADER, p.channel, header, {});
+  const size_t chunk = frame_max_ - kFrameHeader - 1;
+  for (size_t at = 0; at < p.body.size(); at += chunk)
+    append_frame(AMQP_FRAME_BODY, p.channel, {}, p.body.substr(at, std::min(chunk, p.body.size() - at)));
   // Write early when much is queued: bounds memory and keeps the pipe busy.
   if (out_.size() - sent_ >= kFlushEarlyBytes) flush();
   if (failed_) return 0;
   return p.channel == kEventChannel ? next_event_tag_++ : 1;
+}
+
+std::string_view AmqpConnection::truncated(std::string_view v, size_t max) {
+  if (v.size() <= max) return v;
+  size_t cut = max;
+  // Not inside a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
+  return v.substr(0, cut);
 }
 
 bool AmqpConnection::ack(uint64_t delivery_tag) {
@@ -106,14 +141,6 @@ bool AmqpConnection::requeue(uint64_t delivery_tag) {
   return !failed_;
 }
 
-// Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
-// payload size (4), payload, 0xCE. Numbers are big-endian.
-namespace {
-constexpr size_t kFrameHeader = 7;
-void put16(char* p, uint16_t v) { p[0] = static_cast<char>(v >> 8); p[1] = static_cast<char>(v); }
-void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put16(p + 2, static_cast<uint16_t>(v)); }
-void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
-}  // namespace
 
 void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_view head,
                                   std::string_view payload) {
@@ -129,33 +156,43 @@ void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_v
   out_.push_back(static_cast<char>(AMQP_FRAME_END));
 }
 
-void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) {
+bool AmqpConnection::encode_method(amqp_method_number_t id, void* decoded, std::string* out) {
   char buf[4 + 4096];  // short strings, and a queue's few arguments
   put32(buf, id);
-  int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
-  if (n < 0) {
-    fail(std::string("cannot encode an AMQP method: ") + amqp_error_string2(n));
-    return;
-  }
-  append_frame(AMQP_FRAME_METHOD, ch, std::string_view(buf, 4 + static_cast<size_t>(n)), {});
+  const int n = amqp_encode_method(id, decoded, amqp_bytes_t{sizeof buf - 4, buf + 4});
+  if (n < 0) return false;
+  out->assign(buf, 4 + static_cast<size_t>(n));
+  return true;
 }
 
-void AmqpConnection::append_content(amqp_channel_t ch, const amqp_basic_properties_t& props,
-                                    std::string_view body) {
-  char buf[12 + 2048];
-  put16(buf, AMQP_BASIC_CLASS);
-  put16(buf + 2, 0);  // weight
-  put64(buf + 4, body.size());
-  int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
-                                 amqp_bytes_t{sizeof buf - 12, buf + 12});
-  if (n < 0) {
-    fail(std::string("cannot encode AMQP properties: ") + amqp_error_string2(n));
+void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded) {
+  std::string method;
+  if (!encode_method(id, decoded, &method)) {
+    fail(fmt::format("cannot encode AMQP method 0x{:08x}", id));
     return;
   }
-  append_frame(AMQP_FRAME_HEADER, ch, std::string_view(buf, 12 + static_cast<size_t>(n)), {});
-  const size_t chunk = frame_max_ - kFrameHeader - 1;
-  for (size_t at = 0; at < body.size(); at += chunk)
-    append_frame(AMQP_FRAME_BODY, ch, {}, body.substr(at, std::min(chunk, body.size() - at)));
+  append_frame(AMQP_FRAME_METHOD, ch, method, {});
+}
+
+bool AmqpConnection::encode_content_header(const amqp_basic_properties_t& props, size_t body_size,
+                                           std::string* out) {
+  // Room for the usual few properties first; more (many headers) up to
+  // what one frame holds.
+  for (size_t room = 2048;; room *= 4) {
+    room = std::min(room, frame_max_ - kFrameHeader - 1 - 12);
+    out->resize(12 + room);
+    char* buf = out->data();
+    put16(buf, AMQP_BASIC_CLASS);
+    put16(buf + 2, 0);  // weight
+    put64(buf + 4, body_size);
+    const int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
+                                         amqp_bytes_t{room, buf + 12});
+    if (n >= 0) {
+      out->resize(12 + static_cast<size_t>(n));
+      return true;
+    }
+    if (room >= frame_max_ - kFrameHeader - 1 - 12) return false;
+  }
 }
 
 bool AmqpConnection::flush() {
@@ -247,7 +284,9 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
       }
     }
     body_size_ = f.payload.properties.body_size;
-    current_.body.reserve(body_size_);
+    // What the header says, up to 1 MiB: a larger body grows as it comes,
+    // so memory follows the bytes that arrived, not a number in a frame.
+    current_.body.reserve(std::min<size_t>(body_size_, size_t{1} << 20));
     expect_ = Expect::kBody;
   } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
     const amqp_bytes_t& frag = f.payload.body_fragment;
