@@ -1,6 +1,7 @@
 #include "observability/span_buffer.h"
 
 #include "core/ids.h"
+#include "core/utf8.h"
 #include "core/wire.h"
 #include "observability/telemetry.h"
 #include "tern/envelope.pb.h"
@@ -10,6 +11,12 @@ namespace tern::detail {
 SpanBuffer::SpanBuffer(std::string service, bool tracing) : service_(std::move(service)), tracing_(tracing) {}
 
 void SpanBuffer::record(v1::Span&& span) {
+  // What came from outside (an HTTP path in a name, an error text, a peer,
+  // tags) may not be UTF-8, which would make the whole batch unparseable.
+  utf8::make_valid(span.mutable_name());
+  utf8::make_valid(span.mutable_error());
+  utf8::make_valid(span.mutable_peer());
+  for (auto& [k, v] : *span.mutable_tags()) utf8::make_valid(&v);
   span.set_service(service_);
   span.set_instance(instance_id());
   to_span_sink(span);
