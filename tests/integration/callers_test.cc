@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -210,4 +211,70 @@ TEST_CASE("a request whose reply_to names a queue is dead-lettered and nothing i
   CHECK(headers["x-tern-reason"].starts_with("reply_to is not a caller's reply queue"));
   CHECK_FALSE(broker.get(victim).has_value());
   CHECK(runs.load() == 0);
+}
+
+TEST_CASE("a caller's credentials stay with the service it sent them to: none in its calls, events or dead letters") {
+  const std::string a = unique_service("creds.a"), b = unique_service("creds.b");
+  const std::string secret = "Bearer secret-" + tern::new_span_id();
+  std::mutex mu;
+  std::string a_credential, a_metadata_auth, b_auth, b_user, event_auth, event_user;
+  std::condition_variable event_seen;
+  tern::Service sb(b);
+  sb.handle("probe", [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    std::lock_guard<std::mutex> lock(mu);
+    b_auth = ctx.credential("authorization") ? *ctx.credential("authorization") : "";
+    if (auto it = ctx.metadata().find("authorization"); it != ctx.metadata().end()) b_auth += it->second;
+    if (auto it = ctx.metadata().find("user"); it != ctx.metadata().end()) b_user = it->second;
+    return ProbeResponse{};
+  });
+  sb.subscribe<probe::Hop>("probe.hop", [&](tern::Context& ctx, const probe::Hop&) -> tern::Error {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = ctx.metadata().find("authorization"); it != ctx.metadata().end()) event_auth = it->second;
+    if (auto it = ctx.metadata().find("user"); it != ctx.metadata().end()) event_user = it->second;
+    event_seen.notify_all();
+    return tern::ok();
+  });
+  sb.start(broker_options());
+  tern::Service sa(a);
+  sa.handle("probe", [&](tern::Context& ctx, const ProbeRequest&) -> tern::Result<ProbeResponse> {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      a_credential = ctx.credential("authorization") ? *ctx.credential("authorization") : "";
+      a_metadata_auth = ctx.metadata().count("authorization") ? "present" : "";
+    }
+    auto down = tern::call<ProbeResponse>(ctx, b, "probe", ProbeRequest{});
+    if (!down.ok()) return down.error();
+    if (tern::Error e = tern::publish(ctx, probe::Hop{}); !e.ok()) return e;
+    return ProbeResponse{};
+  });
+  sa.start(broker_options());
+
+  tern::Client client(broker_options());
+  auto ctx = tern::Context::with_timeout(5s);
+  ctx.set_metadata("authorization", secret);
+  ctx.set_metadata("user", "ada");
+  REQUIRE(client.call<ProbeResponse>(ctx, a, "probe", ProbeRequest{}).ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(event_seen.wait_for(lock, 10s, [&] { return event_user == "ada"; }));
+    CHECK(a_credential == secret);     // the service it was sent to can check it
+    CHECK(a_metadata_auth.empty());    // ...where nothing passes it on
+    CHECK(b_user == "ada");            // other metadata travels
+    CHECK(b_auth.empty());
+    CHECK(event_auth.empty());
+  }
+  // A request a cannot parse (a string field that is not UTF-8) is
+  // dead-lettered without the credentials it came with.
+  probe::Hop not_a_probe;
+  not_a_probe.set_service("\xFF\xFE");
+  auto refused = client.call<ProbeResponse>(ctx, a, "probe", not_a_probe);
+  CHECK_FALSE(refused.ok());
+  Inspector broker;
+  auto dead = broker.await(a + ".dead-letter", 10s);
+  REQUIRE(dead.has_value());
+  CHECK(dead->find("secret-") == std::string::npos);
+  tern::v1::Request kept;
+  REQUIRE(kept.ParseFromString(*dead));
+  CHECK(kept.metadata().at("user") == "ada");
+  CHECK(kept.metadata().count("authorization") == 0);
 }

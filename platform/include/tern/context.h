@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace tern {
 
@@ -65,6 +66,19 @@ class Context {
   // Stops `key` from travelling further, e.g. credentials once checked.
   void erase_metadata(const std::string& key) { metadata_.erase(key); }
 
+  // Credentials among the metadata a request arrived with (the keys
+  // is_credential names: authorization, cookie, proxy-authorization): for
+  // this service to check, never passed on. from_wire keeps them here, out
+  // of metadata(), so no downstream call, event, span or log made from
+  // this context carries them. Null if the request had none.
+  const std::string* credential(const std::string& key) const {
+    auto it = credentials_.find(key);
+    return it == credentials_.end() ? nullptr : &it->second;
+  }
+  static bool is_credential(std::string_view key) {
+    return key == "authorization" || key == "cookie" || key == "proxy-authorization";
+  }
+
   // Cancelling a context cancels every context derived from it, and ends
   // the calls waiting on it (and on those) with CANCELLED. Thread-safe.
   void cancel();
@@ -116,6 +130,7 @@ class Context {
   std::string verified_caller_;
   std::string idempotency_key_;
   Metadata metadata_;
+  Metadata credentials_;
   uint32_t attempt_ = 1;
   std::shared_ptr<CancelState> cancel_;
   Transport* transport_ = nullptr;

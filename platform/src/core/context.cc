@@ -34,6 +34,13 @@ Context Context::from_wire(int64_t deadline_unix_ms, std::string trace_id, std::
   c.request_id_ = std::move(request_id);
   c.caller_ = std::move(caller);
   c.metadata_ = std::move(metadata);
+  for (auto it = c.metadata_.begin(); it != c.metadata_.end();) {
+    if (!is_credential(it->first)) {
+      ++it;
+      continue;
+    }
+    c.credentials_.insert(c.metadata_.extract(it++));
+  }
   c.attempt_ = attempt == 0 ? 1 : attempt;
   return c;
 }

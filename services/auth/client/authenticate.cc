@@ -30,11 +30,18 @@ tern::Result<std::string> authenticate(tern::Context& ctx) {
     if (it->second.empty()) return tern::Error{tern::Code::kUnauthenticated, "an empty account"};
     return it->second;
   }
-  auto it = ctx.metadata().find(kAuthorizationKey);
-  if (it == ctx.metadata().end())
+  // A request's credentials arrive in ctx.credential() (the platform keeps
+  // them out of what travels on); a context made in-process may carry one
+  // in its metadata, which is taken out once read.
+  std::string credentials;
+  if (const std::string* c = ctx.credential(kAuthorizationKey)) {
+    credentials = *c;
+  } else if (auto it = ctx.metadata().find(kAuthorizationKey); it != ctx.metadata().end()) {
+    credentials = it->second;
+    ctx.erase_metadata(kAuthorizationKey);
+  } else {
     return tern::Error{tern::Code::kUnauthenticated, "no credentials: send Authorization: Bearer <token>"};
-  const std::string credentials = it->second;
-  ctx.erase_metadata(kAuthorizationKey);
+  }
   return account_of(ctx, credentials);
 }
 

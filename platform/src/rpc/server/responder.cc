@@ -116,6 +116,21 @@ bool Responder::dead_letter(const Message& m, std::string_view reason) {
   AmqpConnection::Publish p;
   p.routing_key = dead_letter_queue_;
   p.body = m.body;
+  // Kept for inspection, by whoever may read the queue: without the
+  // caller's credentials (a token sent as metadata authorization).
+  std::string stripped;
+  if (tern::v1::Request req; req.ParseFromString(m.body)) {
+    bool any = false;
+    for (auto it = req.mutable_metadata()->begin(); it != req.mutable_metadata()->end();) {
+      if (Context::is_credential(it->first)) {
+        it = req.mutable_metadata()->erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    if (any && req.SerializeToString(&stripped)) p.body = stripped;
+  }
   p.headers = &headers;
   p.persistent = true;
   p.answers_delivery = true;
