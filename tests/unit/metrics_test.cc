@@ -48,3 +48,14 @@ TEST_CASE("gauges hold a value or read a function and label values are escaped")
   CHECK_THAT(text, Catch::Contains("in_flight 7\n"));
   CHECK_THAT(text, Catch::Contains("queue{q=\"a\\\"b\\\\c\\nd\"} 2.5\n"));
 }
+
+TEST_CASE("label sets from outside stay bounded: past the cap they share one overflow series") {
+  Registry r;
+  for (int i = 0; i < 3000; ++i) r.counter("tern_client_calls_total", "calls", {{"service", "s" + std::to_string(i)}}).inc();
+  const std::string text = r.render();
+  size_t series = 0;
+  for (size_t at = 0; (at = text.find("\ntern_client_calls_total{", at)) != std::string::npos; ++at) ++series;
+  CHECK(series == Registry::kMaxSeries + 1);
+  CHECK(text.find("tern_client_calls_total{overflow=\"true\"} 2000") != std::string::npos);
+  CHECK(text.find("service=\"s0\"") != std::string::npos);   // the first ones are kept as they were
+}

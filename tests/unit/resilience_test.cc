@@ -274,16 +274,33 @@ TEST_CASE("circuit breaker states have names") {
 
 TEST_CASE("circuit breakers keep one breaker per service and endpoint") {
   CircuitBreakers breakers(CircuitBreaker::Options{.min_requests = 2});
-  CircuitBreaker& a = breakers.get("service.a", "get");
-  CHECK(&breakers.get("service.a", "get") == &a);
-  CircuitBreaker& b = breakers.get("service.a", "put");
+  const CircuitBreakers::Lease la = breakers.get("service.a", "get");
+  CircuitBreaker& a = *la;
+  CHECK(&*breakers.get("service.a", "get") == &a);
+  const CircuitBreakers::Lease lb = breakers.get("service.a", "put");
+  CircuitBreaker& b = *lb;
   CHECK(&b != &a);
-  CHECK(&breakers.get("service.a/get", "") != &a);
+  CHECK(&*breakers.get("service.a/get", "") != &a);
   CHECK(breakers.size() == 3);
   for (int i = 0; i < 50; ++i) breakers.get("service.x", std::to_string(i));
-  CHECK(&breakers.get("service.a", "get") == &a);  // stable across rehashing
+  CHECK(&*breakers.get("service.a", "get") == &a);  // stable across rehashing
   record_n(a, 2, false, kT0);
   CHECK(a.state() == State::kOpen);
   CHECK(b.state() == State::kClosed);
   CHECK(a.options().min_requests == 2);
+}
+
+TEST_CASE("circuit breakers stay bounded: names from outside evict idle closed ones, never open or leased ones") {
+  CircuitBreakers breakers(CircuitBreaker::Options{.min_requests = 2});
+  {
+    auto sick = breakers.get("service.sick", "get");
+    record_n(*sick, 2, false, kT0);
+    REQUIRE(sick->state() == State::kOpen);
+  }
+  const CircuitBreakers::Lease held = breakers.get("service.busy", "get");
+  CircuitBreaker* busy = &*held;
+  for (int i = 0; i < 5000; ++i) breakers.get("service.random" + std::to_string(i), "get");
+  CHECK(breakers.size() <= CircuitBreakers::kMaxBreakers);
+  CHECK(breakers.get("service.sick", "get")->state() == State::kOpen);   // still protecting
+  CHECK(&*breakers.get("service.busy", "get") == busy);                  // a call holds it
 }

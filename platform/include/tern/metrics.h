@@ -59,6 +59,9 @@ class Histogram {
 
 class Registry {
  public:
+  // Label sets per metric name, at most; more share the series {overflow="true"}.
+  static constexpr size_t kMaxSeries = 1000;
+
   // Finds or makes the metric `name` with these labels. `help` is kept from
   // the first call for a name. A name is one kind only: asking for another
   // kind throws std::logic_error. Thread-safe; references stay valid.

@@ -62,7 +62,13 @@ Registry::Series& Registry::find(std::string_view name, std::string_view help, K
   if (it == families_.end()) it = families_.emplace(std::string(name), Family{kind, std::string(help), {}}).first;
   if (it->second.kind != kind)
     throw std::logic_error(fmt::format("metric {} is already registered as another kind", name));
-  return it->second.series[render_labels(labels)];
+  auto& series = it->second.series;
+  std::string rendered = render_labels(labels);
+  // Label values can come from outside (a service name a gateway request
+  // named): past kMaxSeries label sets, new ones share one series
+  // {overflow="true"}, so memory and /metrics stay bounded.
+  if (series.size() >= kMaxSeries && series.find(rendered) == series.end()) rendered = "{overflow=\"true\"}";
+  return series[rendered];
 }
 
 Counter& Registry::counter(std::string_view name, std::string_view help, const Labels& labels) {

@@ -117,7 +117,8 @@ ClientFilter retries(RetryBudget& budget, std::string name) {
 ClientFilter breaker(CircuitBreakers& breakers, std::string name) {
   return [&breakers, name = std::move(name)](const Context& ctx, OutgoingCall& call,
                                              const ClientNext& next) -> Result<std::string> {
-    CircuitBreaker& breaker = breakers.get(call.service, call.endpoint);
+    const CircuitBreakers::Lease lease = breakers.get(call.service, call.endpoint);
+    CircuitBreaker& breaker = *lease;
     if (!breaker.allow(Clock::now())) return circuit_open(breaker, name, call);
     log_transitions(breaker, name, call);
     Result<std::string> r = next(ctx, call);

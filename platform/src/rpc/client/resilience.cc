@@ -159,13 +159,29 @@ std::string_view state_name(CircuitBreaker::State state) {
 
 CircuitBreakers::CircuitBreakers(CircuitBreaker::Options options) : options_(options) {}
 
-CircuitBreaker& CircuitBreakers::get(std::string_view service, std::string_view endpoint) {
+CircuitBreakers::Lease CircuitBreakers::get(std::string_view service, std::string_view endpoint) {
   key_.assign(service);
   key_ += '/';
   key_ += endpoint;
   auto it = breakers_.find(key_);
-  if (it == breakers_.end()) it = breakers_.try_emplace(key_, options_).first;
-  return it->second;
+  if (it == breakers_.end()) {
+    if (breakers_.size() >= kMaxBreakers) forget_one();
+    it = breakers_.try_emplace(key_, Entry{CircuitBreaker(options_)}).first;
+  }
+  it->second.used = ++clock_;
+  return Lease(it->second);
+}
+
+void CircuitBreakers::forget_one() {
+  // O(n), but only when a new name arrives with kMaxBreakers known. An open
+  // or half-open breaker is protecting a sick downstream: kept.
+  auto victim = breakers_.end();
+  for (auto it = breakers_.begin(); it != breakers_.end(); ++it) {
+    const Entry& e = it->second;
+    if (e.leases > 0 || e.breaker.state() != CircuitBreaker::State::kClosed) continue;
+    if (victim == breakers_.end() || e.used < victim->second.used) victim = it;
+  }
+  if (victim != breakers_.end()) breakers_.erase(victim);
 }
 
 }  // namespace tern::detail

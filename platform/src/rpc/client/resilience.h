@@ -164,18 +164,41 @@ class CircuitBreaker {
 std::string_view state_name(CircuitBreaker::State state);
 
 // The circuit breakers of one client, one per "service/endpoint", created on
-// first use with shared options. References returned by get() stay valid for
-// the life of the CircuitBreakers. Not thread-safe: one per runtime thread.
+// first use with shared options. At most kMaxBreakers idle ones are kept
+// (names can come from outside: a gateway request naming any service):
+// making one more first forgets the least recently used closed breaker no
+// call holds. A Lease keeps its breaker alive while a call uses it. Not
+// thread-safe: one per runtime thread.
 class CircuitBreakers {
  public:
+  static constexpr size_t kMaxBreakers = 1000;
   explicit CircuitBreakers(CircuitBreaker::Options options = {});
 
-  CircuitBreaker& get(std::string_view service, std::string_view endpoint);
+  struct Entry {
+    CircuitBreaker breaker;
+    int leases = 0;
+    uint64_t used = 0;   // when last leased, in lease order
+  };
+  class Lease {
+   public:
+    explicit Lease(Entry& e) : e_(e) { ++e_.leases; }
+    ~Lease() { --e_.leases; }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    CircuitBreaker& operator*() const { return e_.breaker; }
+    CircuitBreaker* operator->() const { return &e_.breaker; }
+
+   private:
+    Entry& e_;
+  };
+  Lease get(std::string_view service, std::string_view endpoint);
   size_t size() const { return breakers_.size(); }
 
  private:
+  void forget_one();
   CircuitBreaker::Options options_;
-  std::unordered_map<std::string, CircuitBreaker> breakers_;
+  std::unordered_map<std::string, Entry> breakers_;   // node-based: entries never move
+  uint64_t clock_ = 0;
   std::string key_;  // reused to build keys without allocating per call
 };
 
