@@ -38,6 +38,10 @@ Error set_from_text(pb::Message* m, const pb::FieldDescriptor* f, const std::str
   };
   switch (f->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING:
+      // Not echoed: the bytes are what is wrong.
+      if (f->type() == pb::FieldDescriptor::TYPE_STRING && !tern::json::valid_utf8(text))
+        return Error{Code::kInvalidArgument, fmt::format("{} is not valid UTF-8", f->name())}
+            .with_param("field", f->name());
       rep ? r->AddString(m, f, text) : r->SetString(m, f, text);
       return tern::ok();
     case pb::FieldDescriptor::CPPTYPE_INT32: {
@@ -234,19 +238,12 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
   auto types = svc.endpoint(match->endpoint);
   if (!types.ok()) return error_response(types.error());
 
-  // The request message: the JSON body, then path and query parameters.
+  // The request message: the JSON body, then query and path parameters.
   auto message = svc.make(types->request);
   if (!req.body.empty()) {
     // Bodies are JSON whatever Content-Type says (curl -d says form data).
     Error e = tern::json::from_json(req.body, message.get());
     if (!e.ok()) return error_response(e);
-  }
-  for (const auto& [name, value] : match->params) {
-    if (const pb::FieldDescriptor* f = find_field(message->GetDescriptor(), name)) {
-      if (f->is_repeated()) message->GetReflection()->ClearField(message.get(), f);
-      Error e = set_from_text(message.get(), f, value);
-      if (!e.ok()) return error_response(e);
-    }
   }
   for (const auto& [name, value] : tern::http::parse_query(req.query)) {
     const pb::FieldDescriptor* f = find_field(message->GetDescriptor(), name);
@@ -254,6 +251,15 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
       return error_response(Error{Code::kInvalidArgument, fmt::format("unknown query parameter '{}'", name)});
     Error e = set_from_text(message.get(), f, value);
     if (!e.ok()) return error_response(e);
+  }
+  // Path captures last: they win over the body and the query, so
+  // DELETE /webhooks/wh_a?id=wh_b deletes wh_a (the resource the path names).
+  for (const auto& [name, value] : match->params) {
+    if (const pb::FieldDescriptor* f = find_field(message->GetDescriptor(), name)) {
+      if (f->is_repeated()) message->GetReflection()->ClearField(message.get(), f);
+      Error e = set_from_text(message.get(), f, value);
+      if (!e.ok()) return error_response(e);
+    }
   }
 
   tern::CallOptions opts;

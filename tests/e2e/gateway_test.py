@@ -102,6 +102,16 @@ def main():
         check("a path no service is behind is 404", status == 404, f"{status} {body}")
         status, _, body = request(base, "GET", "/ghost/x")
         check("a listed service that is not running is 503", status == 503, f"{status} {body}")
+        status, _, body = request(base, "POST", "/greeter/hello?name=%FF")
+        check("a query field that is not UTF-8 is 400 at the edge", status == 400 and b"not valid UTF-8" in body,
+              f"{status} {body}")
+        status, _, body = request(base, "POST", "/greeter/hello", b'{"name":"\xff"}')
+        check("a JSON body that is not UTF-8 is 400", status == 400, f"{status} {body}")
+        status, _, body = request(base, "GET", "/" + "s" * 300 + "/x")
+        check("a first path segment over 255 bytes is 400, not a broken broker connection",
+              status == 400, f"{status} {body}")
+        status, _, body = request(base, "POST", "/greeter/hello", b'{"name":"Ada"}')
+        check("...and the next request is served", status == 200, f"{status} {body}")
         status, _, body = request(base, "POST", "/greeter/hello", b'{"name":"' + b"x" * 5000 + b'"}')
         check("a body over the limit is 413", status == 413, f"{status}")
         start = time.monotonic()

@@ -35,4 +35,9 @@ void append_quoted(std::string_view s, std::string* out);
 // on bad JSON, unknown fields or wrong types.
 Error from_json(std::string_view json, google::protobuf::Message* message);
 
+// Whether s is well-formed UTF-8 (RFC 3629), as protobuf string fields
+// must be: check what comes from outside (a path, a query) before it
+// becomes one.
+bool valid_utf8(std::string_view s);
+
 }  // namespace tern::json

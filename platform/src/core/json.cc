@@ -215,4 +215,6 @@ Error from_json(std::string_view json, google::protobuf::Message* message) {
   return ok();
 }
 
+bool valid_utf8(std::string_view s) { return detail::utf8::valid(s); }
+
 }  // namespace tern::json
