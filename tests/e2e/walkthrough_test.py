@@ -72,6 +72,52 @@ def dead_letters(queue):
     return list(_dead)
 
 
+class Firehose:
+    """Every message published or delivered on the broker while it runs
+    (RabbitMQ's firehose tracer, rabbitmqctl trace_on), kept in a queue of
+    its own: requests, replies, events and span batches alike."""
+
+    def __init__(self):
+        import pika
+        self.queue = f"walkthrough.firehose.{secrets.token_hex(4)}"
+        self.params = pika.URLParameters(os.environ["TERN_AMQP_URL"])
+        conn = pika.BlockingConnection(self.params)
+        ch = conn.channel()
+        ch.queue_declare(self.queue)
+        ch.queue_bind(self.queue, "amq.rabbitmq.trace", "#")
+        conn.close()
+        self.ctl("trace_on")
+
+    @staticmethod
+    def ctl(*args):
+        root = os.path.join(os.path.dirname(__file__), "..", "..")
+        subprocess.run(["bash", "-c", 'source scripts/lib/rabbit.sh && rabbit_ctl "$@"', "ctl", *args],
+                       cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        """Tracing off; returns [(routing key, correlation id, bytes)]."""
+        import pika
+        self.ctl("trace_off")
+        conn = pika.BlockingConnection(self.params)
+        seen = []
+        try:
+            ch = conn.channel()
+            while True:
+                method, props, body = ch.basic_get(self.queue, auto_ack=True)
+                if method is None:
+                    break
+                h = props.headers or {}
+                keys = h.get("routing_keys") or [b""]
+                key = keys[0].decode() if isinstance(keys[0], bytes) else str(keys[0])
+                corr = (h.get("properties") or {}).get("correlation_id")
+                corr = corr.decode() if isinstance(corr, bytes) else corr
+                seen.append((key, corr, body + repr(h).encode()))
+            ch.queue_delete(self.queue)
+        finally:
+            conn.close()
+        return seen
+
+
 def forced_dead_letter(token):
     """Publishes to api.webhook, as a direct bus caller would, a request
     whose body is not a DeregisterRequest (a string field that is not
@@ -98,6 +144,7 @@ def forced_dead_letter(token):
         conn.process_data_events(time_limit=1)
     finally:
         conn.close()
+    return req.id
 
 
 def forged_token(account):
@@ -176,6 +223,7 @@ def main():
             except ValueError:
                 return e.code, text
 
+    firehose = Firehose()
     try:
         # Up: the gateway answers and the auth path works end to end.
         up = await_true("the system to answer POST /auth/token", lambda: request(
@@ -261,14 +309,26 @@ def main():
         # caller (as the CLI would) sends it as metadata with a request
         # api.webhook cannot parse, which is dead-lettered; then look for
         # the token where it could have gone.
-        if token:
-            forced_dead_letter(token)
+        forced_id = forced_dead_letter(token) if token else None
         dead = await_true("the forced dead letter", lambda: dead_letters("api.webhook.dead-letter"), timeout=10)
         check("a request api.webhook cannot parse is dead-lettered (the premise)", dead)
         if dead and token:
             blob = b"".join(b + repr(h).encode() for b, h in dead)
             check("the dead letter is that request", b"deregister" in blob, f"{blob[:300]}")
             check("the token is in no dead letter", token.encode() not in blob)
+        # Every message on the bus meanwhile: the token only in service.auth's
+        # own traffic (the login's reply, the gateway's validate calls) and
+        # in the forced request above, nowhere else: no other call, reply,
+        # event, span batch or dead letter.
+        traffic = firehose.stop()
+        auth_calls = {corr for key, corr, _ in traffic if key in ("service.auth", "api.auth") and corr}
+        elsewhere = [key for key, corr, blob in traffic
+                     if token and token.encode() in blob and corr not in auth_calls
+                     and not (key == "api.webhook" and corr == forced_id)]
+        check("the firehose saw the walk-through's traffic, span batches included (the premise)",
+              len(traffic) > 50 and any(key == "tern.v1.span_batch" for key, _, _ in traffic),
+              f"{len(traffic)} messages")
+        check("the token is in no message on the bus but service.auth's own", not elsewhere, f"{elsewhere[:5]}")
         log.flush()
         with open(os.path.join(data, "services.log"), "rb") as f:
             check("the token is in no service's log line", token and token.encode() not in f.read())
