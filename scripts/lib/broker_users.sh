@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # tern's broker users: one per service with least-privilege permissions, a
 # user for people's tern CLI, an administrator for tests and tooling. Source
-# me; needs bash, coreutils, od and flock (Debian's and the rabbitmq image's).
+# me; needs bash, coreutils and flock (Debian's and the rabbitmq image's).
 #
 # The one place that says what a broker user may do. scripts/lib/rabbit.sh
 # (scripts/up, scripts/test and its tests, scripts/cluster) and
@@ -20,7 +20,8 @@
 #       Each password is in DIR/NAME.password (DIR mode 700, file mode 600):
 #       reused when the file exists, else made from /dev/urandom (32 hex
 #       digits). Only its salted SHA-256 hash goes into the definitions, so
-#       the password is in no process's argv, environment or output.
+#       making a user puts its password in no process's argv, environment
+#       or output.
 #       Concurrent calls on one DIR are serialised (flock on DIR/.lock).
 #
 #   tern_service_of_dir FOLDER
@@ -50,7 +51,7 @@
 #              name: the name itself), or what broker.conf says in events=;
 #              it may bind any pattern
 # services/<folder>/broker.conf (optional) overrides, one key=value a line:
-#   events=<regex>      the routing keys it may publish on tern.events
+#   events=<regex>      the routing keys it may publish on tern.events (no spaces)
 #   reads=<exchange>... exchanges beyond tern.events and tern.cancel it binds
 #                       queues to (service.trace: tern.traces)
 # Any user with write on amq.default can put a message into any queue by its
