@@ -248,7 +248,10 @@ def main():
             check("the token is in no dead letter", token.encode() not in blob)
         log.flush()
         with open(os.path.join(data, "services.log"), "rb") as f:
-            check("the token is in no service's log line", token and token.encode() not in f.read())
+            logged = f.read()
+            check("the token is in no service's log line", token and token.encode() not in logged)
+        passwords = [open(e["TERN_AMQP_PASSWORD_FILE"], "rb").read().strip() for e in envs.values()]
+        check("no service's broker password is in any log line", all(p and p not in logged for p in passwords))
 
         # Guessing from one address: past TERN_AUTH_MAX_FAILURES (5) failed
         # logins (the wrong password above, and these), even the right

@@ -214,3 +214,18 @@ TEST_CASE("a service user may not publish to an exchange it has no write permiss
   CHECK(a.bind(mine, tern::kTraceExchange, "#") == 403);
   CHECK(a.text().find("tern.traces") != std::string::npos);
 }
+
+TEST_CASE("a login the broker refuses fails with an error that shows no password") {
+  tern::Options o = broker_options();
+  o.amqp_user = "service.nobody";
+  o.amqp_password = "not-the-password-" + tern::new_span_id();
+  std::string what;
+  try {
+    tern::Client client(o);
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  CHECK(what.find("ACCESS_REFUSED") != std::string::npos);
+  CHECK(what.find(o.amqp_password) == std::string::npos);
+  CHECK(what.find("amqp://") == std::string::npos);   // nor any URL
+}
