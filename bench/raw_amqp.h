@@ -53,7 +53,7 @@ inline void check(const amqp_rpc_reply_t& r, std::string_view what) {
 // Opens the connection and channel kChannel to TERN_AMQP_URL.
 inline amqp_connection_state_t connect_broker() {
   const char* env = std::getenv("TERN_AMQP_URL");
-  if (env == nullptr) die("TERN_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)");
+  if (env == nullptr) die("TERN_AMQP_URL is not set (e.g. amqp://USER:PASSWORD@127.0.0.1:5672/)");
   std::string url = env;  // amqp_parse_url cuts it up in place
   // amqps://...?cacertfile=PATH: rabbitmq-c's own TLS socket, the TLS floor.
   std::string cacert;
@@ -64,7 +64,7 @@ inline amqp_connection_state_t connect_broker() {
   }
   amqp_connection_info info;
   amqp_default_connection_info(&info);
-  if (amqp_parse_url(url.data(), &info) != AMQP_STATUS_OK) die(fmt::format("bad URL '{}'", env));
+  if (amqp_parse_url(url.data(), &info) != AMQP_STATUS_OK) die("bad TERN_AMQP_URL (not shown: it may hold a password)");
   // "amqp://host:port/" names the empty vhost by the letter of the URI spec;
   // like most clients, take it as the default vhost "/".
   if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");

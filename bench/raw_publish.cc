@@ -9,7 +9,7 @@
 // disk).  Reports messages per second; a nack counts as an error.  One
 // connection, one channel, one thread, plain rabbitmq-c.
 //
-// The broker is TERN_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/.
+// The broker is TERN_AMQP_URL, e.g. amqp://USER:PASSWORD@127.0.0.1:5672/.
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>

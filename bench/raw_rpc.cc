@@ -12,7 +12,7 @@
 //       back over direct reply-to (amq.rabbitmq.reply-to), and reports
 //       throughput and latency percentiles (--json: one line of JSON).
 //
-// The broker is TERN_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/.
+// The broker is TERN_AMQP_URL, e.g. amqp://USER:PASSWORD@127.0.0.1:5672/.
 //
 // Frames are read one by one with amqp_simple_wait_frame_noblock rather than
 // amqp_consume_message: a delivery and a basic.return (mandatory request with

@@ -11,5 +11,34 @@ check() {  # check NAME COMMAND...
 }
 check "docker-compose.yml is current (else run scripts/compose)" scripts/compose --check
 check "docker-compose config accepts it" docker-compose -f docker-compose.yml config -q
+# What the file promises about broker users and ports, read from the file.
+users_ok() {
+  /usr/bin/python3 - <<'PY'
+import yaml
+services = yaml.safe_load(open("docker-compose.yml"))["services"]
+steps = services["broker-users"]["command"][1:]     # FOLDER:ROLE:USER
+tern = {n: s for n, s in services.items() if s.get("image") == "tern:local" and n != "tern"}
+users = set()
+for name, s in tern.items():
+    env = s["environment"]
+    assert "@" not in env["TERN_AMQP_URL"] and "guest" not in str(s), name
+    assert env["TERN_AMQP_PASSWORD_FILE"] == "/run/tern-broker/password", name
+    assert f"{name}-broker:/run/tern-broker:ro" in s["volumes"], name
+    assert f"{name}:service:{env['TERN_AMQP_USER']}" in steps, name
+    users.add(env["TERN_AMQP_USER"])
+assert len(users) == len(tern), "two containers share a broker user"
+PY
+}
+check "no guest: each service logs in as its own user, its password on its own volume" users_ok
+loopback_ok() {
+  /usr/bin/python3 - <<'PY'
+import yaml
+services = yaml.safe_load(open("docker-compose.yml"))["services"]
+for name in ["rabbitmq", "prometheus", "trace"]:
+    for p in services[name]["ports"]:
+        assert p.startswith("127.0.0.1:"), (name, p)
+PY
+}
+check "RabbitMQ's ports, Prometheus and the trace pages are published on 127.0.0.1 only" loopback_ok
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]

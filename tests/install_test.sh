@@ -4,13 +4,15 @@
 # of the real build, no second build of tern), then, in a temporary folder,
 # builds a service with find_package(tern) and tern_add_service, runs its
 # Catch2 tests through its own ctest, runs it against the broker at
-# TERN_AMQP_URL, calls it with the installed CLI and stops it with SIGTERM;
+# TERN_RABBIT_URL as its own broker user (rabbit_add_service_user), calls it
+# with the installed CLI and stops it with SIGTERM;
 # and builds a program with nothing but `pkg-config tern`.
 # usage: install_test.sh BUILD_DIR LIBDIR PLATFORM_ARCHIVE
 #   LIBDIR: CMAKE_INSTALL_LIBDIR; PLATFORM_ARCHIVE: the built libtern_platform.a
 set -euo pipefail
 build=$1 libdir=$2 archive=$3
-: "${TERN_AMQP_URL:?run through scripts/test}"
+: "${TERN_RABBIT_URL:?run through scripts/test}"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/rabbit.sh"
 passed=0 failed=0
 check() {  # check NAME COMMAND...
   local name=$1; shift
@@ -113,7 +115,9 @@ echo "installed and built echo and echo_test outside the tree in $((SECONDS - st
 check "echo's Catch2 test runs under the service's own ctest" \
   ctest --test-dir "$tmp/build" -R "^echo:" --no-tests=error -Q
 
-"$tmp/build/echo" >"$tmp/service.log" 2>&1 &
+password_file=$(rabbit_add_service_user service.installcheck)
+TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=service.installcheck TERN_AMQP_PASSWORD_FILE=$password_file \
+  "$tmp/build/echo" >"$tmp/service.log" 2>&1 &
 pid=$!
 out="" deadline=$((SECONDS + 30))
 while ((SECONDS < deadline)); do

@@ -2,11 +2,13 @@
 # `tern new` makes a service that builds, passes its unit tests, starts and
 # answers: in a copy of the source tree (git's files, committed or not; not
 # build/), with a fresh build of only what it needs, against the broker at
-# TERN_AMQP_URL.
+# TERN_RABBIT_URL, as its own broker user (rabbit_add_service_user, as
+# scripts/up makes them: tern new's naming gives it its permissions).
 # usage: tern_new_test.sh REPO_ROOT TERN_BIN
 set -euo pipefail
 src=$1 tern=$2
-: "${TERN_AMQP_URL:?run through scripts/test}"
+: "${TERN_RABBIT_URL:?run through scripts/test}"
+source "$src/scripts/lib/rabbit.sh"
 passed=0 failed=0
 check() {  # check NAME COMMAND...
   local name=$1; shift
@@ -45,7 +47,9 @@ bin=$tmp/build/bin
 
 check "the generated unit tests pass" "$bin/testping_test"
 
-"$bin/testping" >"$tmp/service.log" 2>&1 &
+password_file=$(rabbit_add_service_user service.testping)
+TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=service.testping TERN_AMQP_PASSWORD_FILE=$password_file \
+  "$bin/testping" >"$tmp/service.log" 2>&1 &
 pid=$!
 out="" deadline=$((SECONDS + 30))
 while ((SECONDS < deadline)); do

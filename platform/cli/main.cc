@@ -57,6 +57,8 @@ constexpr const char* kUsage =
     "  tern help                                this text\n"
     "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s), --amqp-url URL[,URL...]\n"
     "       (default TERN_AMQP_URL; a cluster's nodes comma-separated), --dir ROOT (tern new; default: .)\n"
+    "login: TERN_AMQP_USER and TERN_AMQP_PASSWORD_FILE (or TERN_AMQP_PASSWORD) from the environment,\n"
+    "       never a flag (scripts/up writes .tern/cli.env, for user tern-cli)\n"
     "exit status: 0 ok, 1 the call failed (CODE: message on stderr), 2 usage, 3 no broker\n";
 
 struct Args {

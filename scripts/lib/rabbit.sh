@@ -5,11 +5,21 @@
 #       Starts a node of our own: own node name, own free ports, own Erlang
 #       cookie, all state in a fresh temp dir.  Never touches the system node
 #       (rabbit@HOST, 5672/25672) nor other private nodes; only epmd (4369) is
-#       shared.  Returns once the node accepts AMQP, then exports:
-#         TERN_AMQP_URL         amqp://guest:guest@127.0.0.1:PORT/
+#       shared.  The node has no guest user: it is deleted at start, and
+#       tern-admin (tag administrator, every permission on /) made with a
+#       generated password (scripts/lib/broker_users.sh).  Returns once the
+#       node accepts AMQP, then exports:
+#         TERN_AMQP_URL         amqp://tern-admin:PASSWORD@127.0.0.1:PORT/ (for
+#                               tests and tooling; never print it)
+#         TERN_RABBIT_URL       amqp://127.0.0.1:PORT/, no login: for processes
+#                               given their own TERN_AMQP_USER and
+#                               TERN_AMQP_PASSWORD_FILE (rabbit_add_users)
 #         TERN_RABBIT_NODE      node name, e.g. tern-1234-5678@localhost
 #         TERN_RABBIT_DIR       temp dir (node log: $TERN_RABBIT_DIR/log/)
 #         TERN_RABBIT_MGMT_URL  http://127.0.0.1:MPORT/  (only with --management)
+#       Passwords go to the credentials dir: TERN_RABBIT_CREDENTIALS if the
+#       caller set it (scripts/up: .tern/credentials), else
+#       $TERN_RABBIT_DIR/credentials, removed with the node.
 #       On failure prints the node's log tail, cleans up, returns non-zero.
 #   rabbit_stop
 #       Stops the node named by TERN_RABBIT_DIR (graceful, then kill) and
@@ -26,13 +36,27 @@
 #       Starts the private node again after rabbit_kill9 (or a stop): same
 #       name, ports and data dir, so what it had on disk (durable queues,
 #       persistent messages) is back.  Returns once it accepts AMQP again.
+#   rabbit_add_users ROLE:NAME...
+#       Creates (or updates) broker users on the private node, or else on the
+#       cluster of TERN_CLUSTER_DIR, with one rabbitmqctl import_definitions:
+#       ROLE service (least privilege for service NAME), cli (a person's tern
+#       CLI) or admin; see scripts/lib/broker_users.sh for what each may do.
+#       Each password is generated into CREDENTIALS/NAME.password (mode 600;
+#       reused if there), never printed, never on a command line.  Prints
+#       the password files' paths, one a line, in order.
+#   rabbit_add_service_user NAME [DIR]
+#       One service user NAME (service.greeter, api.transaction); its
+#       password file in DIR (default: the credentials dir), whose path it
+#       prints.  A service runs as it with
+#         TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=NAME TERN_AMQP_PASSWORD_FILE=<that path>
 #
 #   TLS only: with TERN_RABBIT_TLS_DIR=DIR (certificates tests/tls/make_certs.sh
 #   made) set before rabbit_start, the node listens for amqps:// only, on
 #   its port, and accepts the EXTERNAL mechanism (client certificate's CN);
-#   TERN_AMQP_URL is then amqps://...?cacertfile=DIR/ca.pem. With
-#   TERN_RABBIT_TLS_PLAIN=1 too, it keeps its plain listener (TERN_AMQP_URL)
-#   and adds TLS on another port (TERN_AMQPS_URL), e.g. to compare the two.
+#   TERN_AMQP_URL (and TERN_RABBIT_URL) are then amqps://...?cacertfile=DIR/ca.pem.
+#   With TERN_RABBIT_TLS_PLAIN=1 too, it keeps its plain listener
+#   (TERN_AMQP_URL) and adds TLS on another port (TERN_AMQPS_URL, and
+#   TERN_RABBIT_TLS_URL without a login), e.g. to compare the two.
 #
 #   In a network namespace: with TERN_RABBIT_NETNS=NAME (a namespace the
 #   caller made, loopback up) and TERN_RABBIT_HOST=ADDRESS (one of its
@@ -47,11 +71,15 @@
 #   rabbit_cluster_start [N]
 #       Starts a cluster of N (default 3) private nodes, each made like
 #       rabbit_start's (own name, free ports, temp dir) with one Erlang cookie
-#       shared by all; nodes 2..N join node 1.  Returns once all N run in one
+#       shared by all; nodes 2..N join node 1; no guest, a tern-admin as
+#       rabbit_start makes (credentials: TERN_RABBIT_CREDENTIALS, else
+#       $TERN_CLUSTER_DIR/credentials).  Returns once all N run in one
 #       cluster, then exports:
-#         TERN_AMQP_URL         the nodes' URLs, comma-separated, node 1 first
+#         TERN_AMQP_URL         the nodes' URLs as tern-admin, comma-separated,
+#                               node 1 first
+#         TERN_RABBIT_URL       the same with no login
 #         TERN_CLUSTER_DIR      temp dir; node I lives in $TERN_CLUSTER_DIR/I,
-#                               its name in .../I/node and URL in .../I/url
+#                               its name in .../I/node and URL (no login) in .../I/url
 #       Uses no TERN_RABBIT_* variable: a single node and a cluster can live
 #       in one shell.  ~20 s on 2 cores.
 #   rabbit_cluster_ctl I ARGS...
@@ -66,6 +94,8 @@
 #       call twice, or after a failed start.
 
 _RABBIT_BIN=/usr/lib/rabbitmq/bin   # the real scripts, not Debian's su wrappers
+# shellcheck source=scripts/lib/broker_users.sh
+source "$(dirname "${BASH_SOURCE[0]}")/broker_users.sh"
 
 # _rabbit_prefix DIR: sets array _rabbit_cmd to a command prefix that runs
 # with the node's private environment (HOME holds the node's own
@@ -132,9 +162,6 @@ _rabbit_boot() {
         echo "[rabbitmq_management]." >"$dir/enabled_plugins"
         printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mport" >"$dir/rabbitmq.conf"
     fi
-    # In a namespace of the caller's, clients come from another address: let
-    # guest in from there (it exists only inside those namespaces).
-    [[ -z ${TERN_RABBIT_NETNS:-} ]] || echo "loopback_users = none" >>"$dir/rabbitmq.conf"
     # TLS only (TERN_RABBIT_TLS_DIR: what tests/tls/make_certs.sh made): no
     # plain TCP listener; client certificates verified when offered, and
     # the EXTERNAL mechanism logs them in as their CN.
@@ -210,12 +237,62 @@ _rabbit_run() {
     rabbit_ctl await_startup --timeout 30 >/dev/null || return 1   # CLI + cookie work
     _rabbit_port_open "$port" || { echo "rabbit_start: AMQP port $port not open" >&2; return 1; }
 
-    export TERN_AMQP_URL="amqp://guest:guest@${TERN_RABBIT_HOST:-127.0.0.1}:$port/"
+    export TERN_RABBIT_URL="amqp://${TERN_RABBIT_HOST:-127.0.0.1}:$port/"
     if [[ -n ${TERN_RABBIT_TLS_DIR:-} ]]; then
-        export TERN_AMQPS_URL="amqps://guest:guest@${TERN_RABBIT_HOST:-127.0.0.1}:$(cat "$dir/tls_port")/?cacertfile=$TERN_RABBIT_TLS_DIR/ca.pem"
-        [[ ${TERN_RABBIT_TLS_PLAIN:-} == 1 ]] || TERN_AMQP_URL=$TERN_AMQPS_URL
+        export TERN_RABBIT_TLS_URL="amqps://${TERN_RABBIT_HOST:-127.0.0.1}:$(cat "$dir/tls_port")/?cacertfile=$TERN_RABBIT_TLS_DIR/ca.pem"
+        [[ ${TERN_RABBIT_TLS_PLAIN:-} == 1 ]] || TERN_RABBIT_URL=$TERN_RABBIT_TLS_URL
     fi
     [[ -z $mport ]] || export TERN_RABBIT_MGMT_URL="http://127.0.0.1:$mport/"
+}
+
+# _rabbit_users_ctl ARGS...: rabbitmqctl against the private node, or else
+# node 1 of TERN_CLUSTER_DIR's cluster (users are cluster-wide).
+_rabbit_users_ctl() {
+    if [[ -n ${TERN_RABBIT_DIR:-} && -n ${TERN_RABBIT_NODE:-} ]]; then rabbit_ctl "$@"
+    elif [[ -n ${TERN_CLUSTER_DIR:-} ]]; then rabbit_cluster_ctl 1 "$@"
+    else echo "rabbit_add_users: no private node or cluster (call rabbit_start)" >&2; return 1
+    fi
+}
+
+# _rabbit_credentials: the credentials dir of the node or cluster.
+_rabbit_credentials() {
+    if [[ -n ${TERN_RABBIT_CREDENTIALS:-} ]]; then echo "$TERN_RABBIT_CREDENTIALS"
+    elif [[ -n ${TERN_RABBIT_DIR:-} && -n ${TERN_RABBIT_NODE:-} ]]; then echo "$TERN_RABBIT_DIR/credentials"
+    else echo "${TERN_CLUSTER_DIR:?rabbit_add_users: no private node or cluster}/credentials"
+    fi
+}
+
+rabbit_add_users() {
+    local dir defs out spec
+    dir=$(_rabbit_credentials) || return 1
+    # The definitions hold salted hashes only; rabbitmqctl reads them on stdin.
+    defs=$(tern_broker_definitions "$dir" "$@") || return 1
+    out=$(_rabbit_users_ctl import_definitions --format json <<<"$defs" 2>&1) ||
+        { echo "rabbit_add_users: import_definitions failed: $out" >&2; return 1; }
+    for spec in "$@"; do echo "$dir/${spec#*:}.password"; done
+}
+
+rabbit_add_service_user() {
+    [[ -n ${1:-} ]] || { echo "usage: rabbit_add_service_user NAME [DIR]" >&2; return 1; }
+    if [[ -n ${2:-} ]]; then TERN_RABBIT_CREDENTIALS=$2 rabbit_add_users "service:$1"
+    else rabbit_add_users "service:$1"
+    fi
+}
+
+# _rabbit_on_cluster CMD...: CMD with the cluster's users and credentials,
+# even if this shell also has a private node.
+_rabbit_on_cluster() { local TERN_RABBIT_DIR="" TERN_RABBIT_NODE=""; "$@"; }
+
+# _rabbit_secure URL...: no guest, a tern-admin; exports TERN_AMQP_URL,
+# the URLs (no login) logged in as tern-admin.
+_rabbit_secure() {
+    local file url urls=""
+    _rabbit_users_ctl delete_user guest >/dev/null || { echo "rabbit_start: cannot delete user guest" >&2; return 1; }
+    file=$(rabbit_add_users admin:tern-admin) || return 1
+    for url in "$@"; do urls+="${urls:+,}${url/:\/\//://tern-admin:$(<"$file")@}"; done
+    export TERN_AMQP_URL=$urls
+    # A node with a TLS listener beside its plain one: that URL too.
+    [[ -z ${TERN_RABBIT_TLS_URL:-} ]] || export TERN_AMQPS_URL=${TERN_RABBIT_TLS_URL/:\/\//://tern-admin:$(<"$file")@}
 }
 
 rabbit_vm_pid() {
@@ -263,6 +340,7 @@ rabbit_start() {
         [[ $rc == 2 ]] || break
         _rabbit_kill
     done
+    [[ $rc != 0 ]] || _rabbit_secure "$TERN_RABBIT_URL" || rc=$?
     if [[ $rc != 0 ]]; then
         echo "----- $TERN_RABBIT_DIR/server.log (tail) -----" >&2
         tail -n 20 "$TERN_RABBIT_DIR/server.log" >&2 2>/dev/null || true
@@ -298,7 +376,7 @@ rabbit_stop() {
         _rabbit_kill
         rm -rf "$TERN_RABBIT_DIR"
     fi
-    unset TERN_AMQP_URL TERN_AMQPS_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
+    unset TERN_AMQP_URL TERN_AMQPS_URL TERN_RABBIT_URL TERN_RABBIT_TLS_URL TERN_RABBIT_NODE TERN_RABBIT_DIR TERN_RABBIT_MGMT_URL
     return 0
 }
 
@@ -306,7 +384,7 @@ rabbit_stop() {
 # (cookie in place) and writes its name and URL there.  The TERN_RABBIT_*
 # variables _rabbit_launch sets are local to this function.
 _rabbit_cluster_node() {
-    local TERN_RABBIT_DIR=$TERN_CLUSTER_DIR/$1 TERN_RABBIT_NODE="" TERN_AMQP_URL="" rc=0
+    local TERN_RABBIT_DIR=$TERN_CLUSTER_DIR/$1 TERN_RABBIT_NODE="" TERN_RABBIT_URL="" rc=0
     for _ in 1 2 3; do     # retry only if another process grabbed a port
         rc=0; _rabbit_launch 0 "tern-$$-n$1" || rc=$?
         [[ $rc == 2 ]] || break
@@ -314,7 +392,7 @@ _rabbit_cluster_node() {
     done
     [[ $rc == 0 ]] || { echo "rabbit_cluster_start: node $1 did not start" >&2; return 1; }
     echo "$TERN_RABBIT_NODE" >"$TERN_RABBIT_DIR/node"
-    echo "$TERN_AMQP_URL" >"$TERN_RABBIT_DIR/url"
+    echo "$TERN_RABBIT_URL" >"$TERN_RABBIT_DIR/url"
 }
 
 rabbit_cluster_ctl() {
@@ -350,6 +428,9 @@ rabbit_cluster_start() {
     if ((failed == 0)) && ! rabbit_cluster_ctl 1 await_online_nodes "$n" --timeout 60 >/dev/null 2>&1; then
         echo "rabbit_cluster_start: the cluster did not reach $n running nodes" >&2; failed=1
     fi
+    for ((i = 1; i <= n && failed == 0; i++)); do urls+="${urls:+,}$(cat "$TERN_CLUSTER_DIR/$i/url")"; done
+    # shellcheck disable=SC2086  # (the URLs hold no spaces)
+    ((failed)) || _rabbit_on_cluster _rabbit_secure ${urls//,/ } || failed=1
     if ((failed)); then
         for ((i = 1; i <= n; i++)); do
             echo "----- node $i log (tail) -----" >&2
@@ -358,8 +439,7 @@ rabbit_cluster_start() {
         rabbit_cluster_stop
         return 1
     fi
-    for ((i = 1; i <= n; i++)); do urls+="${urls:+,}$(cat "$TERN_CLUSTER_DIR/$i/url")"; done
-    export TERN_AMQP_URL=$urls
+    export TERN_RABBIT_URL=$urls
 }
 
 rabbit_cluster_kill() {
@@ -376,7 +456,7 @@ rabbit_cluster_kill() {
 # with its name, AMQP port and data directory (durable queues and
 # persistent messages survive); returns once it is up.
 rabbit_cluster_restart() {
-    local TERN_RABBIT_DIR=${TERN_CLUSTER_DIR:-}/${1:-x} TERN_RABBIT_NODE="" TERN_AMQP_URL="" node url port _rabbit_taken=""
+    local TERN_RABBIT_DIR=${TERN_CLUSTER_DIR:-}/${1:-x} TERN_RABBIT_NODE="" TERN_RABBIT_URL="" node url port _rabbit_taken=""
     node=$(cat "$TERN_RABBIT_DIR/node" 2>/dev/null) || { echo "rabbit_cluster_restart: no node '${1:-}'" >&2; return 1; }
     url=$(cat "$TERN_RABBIT_DIR/url"); port=${url##*:}; port=${port%/}
     # The old log holds the first start's "startup complete": set it aside.
@@ -398,6 +478,6 @@ rabbit_cluster_stop() {
         for d in "${pids[@]}"; do wait "$d" || true; done
         rm -rf "$TERN_CLUSTER_DIR"
     fi
-    unset TERN_CLUSTER_DIR TERN_AMQP_URL
+    unset TERN_CLUSTER_DIR TERN_AMQP_URL TERN_RABBIT_URL
     return 0
 }

@@ -29,6 +29,12 @@ int main(int argc, char** argv) {
   svc.handle("get", [&](tern::Context& ctx, const transaction::GetRequest& req) {
     return transactions.get(ctx, req);
   });
+  // Money is created for an account only by api.transaction, which has
+  // authenticated the account: by its broker user, as the broker verified
+  // it (ctx.caller()), not by a name the request declares. Anyone else,
+  // the CLI's tern-cli and the administrator included, gets
+  // PERMISSION_DENIED and the handler does not run.
+  svc.allow_callers("create", {"api.transaction"});
   svc.every(relay_every, [&](tern::Context& ctx) { store->relay(ctx); });
   svc.every(std::chrono::hours(1), [&](tern::Context&) { store->expire_keys(); });
   return svc.run(argc, argv);

@@ -230,7 +230,9 @@ int run(int argc, char** argv) {
     o.threads = 1;
     o.heartbeat_s = 2;
     tern::Client client(o, "cluster.client");
-    fmt::print("cluster: {}\n", o.amqp_url);
+    // The nodes without the login (TERN_AMQP_URL holds tern-admin's password).
+    const char* nodes = std::getenv("TERN_RABBIT_URL");
+    fmt::print("cluster: {}\n", nodes != nullptr ? nodes : "?");
 
     std::thread load([&] {
       client.run([&] {

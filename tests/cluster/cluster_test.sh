@@ -14,7 +14,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 started=$SECONDS
 rabbit_cluster_start 3
-echo "cluster_test: 3 nodes up in $((SECONDS - started)) s: $TERN_AMQP_URL"
+echo "cluster_test: 3 nodes up in $((SECONDS - started)) s: $TERN_RABBIT_URL"
 # Bounded well inside ctest's TIMEOUT, so the trap always gets to run.
 rc=0
 timeout -k 10 200 "$@" || rc=$?

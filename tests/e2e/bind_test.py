@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from checks import check, free_port, report
+from checks import check, free_port, report, service_envs
 
 
 def listening(port):
@@ -39,8 +39,13 @@ def await_listening(ports, proc, timeout=30.0):
     return [listening(p) for p in ports]
 
 
+_trace_env = []   # service.trace's environment, as its own broker user: made once
+
+
 def run_trace(bin_dir, data, **extra):
-    env = {k: v for k, v in os.environ.items()
+    if not _trace_env:
+        _trace_env.append(service_envs(["trace"], os.environ)["trace"])
+    env = {k: v for k, v in _trace_env[0].items()
            if k not in ("TERN_HTTP_ADDR", "TERN_TRACE_HTTP_ADDRESS", "TERN_METRICS_PORT")}
     env.update(TERN_DATA_DIR=data, TERN_THREADS="1", **extra)
     return subprocess.Popen([os.path.join(bin_dir, "trace")], env=env, stdout=subprocess.PIPE,

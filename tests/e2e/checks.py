@@ -1,5 +1,8 @@
-"""What the end-to-end scripts share: named checks that count, and ports."""
+"""What the end-to-end scripts share: named checks that count, ports, and
+the broker user each service runs as."""
+import os
 import socket
+import subprocess
 
 failures = []
 passed = 0
@@ -27,3 +30,50 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Broker users. The services an end-to-end test starts log in each as its own
+# broker user, made by the function scripts/up makes theirs with
+# (rabbit_add_users, scripts/lib/rabbit.sh and broker_users.sh), so the tests
+# prove the least-privilege permissions are enough for the real services.
+RABBIT_LIB = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "scripts", "lib", "rabbit.sh")
+
+
+def _rabbit(script, *args):
+    p = subprocess.run(["bash", "-c", f'source "$0" && {script}', RABBIT_LIB, *args], capture_output=True,
+                       text=True, timeout=180)
+    if p.returncode != 0:
+        raise RuntimeError(f"{script}: {p.stderr.strip()}")
+    return p.stdout.split()
+
+
+def service_of_dir(folders):
+    """{folder under services/: its service (broker user)}, as tern new and scripts/up name them."""
+    return dict(zip(folders, _rabbit('for d; do tern_service_of_dir "$d"; done', *folders)))
+
+
+def add_service_users(names):
+    """Makes (or updates) service users `names` on the node or cluster the
+    environment names, with one rabbitmqctl call; {name: password file}."""
+    return dict(zip(names, _rabbit('for n; do s+=("service:$n"); done && rabbit_add_users "${s[@]}"', *names)))
+
+
+def as_user(env, name, password_file):
+    """`env` for a process logging in as broker user `name`: the broker's
+    URL without the administrator's login, TERN_AMQP_USER, TERN_AMQP_PASSWORD_FILE."""
+    env = {k: v for k, v in env.items() if k != "TERN_AMQP_PASSWORD"}
+    env.update(TERN_AMQP_URL=os.environ["TERN_RABBIT_URL"], TERN_AMQP_USER=name, TERN_AMQP_PASSWORD_FILE=password_file)
+    return env
+
+
+def service_envs(folders, env):
+    """{folder: `env` for its binary, logged in as its own service user}."""
+    names = service_of_dir(folders)
+    files = add_service_users(sorted(set(names.values())))
+    return {f: as_user(env, names[f], files[names[f]]) for f in folders}
+
+
+def connected_users():
+    """The broker's own list of its connections' users (rabbitmqctl
+    list_connections user on the node or cluster the environment names)."""
+    return set(_rabbit("_rabbit_users_ctl -q -s list_connections user"))

@@ -5,7 +5,7 @@
 # usage: config_test.sh GATEWAY_BIN GREETER_BIN
 set -uo pipefail
 gateway=$1 greeter=$2
-export TERN_AMQP_URL=${TERN_AMQP_URL:-amqp://guest:guest@127.0.0.1:1/}
+export TERN_AMQP_URL=${TERN_AMQP_URL:-amqp://127.0.0.1:1/}
 passed=0 failed=0
 # rejects NAME VAR=VALUE BIN MESSAGE: BIN, run with VAR=VALUE (10 s at most),
 # exits 2 and its stderr holds MESSAGE.

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from checks import check, failures, free_port, report
+from checks import check, failures, free_port, report, service_envs
 
 
 def request(base, method, path, raw=None, headers=None):
@@ -68,8 +68,10 @@ def main():
     routes.close()
     env = dict(os.environ, TERN_GATEWAY_PORT=str(port), TERN_GATEWAY_ADDRESS="127.0.0.1",
                TERN_GATEWAY_ROUTES=routes.name, TERN_GATEWAY_MAX_BODY_KB="4", TERN_THREADS="2")
-    greeter = subprocess.Popen([greeter_bin], env=dict(env, TERN_CONCURRENCY="2000"))
-    gateway = subprocess.Popen([gateway_bin], env=env)
+    # Each as its own broker user, as scripts/up runs them.
+    envs = service_envs(["greeter", "gateway"], env)
+    greeter = subprocess.Popen([greeter_bin], env=dict(envs["greeter"], TERN_CONCURRENCY="2000"))
+    gateway = subprocess.Popen([gateway_bin], env=envs["gateway"])
     try:
         end = time.monotonic() + 30
         status = 0

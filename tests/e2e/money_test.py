@@ -15,7 +15,9 @@ transaction names the key that made it, so rows are counted by key in
 service.transaction's own table; each account's balance in
 service.balance's table is compared with the sum of its transactions.
 
-    money_test.py BIN_DIR       (TERN_AMQP_URL, TERN_CLUSTER_DIR, TERN_RABBIT_LIB set)
+Each service runs as its own broker user (checks.service_envs).
+
+    money_test.py BIN_DIR       (TERN_AMQP_URL, TERN_RABBIT_URL, TERN_CLUSTER_DIR, TERN_RABBIT_LIB set)
 """
 import json
 import os
@@ -32,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 
-from checks import check, free_port, report
+from checks import check, connected_users, free_port, report, service_envs
 
 LOAD_S = 34          # how long requests are sent and things are killed
 WORKERS = 8
@@ -77,13 +79,13 @@ def await_true(what, fn, timeout):
 
 
 class System:
-    def __init__(self, bin_dir, data, env):
-        self.bin_dir, self.env = bin_dir, env
+    def __init__(self, bin_dir, data, envs):
+        self.bin_dir, self.envs = bin_dir, envs   # each binary's environment, as its own broker user
         self.log = open(os.path.join(data, "services.log"), "a")
         self.procs = {}
 
     def start(self, name, binary=None):
-        self.procs[name] = subprocess.Popen([os.path.join(self.bin_dir, binary or name)], env=self.env,
+        self.procs[name] = subprocess.Popen([os.path.join(self.bin_dir, binary or name)], env=self.envs[binary or name],
                                             stdout=self.log, stderr=subprocess.STDOUT)
 
     def kill9(self, name):
@@ -168,7 +170,10 @@ def main():
                TERN_OUTBOX_RELAY_MS="200", TERN_LOG_LEVEL="warn",
                # service.auth: the demo account (development mode), a secret of this run's own.
                TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32))
-    system = System(bin_dir, data, env)
+    env["TERN_AUTH_GATEWAY_USER"] = "service.gateway"
+    envs = service_envs(["auth", "auth-api", "transaction-api", "balance-api", "transaction", "balance", "gateway"],
+                        env)
+    system = System(bin_dir, data, envs)
     for name in ["auth", "auth-api", "transaction-api", "balance-api"]:
         system.start(name)
     for name in ["transaction", "balance"]:
@@ -191,6 +196,9 @@ def main():
         check("the system starts: gateway, api services, two instances of transaction and balance", bool(up))
         if not up:
             return report()
+        want = {e["TERN_AMQP_USER"] for e in envs.values()}
+        check("the broker lists every service connected as its own broker user and no other user",
+              connected_users() == want, f"{sorted(connected_users())}")
 
         # Load, and kills meanwhile.
         load_started = time.monotonic()

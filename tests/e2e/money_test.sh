@@ -14,7 +14,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 started=$SECONDS
 rabbit_cluster_start 1
-echo "money_test: broker up in $((SECONDS - started)) s: $TERN_AMQP_URL"
+echo "money_test: broker up in $((SECONDS - started)) s: $TERN_RABBIT_URL"
 export TERN_RABBIT_LIB="$here/../../scripts/lib/rabbit.sh"
 rc=0
 timeout -k 10 150 /usr/bin/python3 "$here/money_test.py" "$1" || rc=$?

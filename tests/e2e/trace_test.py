@@ -24,7 +24,7 @@ import urllib.request
 
 import pika
 
-from checks import check, failures, free_port, report
+from checks import add_service_users, as_user, check, failures, free_port, report, service_envs
 
 CLOCK_SLACK_US = 5000  # processes on one host; spans timed by each process's clock
 
@@ -169,7 +169,10 @@ def main():
     base = f"http://127.0.0.1:{trace_port}"
     env = dict(os.environ, TERN_DATA_DIR=os.path.join(work, "data"), TERN_TRACE_HTTP_PORT=str(trace_port),
                TERN_TRACE_HTTP_ADDRESS="127.0.0.1", TERN_THREADS="2")
-    procs = [subprocess.Popen([os.path.join(bin_dir, "trace")], env=env)]
+    # Each process as its own broker user, as scripts/up runs them.
+    envs = service_envs(["trace", "gateway"], env)
+    chains = add_service_users(["test.chain.a", "test.chain.b"])
+    procs = [subprocess.Popen([os.path.join(bin_dir, "trace")], env=envs["trace"])]
     try:
         check("service.trace serves HTTP", wait_http(f"{base}/healthz"))
 
@@ -212,9 +215,9 @@ def main():
         with open(routes, "w") as f:
             f.write("/a test.chain.a\n")
         chain = os.path.join(bin_dir, "chain_service")
-        procs.append(subprocess.Popen([chain], env=dict(env, CHAIN_SERVICE="test.chain.a")))
-        procs.append(subprocess.Popen([chain], env=dict(env, CHAIN_SERVICE="test.chain.b")))
-        gw_env = dict(env, TERN_GATEWAY_PORT=str(gateway_port), TERN_GATEWAY_ADDRESS="127.0.0.1",
+        for name in ["test.chain.a", "test.chain.b"]:
+            procs.append(subprocess.Popen([chain], env=dict(as_user(env, name, chains[name]), CHAIN_SERVICE=name)))
+        gw_env = dict(envs["gateway"], TERN_GATEWAY_PORT=str(gateway_port), TERN_GATEWAY_ADDRESS="127.0.0.1",
                       TERN_GATEWAY_ROUTES=routes)
         procs.append(subprocess.Popen([os.path.join(bin_dir, "gateway")], env=gw_env))
         gw = f"http://127.0.0.1:{gateway_port}"

@@ -3,7 +3,9 @@
 
 Starts the example system's binaries (gateway, auth, auth-api, webhook,
 webhook-api, transaction, transaction-api, balance, balance-api) against the
-broker at TERN_AMQP_URL, plus a local HTTP receiver for webhooks, then:
+broker at TERN_RABBIT_URL, each as its own broker user with least-privilege
+permissions (made as scripts/up makes them), plus a local HTTP receiver for
+webhooks, then:
 token; 401 without one; register a webhook; create a transaction; the
 receiver gets the webhook, signed over its time and body (loopback
 allow-listed with TERN_WEBHOOK_ALLOW); the balance; list and delete webhooks;
@@ -31,7 +33,7 @@ import urllib.request
 SERVICES = ["auth", "auth-api", "webhook", "webhook-api", "transaction", "transaction-api",
             "balance", "balance-api"]
 
-from checks import check, failures, free_port, report
+from checks import check, connected_users, failures, free_port, report, service_envs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "scripts", "lib"))
 from webhook_signature import verify  # noqa: E402
@@ -193,7 +195,10 @@ def main():
                TERN_GATEWAY_ADDRESS="127.0.0.1", TERN_EVENT_RETRY_MS="200", TERN_THREADS="1",
                TERN_WEBHOOK_ALLOW="127.0.0.1/32,::1/128",
                # The demo account (development mode), signed with a secret of this run's own.
-               TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32))
+               TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32),
+               # Accounts in the metadata only from the gateway, as scripts/up has it.
+               TERN_AUTH_GATEWAY_USER="service.gateway")
+    envs = service_envs(SERVICES + ["gateway"], env)
 
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -202,7 +207,7 @@ def main():
     procs = {}
     log = open(os.path.join(data, "services.log"), "w")
     for name in SERVICES + ["gateway"]:
-        procs[name] = subprocess.Popen([os.path.join(bin_dir, name)], env=env, stdout=log,
+        procs[name] = subprocess.Popen([os.path.join(bin_dir, name)], env=envs[name], stdout=log,
                                        stderr=subprocess.STDOUT)
 
     def request(method, path, body=None, token=None, headers=None, raw=None):
@@ -235,6 +240,12 @@ def main():
         check("the system starts and answers through the gateway", up)
         if not up:
             return 1
+        # The broker's own account of who is connected (this test runs
+        # alone: nothing else is): each service as its user, nobody else.
+        want = {e["TERN_AMQP_USER"] for e in envs.values()}
+        got = connected_users()
+        check("every service is connected as its own broker user, and no one as another",
+              got == want, f"connected: {sorted(got)}, expected: {sorted(want)}")
 
         status, body = request("POST", "/auth/token", {"account_id": "acc_demo", "password": "demo"})
         token = body.get("token") if isinstance(body, dict) else None
@@ -331,7 +342,10 @@ def main():
         check("the token is in no message on the bus but service.auth's own", not elsewhere, f"{elsewhere[:5]}")
         log.flush()
         with open(os.path.join(data, "services.log"), "rb") as f:
-            check("the token is in no service's log line", token and token.encode() not in f.read())
+            logged = f.read()
+            check("the token is in no service's log line", token and token.encode() not in logged)
+        passwords = [open(e["TERN_AMQP_PASSWORD_FILE"], "rb").read().strip() for e in envs.values()]
+        check("no service's broker password is in any log line", all(p and p not in logged for p in passwords))
 
         # Guessing from one address: past TERN_AUTH_MAX_FAILURES (5) failed
         # logins (the wrong password above, and these), even the right

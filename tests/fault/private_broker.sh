@@ -54,7 +54,7 @@ fi
 
 started=$SECONDS
 rabbit_start
-echo "private_broker: $mode: node up in $((SECONDS - started)) s at $TERN_AMQP_URL" >&2
+echo "private_broker: $mode: node up in $((SECONDS - started)) s at $TERN_RABBIT_URL" >&2
 suite=$1; shift
 rc=0
 # Bounded well inside ctest's TIMEOUT, so the trap always gets to run.

@@ -133,6 +133,15 @@ inline tern::Options broker_options() {
   return o;
 }
 
+// TERN_AMQP_URL's login (the node's administrator) at another port of
+// 127.0.0.1: a proxy's, a dead node's.
+inline std::string broker_url_at(int port) {
+  const char* url = std::getenv("TERN_AMQP_URL");
+  if (url == nullptr) FAIL("TERN_AMQP_URL is not set: run the integration tests through scripts/test");
+  const std::string s = url;
+  return s.substr(0, s.find('@') + 1) + "127.0.0.1:" + std::to_string(port) + "/";
+}
+
 // A queue name of this test's own, so tests never see each other's requests.
 inline std::string unique_service(const std::string& what) {
   return "test." + what + "." + tern::new_span_id();

@@ -34,11 +34,12 @@ struct BrokerUser {
     REQUIRE(rabbit::ctl("set_permissions -p / " + name + " \".*\" \".*\" \".*\"") == 0);
   }
   ~BrokerUser() { rabbit::ctl("delete_user " + name); }
-  // broker_options() logged in as this user.
+  // broker_options() logged in as this user (as TERN_AMQP_USER and
+  // TERN_AMQP_PASSWORD would have it).
   tern::Options options() const {
     tern::Options o = broker_options();
-    const std::string url = std::getenv("TERN_AMQP_URL");   // amqp://guest:guest@HOST:PORT/
-    o.amqp_url = "amqp://" + name + ":" + password + "@" + url.substr(url.find('@') + 1);
+    o.amqp_user = name;
+    o.amqp_password = password;
     return o;
   }
 };
@@ -75,8 +76,8 @@ TEST_CASE("an endpoint names who may call it, by the broker-verified user, not t
   auto refused = bad.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{});
   CHECK(refused.code() == tern::Code::kPermissionDenied);
   CHECK(refused.error().message.find(other.name) != std::string::npos);
-  tern::Client guest(broker_options());
-  CHECK(guest.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}).code() == tern::Code::kPermissionDenied);
+  tern::Client admin(broker_options());   // the node's administrator, tern-admin: not on the list either
+  CHECK(admin.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}).code() == tern::Code::kPermissionDenied);
   CHECK(runs.load() == 1);
 }
 

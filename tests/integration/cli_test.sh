@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The tern CLI against the real greeter binary on the broker at TERN_AMQP_URL.
+# The tern CLI against the real greeter binary on the broker at
+# TERN_RABBIT_URL: the greeter as broker user service.greeter, the CLI as
+# tern-cli (both made by rabbit_add_users, as scripts/up makes them), so
+# their permissions are shown to be enough for all of this.
 # usage: cli_test.sh TERN_BIN GREETER_BIN
 set -euo pipefail
-tern=$1 greeter=$2
-: "${TERN_AMQP_URL:?run through scripts/test}"
+greeter=$2
+: "${TERN_RABBIT_URL:?run through scripts/test}"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/rabbit.sh"
+files=$(rabbit_add_users cli:tern-cli service:service.greeter)
+{ read -r cli_password; read -r greeter_password; } <<<"$files"
+export TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=tern-cli TERN_AMQP_PASSWORD_FILE=$cli_password
+tern=$1
 passed=0 failed=0
 check() {  # check NAME CONDITION...
   local name=$1; shift
@@ -11,7 +19,7 @@ check() {  # check NAME CONDITION...
 }
 
 log=$(mktemp)
-"$greeter" >"$log" 2>&1 &
+TERN_AMQP_USER=service.greeter TERN_AMQP_PASSWORD_FILE=$greeter_password "$greeter" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # The example system end to end without the gateway: service.transaction,
 # service.balance and service.webhook binaries on the broker at
-# TERN_AMQP_URL, a local HTTP receiver for the webhooks, the tern CLI.
+# TERN_RABBIT_URL, each as its own broker user (made by rabbit_add_users, as
+# scripts/up makes them), a local HTTP receiver for the webhooks, the tern CLI
+# as tern-cli, and as api.transaction where it creates transactions (the only
+# caller service.transaction's create allows).
 # usage: example_flow_test.sh BIN_DIR
 set -euo pipefail
 bin=$1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-: "${TERN_AMQP_URL:?run through scripts/test}"
+: "${TERN_RABBIT_URL:?run through scripts/test}"
+source "$here/../../scripts/lib/rabbit.sh"
+files=$(rabbit_add_users cli:tern-cli service:service.transaction service:service.balance service:service.webhook \
+        service:api.transaction)
+cred=$(dirname "$(head -n 1 <<<"$files")")
+# login USER: the variables that log a process in as broker user USER, for
+# env (which execs the program: a service started with & keeps its own pid).
+login() { echo "TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=$1 TERN_AMQP_PASSWORD_FILE=$cred/$1.password"; }
+# as USER COMMAND...: COMMAND logged in as USER.
+# shellcheck disable=SC2046  # (login's words hold no spaces)
+as() { env $(login "$1") "${@:2}"; }
 passed=0 failed=0
 check() {  # check NAME CONDITION...
   local name=$1; shift
@@ -17,7 +30,7 @@ wait_for() {
   local end=$((SECONDS + $1)); shift
   until "$@"; do (( SECONDS < end )) || return 1; sleep 0.1; done
 }
-healthy() { "$bin/tern" call "$1" _health >/dev/null 2>&1; }
+healthy() { as tern-cli "$bin/tern" call "$1" _health >/dev/null 2>&1; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 work=$(mktemp -d)
@@ -34,7 +47,8 @@ python3 "$here/webhook_receiver.py" "$work/received" &
 pids+=($!)
 # service.webhook first without an allow-list: the default egress policy.
 for s in transaction balance webhook; do
-  env -u TERN_WEBHOOK_ALLOW "$bin/$s" >"$work/$s.log" 2>&1 &
+  # shellcheck disable=SC2046
+  env -u TERN_WEBHOOK_ALLOW $(login "service.$s") "$bin/$s" >"$work/$s.log" 2>&1 &
   pids+=($!)
 done
 wait_for 20 test -s "$work/received.port"
@@ -46,7 +60,11 @@ check "the data directory was created with a database per service" \
   test -f "$work/data/service.transaction.db" -a -f "$work/data/service.balance.db" -a -f "$work/data/service.webhook.db"
 
 account=acc_it_$$
-tern() { "$bin/tern" "$@"; }
+tern() { as tern-cli "$bin/tern" "$@"; }
+# What api.transaction does for an authenticated account, by hand.
+create() { as api.transaction "$bin/tern" call service.transaction create "$@"; }
+rows() { /usr/bin/python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(
+  "SELECT count(*) FROM transactions").fetchone()[0])' "$work/data/service.transaction.db"; }
 posts() { grep -c "\"path\": \"$1\"" "$work/received" 2>/dev/null || true; }
 posts_are() { [[ $(posts "$1") == "$2" ]]; }
 all_posts() { cat "$work/received" 2>/dev/null | wc -l; }
@@ -60,7 +78,7 @@ check "without an allow-list, registering http://127.0.0.1 is INVALID_ARGUMENT (
   grep -q '^INVALID_ARGUMENT: url points at a loopback address' <<<"$err"
 inward=$(tern call service.webhook register "{\"account_id\":\"in_$account\",\"url\":\"http://localhost:$port/inward\"}")
 inward_id=$(json '["id"]' <<<"$inward")
-tern call service.transaction create "{\"account_id\":\"in_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
+create "{\"account_id\":\"in_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
 refused_dead_lettered() {
   tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "webhook $inward_id: refused by the egress policy"
 }
@@ -76,11 +94,12 @@ tern call service.webhook deregister "{\"account_id\":\"in_$account\",\"id\":\"$
 # Now allow-listed, explicitly, for the rest of the walk-through.
 kill -TERM "${pids[3]}"
 wait "${pids[3]}" || true
-TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128 "$bin/webhook" >>"$work/webhook.log" 2>&1 &
+# shellcheck disable=SC2046
+TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128 env $(login service.webhook) "$bin/webhook" >>"$work/webhook.log" 2>&1 &
 pids[3]=$!
 check "service.webhook restarts with TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128" wait_for 20 healthy service.webhook
 set +e
-err=$(TERN_WEBHOOK_ALLOW='127.0.0.1/33' "$bin/webhook" 2>&1 >/dev/null); code=$?
+err=$(TERN_WEBHOOK_ALLOW='127.0.0.1/33' as service.webhook "$bin/webhook" 2>&1 >/dev/null); code=$?
 set -e
 check "a malformed TERN_WEBHOOK_ALLOW stops start-up with exit 2 naming it" \
   test "$code" = 2 -a -n "$(grep "TERN_WEBHOOK_ALLOW='127.0.0.1/33'" <<<"$err")"
@@ -94,7 +113,7 @@ tern call service.webhook register "{\"account_id\":\"other_$account\",\"url\":\
 check "list shows the account's two webhooks" \
   test "$(tern call service.webhook list "{\"account_id\":\"$account\"}" | json '["webhooks"].__len__()')" = 2
 
-tx=$(tern call service.transaction create \
+tx=$(create \
   "{\"account_id\":\"$account\",\"amount\":1250,\"currency\":\"GBP\",\"description\":\"coffee\"}")
 tx_id=$(json '["id"]' <<<"$tx")
 check "create answers the transaction with an id" test -n "$tx_id"
@@ -138,7 +157,7 @@ check "the other account's webhook received nothing" posts_are /other 0
 # The same transaction announced again (as a republishing outbox would, under a new event id).
 tern publish transaction.Created \
   "{\"transaction\":{\"id\":\"$tx_id\",\"account_id\":\"$account\",\"amount\":1250,\"currency\":\"GBP\"}}" >/dev/null
-tern call service.transaction create \
+create \
   "{\"account_id\":\"$account\",\"amount\":250,\"currency\":\"GBP\",\"description\":\"tea\"}" >/dev/null
 check "a second transaction adds up; the repeated one is not applied again" wait_for 20 balance_is 1500
 check "the second transaction is POSTed, the repeated one is not" wait_for 20 posts_are /hook 2
@@ -146,9 +165,24 @@ sleep 1
 check "still exactly two POSTs a second later" posts_are /hook 2
 
 set +e
-err=$(tern call service.transaction create "{\"account_id\":\"$account\",\"amount\":5,\"currency\":\"gbp\"}" 2>&1 >/dev/null)
+err=$(create "{\"account_id\":\"$account\",\"amount\":5,\"currency\":\"gbp\"}" 2>&1 >/dev/null)
 set -e
 check "a bad currency is INVALID_ARGUMENT" test "${err%%:*}" = INVALID_ARGUMENT
+
+# Only api.transaction may create: tern-cli (or the administrator) is
+# refused by its verified broker user, and no transaction is stored.
+before=$(rows)
+refused() {
+  local err
+  err=$(as "$1" "$bin/tern" call service.transaction create \
+        "{\"account_id\":\"$account\",\"amount\":7,\"currency\":\"GBP\"}" 2>&1 >/dev/null) && return 1
+  grep -q "^PERMISSION_DENIED: .*$1" <<<"$err"
+}
+check "create as tern-cli is PERMISSION_DENIED naming tern-cli" refused tern-cli
+check "create as the administrator tern-admin is PERMISSION_DENIED too" refused tern-admin
+check "and the handler ran for neither: no transaction was stored" test "$(rows)" = "$before"
+check "while get, which names no callers, answers tern-cli" \
+  test "$(tern call service.transaction get "{\"account_id\":\"$account\",\"id\":\"$tx_id\"}" | json '["id"]')" = "$tx_id"
 
 for i in 1 2 3; do kill -TERM "${pids[$i]}"; done
 stopped=0

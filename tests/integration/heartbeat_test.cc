@@ -31,7 +31,7 @@ int broker_port() {
 // A client with a 1 s heartbeat whose connections go through `proxy`.
 tern::Options through(const FrameProxy& proxy) {
   tern::Options o = broker_options();
-  o.amqp_url = "amqp://guest:guest@127.0.0.1:" + std::to_string(proxy.port()) + "/";
+  o.amqp_url = broker_url_at(proxy.port());
   o.heartbeat_s = 1;
   return o;
 }

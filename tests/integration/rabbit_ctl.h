@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace rabbit {
 
@@ -54,6 +55,50 @@ inline std::string broker_log() {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   pclose(p);
   return out;
+}
+
+// The lines `command` (bash, with scripts/lib/rabbit.sh sourced) printed,
+// and whether it succeeded.
+inline std::vector<std::string> shell(const std::string& command, bool* ok = nullptr) {
+  const std::string cmd = "bash -c 'source " TERN_SOURCE_DIR "/scripts/lib/rabbit.sh && " + command + "'";
+  std::vector<std::string> lines;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return lines;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) {
+    std::string line(buf);
+    if (!line.empty() && line.back() == '\n') line.pop_back();
+    lines.push_back(line);
+  }
+  const int status = pclose(p);
+  if (ok != nullptr) *ok = status == 0;
+  return lines;
+}
+
+// Broker users made by rabbit_add_users ROLE:NAME... (scripts/lib/rabbit.sh:
+// the function scripts/up, scripts/cluster and docker compose's first-run
+// step make theirs with), on the node scripts/test started: their password
+// files, in order.
+inline std::vector<std::string> add_users(const std::vector<std::string>& specs) {
+  std::string args;
+  for (const std::string& s : specs) args += " " + s;
+  bool ok = false;
+  std::vector<std::string> files = shell("rabbit_add_users" + args, &ok);
+  REQUIRE(ok);
+  REQUIRE(files.size() == specs.size());
+  return files;
+}
+
+// The password in a password file (its first line).
+inline std::string password(const std::string& file) {
+  std::string line;
+  FILE* f = std::fopen(file.c_str(), "r");
+  REQUIRE(f != nullptr);
+  char buf[256];
+  if (std::fgets(buf, sizeof buf, f) != nullptr) line = buf;
+  std::fclose(f);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
 }
 
 inline int count(const std::string& text, const std::string& what) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 
+#include "broker.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 
@@ -291,7 +292,7 @@ TEST_CASE("reconnecting through a node that accepts TCP and never answers stalls
   tern::Options o = tern::Options::from_env();
   o.threads = 1;
   // The dead node first: after losing the real one, the link tries it next.
-  o.amqp_url = fmt::format("amqp://guest:guest@127.0.0.1:{}/,{}", ntohs(addr.sin_port), real);
+  o.amqp_url = fmt::format("{},{}", broker_url_at(ntohs(addr.sin_port)), real);
   // Whichever node it tries first, it ends up on the real one: the only one
   // that answers (the dead one costs the first connect its 10 s timeout).
   std::optional<tern::Client> client;

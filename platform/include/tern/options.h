@@ -17,8 +17,19 @@ struct Options {
   // to the first URL that answers, trying them in order from a random one,
   // so instances spread over the nodes; after a lost connection the next
   // attempt, 1-2 s later (while the cluster elects new queue leaders),
-  // starts with the next URL. amqp_urls() gives the list.
-  std::string amqp_url = "amqp://guest:guest@localhost:5672/";
+  // starts with the next URL. amqp_urls() gives the list. The login is
+  // best left out of it and given by amqp_user and amqp_password.
+  std::string amqp_url = "amqp://localhost:5672/";
+  // TERN_AMQP_USER: the broker user every URL of amqp_url logs in as,
+  // in place of the URL's own. Environment only: no flag, so it is never in
+  // argv (where any local user can read it in /proc).
+  std::string amqp_user;
+  // TERN_AMQP_PASSWORD, or TERN_AMQP_PASSWORD_FILE (the file's contents,
+  // trailing newlines stripped; setting both is a ConfigError): the
+  // password of every URL, in place of the URL's own. Environment only, like
+  // amqp_user. Nothing tern prints or logs shows it, nor a URL that may hold
+  // it: ConfigErrors name a URL by its position in the list.
+  std::string amqp_password;
   // TERN_THREADS, --threads: worker threads, each with its own broker
   // connection and fibers. 0 means the number of cores.
   int threads = 0;
@@ -90,9 +101,11 @@ struct Options {
   // Applies --name=value or --name value flags over *this. Throws ConfigError
   // on an unknown flag or a malformed value; --help throws with the usage text.
   void parse_args(int argc, char** argv);
-  // The URLs of amqp_url, in order. Throws ConfigError when the list is
-  // empty, has an empty entry, or an entry that is not an amqp:// URL
-  // (tern speaks plain TCP: no amqps://) or holds a space.
+  // The URLs of amqp_url, in order, each with amqp_user and amqp_password
+  // (when set) as its login, percent-encoded; the rest of each URL (host,
+  // port, vhost, a ?query) as written. Throws ConfigError when the list is
+  // empty, has an empty entry, an entry that is not an amqp:// or amqps://
+  // URL or holds a space, or a password but no user to go with it.
   std::vector<std::string> amqp_urls() const;
   // threads, with 0 resolved to the core count.
   int resolved_threads() const;

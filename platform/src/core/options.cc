@@ -2,7 +2,13 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string_view>
 #include <thread>
 
@@ -57,7 +63,62 @@ void assign(Options& o, const Field& f, std::string_view value, std::string_view
 std::string usage(const char* program) {
   std::string s = fmt::format("usage: {} [flags]\n", program);
   for (const Field& f : kFields) s += fmt::format("  --{:<18} {} (env {})\n", f.flag, f.help, f.env);
+  s += "  the broker login, from the environment only (never a flag): TERN_AMQP_USER, and\n"
+       "  TERN_AMQP_PASSWORD or TERN_AMQP_PASSWORD_FILE (a file holding it), for every URL\n";
   return s;
+}
+
+// The contents of the password file at `path`, trailing newlines stripped.
+std::string read_password_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw ConfigError(fmt::format("TERN_AMQP_PASSWORD_FILE='{}' cannot be read: {}", path, std::strerror(errno)));
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  std::string password = contents.str();
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+  if (password.empty()) throw ConfigError(fmt::format("TERN_AMQP_PASSWORD_FILE='{}' is empty", path));
+  return password;
+}
+
+// RFC 3986 percent-encoding of all but the unreserved characters, which is
+// what rabbitmq-c's amqp_parse_url decodes in a user and password.
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+// `url` (amqp:// or amqps://) with `user` and `password`, where not empty,
+// in place of its own; `position` names it in errors, which never show it.
+std::string with_login(std::string_view url, const std::string& user, const std::string& password,
+                       size_t position) {
+  const size_t authority = url.find("://") + 3;
+  const size_t authority_end = std::min(url.find_first_of("/?#", authority), url.size());
+  std::string_view host = url.substr(authority, authority_end - authority);
+  std::string_view url_user, url_password;
+  bool has_password = false;
+  if (const size_t at = host.rfind('@'); at != std::string_view::npos) {
+    std::string_view login = host.substr(0, at);
+    host.remove_prefix(at + 1);
+    const size_t colon = login.find(':');
+    url_user = login.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      url_password = login.substr(colon + 1);
+      has_password = true;
+    }
+  }
+  const std::string new_user = user.empty() ? std::string(url_user) : percent_encode(user);
+  if (!password.empty() && new_user.empty())
+    throw ConfigError(fmt::format("broker URL {} has no user for the password: set TERN_AMQP_USER", position));
+  std::string login = new_user;
+  if (!password.empty()) login += ":" + percent_encode(password);
+  else if (has_password) login += fmt::format(":{}", url_password);
+  if (!login.empty()) login += "@";
+  return fmt::format("{}{}{}{}", url.substr(0, authority), login, host, url.substr(authority_end));
 }
 
 }  // namespace
@@ -92,6 +153,13 @@ Options Options::from_env() {
     if (f.text != nullptr) o.*f.text = env::string(f.env, o.*f.text);
     else o.*f.number = static_cast<int>(env::integer(f.env, o.*f.number, f.min, f.max));
   }
+  o.amqp_user = env::string("TERN_AMQP_USER", "");
+  o.amqp_password = env::string("TERN_AMQP_PASSWORD", "");
+  if (const std::string file = env::string("TERN_AMQP_PASSWORD_FILE", ""); !file.empty()) {
+    if (!o.amqp_password.empty())
+      throw ConfigError("TERN_AMQP_PASSWORD and TERN_AMQP_PASSWORD_FILE are both set: set one");
+    o.amqp_password = read_password_file(file);
+  }
   validate(o);
   return o;
 }
@@ -124,16 +192,20 @@ void Options::parse_args(int argc, char** argv) {
 }
 
 std::vector<std::string> Options::amqp_urls() const {
+  // No message shows a URL: it may hold a password.
   std::vector<std::string> urls;
   std::string_view rest = amqp_url;
   for (;;) {
     const size_t comma = rest.find(',');
     const std::string_view url = trim(rest.substr(0, comma));
-    if (url.empty())
-      throw ConfigError(fmt::format("broker URL list '{}' has an empty entry", amqp_url));
-    if (!(url.starts_with("amqp://") || url.starts_with("amqps://")) || url.find_first_of(kSpace) != std::string_view::npos)
-      throw ConfigError(fmt::format("'{}' in the broker URL list is not an amqp:// URL", url));
-    urls.emplace_back(url);
+    const size_t position = urls.size() + 1;
+    if (url.empty()) throw ConfigError(fmt::format("the broker URL list has an empty entry (number {})", position));
+    if ((!url.starts_with("amqp://") && !url.starts_with("amqps://")) ||
+        url.find_first_of(kSpace) != std::string_view::npos)
+      throw ConfigError(fmt::format("broker URL {} is not an amqp:// or amqps:// URL (not shown: it may hold a "
+                                    "password)",
+                                    position));
+    urls.push_back(with_login(url, amqp_user, amqp_password, position));
     if (comma == std::string_view::npos) return urls;
     rest.remove_prefix(comma + 1);
   }

@@ -30,8 +30,9 @@ tern::Result<std::string> account_of(const tern::Context& ctx, std::string_view 
 // metadata so it goes no further. UNAUTHENTICATED without either.
 // With TERN_AUTH_GATEWAY_USER set (the gateway's broker user), an account
 // in the metadata is believed only from a request that user sent
-// (ctx.caller(), as the broker verified it); unset, from any caller, as
-// every process still logs in as guest.
+// (ctx.caller(), as the broker verified it); unset, from any caller.
+// scripts/up, docker compose and the walk-through set it to
+// service.gateway, each service logging in as its own broker user.
 tern::Result<std::string> authenticate(tern::Context& ctx);
 
 }  // namespace auth
