@@ -23,5 +23,8 @@ int main(int argc, char** argv) {
                                       [&](tern::Context& ctx, const transaction::Created& event) {
                                         return balances.on_created(ctx, event);
                                       });
+  // Money moves on service.transaction's word only: the broker verifies
+  // who published, and anyone else's transaction.Created is dead-lettered.
+  svc.require_publishers("transaction.created", {"service.transaction"});
   return svc.run(argc, argv);
 }

@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
                                       [&](tern::Context& ctx, const transaction::Created& e) {
                                         return webhooks.on_transaction_created(ctx, e);
                                       });
+  // Money moves on service.transaction's word only: the broker verifies
+  // who published, and anyone else's transaction.Created is dead-lettered.
+  svc.require_publishers("transaction.created", {"service.transaction"});
   svc.subscribe<webhook::Delivery>(
       "webhook.delivery",
       [&](tern::Context& ctx, const webhook::Delivery& d) { return webhooks.on_delivery(ctx, d); });

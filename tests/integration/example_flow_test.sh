@@ -155,8 +155,16 @@ check "then its delivery is dead-lettered with the reason" wait_for 20 dead_lett
 check "the other account's webhook received nothing" posts_are /other 0
 
 # The same transaction announced again (as a republishing outbox would, under a new event id).
-tern publish transaction.Created \
+as service.transaction "$bin/tern" publish transaction.Created \
   "{\"transaction\":{\"id\":\"$tx_id\",\"account_id\":\"$account\",\"amount\":1250,\"currency\":\"GBP\"}}" >/dev/null
+# A transaction announced by anyone else (tern-cli here) moves no money:
+# balance and webhook require service.transaction as the publisher.
+tern publish transaction.Created \
+  "{\"transaction\":{\"id\":\"tx_forged\",\"account_id\":\"$account\",\"amount\":1000000,\"currency\":\"GBP\"}}" >/dev/null
+forged_dead_lettered() {
+  tern dlq list service.balance.on.transaction.created 2>/dev/null | grep -q "PERMISSION_DENIED"
+}
+check "a transaction.Created from tern-cli is dead-lettered by service.balance" wait_for 20 forged_dead_lettered
 create \
   "{\"account_id\":\"$account\",\"amount\":250,\"currency\":\"GBP\",\"description\":\"tea\"}" >/dev/null
 check "a second transaction adds up; the repeated one is not applied again" wait_for 20 balance_is 1500
