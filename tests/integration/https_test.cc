@@ -289,6 +289,67 @@ TEST_CASE("300 concurrent slow HTTPS requests are served by a few threads") {
   CHECK(took < 10s);
 }
 
+TEST_CASE("a CA file replaced on disk is read again by the next fetch") {
+  HttpsService s;
+  tern::Client client(broker_options());
+  const std::string ca = certs().path("rotating-ca.pem");
+  auto copy = [&](const char* from) {
+    std::ifstream in(certs().path(from), std::ios::binary);
+    std::ofstream out(ca, std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  };
+  const std::string url = "https://127.0.0.1:" + s.port + "/";
+  copy("other-ca.pem");
+  CHECK(param(fetch(client, url, ca), "tls") == "untrusted_certificate");
+  copy("ca.pem");
+  auto r = fetch(client, url, ca);
+  CHECK(r.ok());
+}
+
+// A TLS server in Python that answers HTTP/1.0 with a body ended by closing
+// the connection: after a close_notify (`unwrap`) or a bare TCP close.
+struct ClosingTlsServer {
+  explicit ClosingTlsServer(bool close_notify) {
+    const std::string port_file = certs().path(close_notify ? "notify.port" : "bare.port");
+    std::remove(port_file.c_str());
+    const std::string script =
+        "import socket, ssl, sys\n"
+        "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+        "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+        "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1); l.settimeout(30)\n"
+        "open(sys.argv[3] + '.tmp', 'w').write(str(l.getsockname()[1]))\n"
+        "import os; os.rename(sys.argv[3] + '.tmp', sys.argv[3])\n"
+        "c = ctx.wrap_socket(l.accept()[0], server_side=True)\n"
+        "c.recv(65536)\n"
+        "c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nall of the body')\n"
+        "c.unwrap().close() if sys.argv[4] == '1' else c.close()\n";
+    const std::string cmd = "/usr/bin/python3 -c \"" + script + "\" '" + certs().path("server.pem") + "' '" +
+                            certs().path("server.key") + "' '" + port_file + "' " + (close_notify ? "1" : "0") +
+                            " &";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    const auto give_up = Clock::now() + 10s;
+    while (Clock::now() < give_up) {
+      std::ifstream in(port_file);
+      if (in >> port) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(!port.empty());
+  }
+  std::string port;
+};
+
+TEST_CASE("over https a body ended by the connection counts only if it ends with close_notify") {
+  tern::Client client(broker_options());
+  ClosingTlsServer notify(true);
+  auto whole = fetch(client, "https://127.0.0.1:" + notify.port + "/", certs().path("ca.pem"));
+  REQUIRE(whole.ok());
+  CHECK(whole->body == "all of the body");
+  ClosingTlsServer bare(false);
+  auto cut = fetch(client, "https://127.0.0.1:" + bare.port + "/", certs().path("ca.pem"));
+  CHECK(cut.code() == tern::Code::kUnavailable);
+  CHECK(param(cut, "stage") == "response");
+}
+
 TEST_CASE("a CA file that cannot be loaded is FAILED_PRECONDITION for fetch and a ConfigError at start-up") {
   tern::Client client(broker_options());
   const std::string missing = certs().path("no-such-ca.pem");
