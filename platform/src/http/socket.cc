@@ -6,7 +6,6 @@
 #include <cerrno>
 
 namespace tern::detail {
-
 Socket::Socket(Reactor& loop, int fd) : loop_(loop), fd_(fd) {}
 
 Socket::~Socket() {
@@ -80,19 +79,29 @@ bool Socket::read_some(Clock::time_point deadline) {
   }
 }
 
+namespace {
+
+// Reads from the session straight into the end of `buffer`: no chunk on
+// the fiber's stack, which OpenSSL's own frames already use.
+tls::Session::Result read_into(tls::Session& session, std::string& buffer) {
+  constexpr size_t kChunk = 16 * 1024;   // a TLS record's most
+  const size_t had = buffer.size();
+  buffer.resize(had + kChunk);
+  const tls::Session::Result r = session.read(buffer.data() + had, kChunk);
+  buffer.resize(had + (r.io == tls::Io::kOk ? r.n : 0));
+  return r;
+}
+
+}  // namespace
+
 bool Socket::tls_read(Clock::time_point deadline) {
-  char chunk[16 * 1024];   // a TLS record's most
   for (;;) {
-    tls::Session::Result r = tls_->read(chunk, sizeof chunk);
+    const tls::Session::Result r = read_into(*tls_, buffer_);
     switch (r.io) {
       case tls::Io::kOk:
-        buffer_.append(chunk, r.n);
         // Bytes the session decrypted but did not return: the fd will not
         // wake for them, so take them now.
-        while (tls_->pending()) {
-          r = tls_->read(chunk, sizeof chunk);
-          if (r.io != tls::Io::kOk) break;
-          buffer_.append(chunk, r.n);
+        while (tls_->pending() && read_into(*tls_, buffer_).io == tls::Io::kOk) {
         }
         return true;
       case tls::Io::kWantRead:
