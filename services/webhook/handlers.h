@@ -57,7 +57,8 @@ int64_t system_now_unix_ms();
 struct Config {
   // TERN_WEBHOOK_TIMEOUT_MS: how long one POST to a webhook may take in all.
   std::chrono::milliseconds timeout{10000};
-  // TERN_WEBHOOK_CONNECT_TIMEOUT_MS: of which resolving and connecting.
+  // TERN_WEBHOOK_CONNECT_TIMEOUT_MS: of which resolving, connecting and the
+  // TLS handshake (https://).
   std::chrono::milliseconds connect_timeout{3000};
   // A receiver's answer is read up to this (its body is then ignored);
   // larger fails the delivery.

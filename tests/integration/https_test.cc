@@ -261,6 +261,31 @@ TEST_CASE("a TLS handshake that never finishes is closed at read_timeout, the ot
   CHECK(s.handshake_failures() == "1");
 }
 
+TEST_CASE("fetch gives up on a TLS handshake nobody answers at connect_timeout") {
+  // Listening, never accepting: TCP connects, the ClientHello gets nothing back.
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(silent, 8) == 0);
+  socklen_t len = sizeof a;
+  getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  tern::Client client(broker_options());
+  const auto start = Clock::now();
+  auto r = client.run([&] {
+    return tern::http::fetch(tern::Context::with_timeout(10s), "https://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/",
+                             {}, tern::http::FetchOptions{.timeout = 5s, .connect_timeout = 300ms,
+                                                          .ca_file = certs().path("ca.pem")});
+  });
+  const auto took = Clock::now() - start;
+  close(silent);
+  CHECK(r.code() == tern::Code::kDeadlineExceeded);
+  if (!r.ok()) CHECK_THAT(r.error().message, Catch::Contains("TLS handshake"));
+  CHECK(took >= 250ms);
+  CHECK(took < 300ms + 1s);   // generous: a busy 2-core machine
+}
+
 TEST_CASE("300 concurrent slow HTTPS requests are served by a few threads") {
   HttpsService s;
   tern::Options o = broker_options();

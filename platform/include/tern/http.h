@@ -78,7 +78,7 @@ using Handler = std::function<Response(Context& ctx, Request& req)>;
 // How one fetch may go. Defaults are written here.
 struct FetchOptions {
   std::chrono::milliseconds timeout{10000};          // the whole exchange; never past the context's deadline
-  std::chrono::milliseconds connect_timeout{10000};  // resolving and connecting, within `timeout`
+  std::chrono::milliseconds connect_timeout{10000};  // resolving, connecting and any TLS handshake, within `timeout`
   size_t max_response_bytes = 64 * 1024 * 1024;      // the body; larger: RESOURCE_EXHAUSTED
   // Not owned; must outlive the call. With one, fetch checks every address
   // the host resolved to and refuses the URL (PERMISSION_DENIED, nothing
