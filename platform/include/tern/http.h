@@ -112,7 +112,7 @@ inline constexpr std::string_view kTlsHandshake = "handshake";
 //   DEADLINE_EXCEEDED  past the context's deadline, timeout or connect_timeout
 //   RESOURCE_EXHAUSTED the response is larger than max_response_bytes
 //   FAILED_PRECONDITION options.ca_file cannot be loaded
-// https:// checks the certificate the way browsers do: it must chain to a
+// https:// checks the server's certificate: it must chain to a
 // trusted CA and name the host (its DNS name, or its IP address when the
 // url's host is one, in subjectAltName); SNI carries a host name. TLS 1.2
 // or later. The egress policy is checked on the resolved addresses before
