@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
     http.max_body_bytes =
         static_cast<size_t>(tern::env::integer("TERN_GATEWAY_MAX_BODY_KB", 1024, 1, 1024 * 1024)) * 1024;
     http.read_timeout = std::max(http.read_timeout, config.timeout);
+    // HTTPS when both are set: PEM files of the certificate (with its chain)
+    // and its key. A file that cannot be loaded stops start-up (exit 2).
+    http.tls_cert_file = tern::env::string("TERN_GATEWAY_TLS_CERT", "");
+    http.tls_key_file = tern::env::string("TERN_GATEWAY_TLS_KEY", "");
+    if (http.tls_cert_file.empty() != http.tls_key_file.empty())
+      throw tern::ConfigError("TERN_GATEWAY_TLS_CERT and TERN_GATEWAY_TLS_KEY go together: both (HTTPS) or neither");
     const std::string routes = tern::env::string("TERN_GATEWAY_ROUTES", TERN_GATEWAY_DEFAULT_ROUTES);
     gw = std::make_unique<gateway::Gateway>(gateway::RouteTable::load(routes), config);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <tern/log.h>
 
 #include <charconv>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -24,18 +25,28 @@ int64_t system_now_unix_ms() {
       .count();
 }
 
+namespace {
+
+// The url after its scheme, if the scheme is http:// or https://.
+std::optional<std::string_view> after_scheme(std::string_view url) {
+  for (std::string_view scheme : {"http://", "https://"})
+    if (url.starts_with(scheme)) return url.substr(scheme.size());
+  return std::nullopt;
+}
+
+}  // namespace
+
 tern::Error check_url(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
   if (url.empty()) return invalid_url("is required");
   if (url.size() > kMaxUrlBytes)
     return invalid_url("is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
-  if (!url.starts_with(kScheme)) return invalid_url("must start with http:// (plain HTTP only)");
+  const auto rest = after_scheme(url);
+  if (!rest) return invalid_url("must start with https:// or http://");
   for (unsigned char c : url)
     if (c <= 0x20 || c >= 0x7f)
       return invalid_url("must not hold spaces, control or non-ASCII characters");
   if (url.find('#') != std::string_view::npos) return invalid_url("must not have a fragment");
-  std::string_view authority = url.substr(kScheme.size());
-  authority = authority.substr(0, authority.find_first_of("/?"));
+  std::string_view authority = rest->substr(0, rest->find_first_of("/?"));
   if (authority.find('@') != std::string_view::npos) return invalid_url("must not hold user info");
   std::string_view host = authority;
   if (auto colon = authority.rfind(':');
@@ -55,7 +66,7 @@ namespace {
 
 // The host of a url check_url accepted, brackets kept ("[::1]").
 std::string_view host_of(std::string_view url) {
-  std::string_view authority = url.substr(std::string_view("http://").size());
+  std::string_view authority = after_scheme(url).value_or(url);
   authority = authority.substr(0, authority.find_first_of("/?"));
   if (authority.starts_with("[")) return authority.substr(0, authority.find(']') + 1);
   return authority.substr(0, authority.rfind(':'));
@@ -81,6 +92,14 @@ std::string failure_class(const tern::Error& e) {
   }
   auto stage = e.params.find("stage");
   if (stage != e.params.end() && stage->second == "response") return "no valid HTTP response";
+  if (stage != e.params.end() && stage->second == "tls") {
+    // Which CA, which names, what OpenSSL said: the debug log only.
+    auto tls = e.params.find("tls");
+    if (tls != e.params.end() &&
+        (tls->second == tern::http::kTlsUntrusted || tls->second == tern::http::kTlsNameMismatch))
+      return "TLS certificate not accepted";
+    return "TLS handshake failed";
+  }
   return "could not connect";   // DNS failures too: whether an inside name exists is not told
 }
 
@@ -165,7 +184,8 @@ tern::Error Webhooks::on_delivery(tern::Context& ctx, const Delivery& delivery) 
   const tern::http::FetchOptions options{.timeout = config_.timeout,
                                          .connect_timeout = config_.connect_timeout,
                                          .max_response_bytes = config_.max_response_bytes,
-                                         .egress = &config_.egress};
+                                         .egress = &config_.egress,
+                                         .ca_file = config_.ca_file};
   auto rsp = fetch_(ctx, target->webhook.url(), std::move(req), options);
   std::string failure;
   if (!rsp.ok()) {

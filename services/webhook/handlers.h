@@ -23,10 +23,10 @@ namespace webhook {
 inline constexpr int kMaxWebhooksPerAccount = 20;
 inline constexpr size_t kMaxUrlBytes = 2048;
 
-// INVALID_ARGUMENT unless `url` is http://host[:port][/path][?query]: plain
-// HTTP (what tern::http::fetch speaks), a host, a port in 1..65535 if any,
-// no user info, fragment, spaces or control characters, at most
-// kMaxUrlBytes. Code kOk otherwise.
+// INVALID_ARGUMENT unless `url` is https://host[:port][/path][?query] or
+// the same with http:// (what tern::http::fetch speaks), a host, a port in
+// 1..65535 if any, no user info, fragment, spaces or control characters, at
+// most kMaxUrlBytes. Code kOk otherwise.
 tern::Error check_url(std::string_view url);
 
 // INVALID_ARGUMENT if the url's host is an address literal (in any form
@@ -36,8 +36,10 @@ tern::Error check_destination(std::string_view url, const tern::http::EgressPoli
 
 // What a failed delivery is, in words that say nothing of what sits behind
 // the address: "refused by the egress policy", "could not connect", "timed
-// out", "no valid HTTP response", "response too large", "HTTP 3xx
-// (redirects are not followed)", "HTTP 4xx", "HTTP 5xx". This, never the
+// out", "TLS handshake failed", "TLS certificate not accepted" (untrusted,
+// expired or not naming the host: which, the debug log says), "no valid
+// HTTP response", "response too large", "HTTP 3xx (redirects are not
+// followed)", "HTTP 4xx", "HTTP 5xx". This, never the
 // system's reason or the peer's answer, is what the event's error carries,
 // and so what traces, dead letters and their logs show.
 std::string failure_class(const tern::Error& fetch_error);
@@ -55,7 +57,8 @@ int64_t system_now_unix_ms();
 struct Config {
   // TERN_WEBHOOK_TIMEOUT_MS: how long one POST to a webhook may take in all.
   std::chrono::milliseconds timeout{10000};
-  // TERN_WEBHOOK_CONNECT_TIMEOUT_MS: of which resolving and connecting.
+  // TERN_WEBHOOK_CONNECT_TIMEOUT_MS: of which resolving, connecting and the
+  // TLS handshake (https://).
   std::chrono::milliseconds connect_timeout{3000};
   // A receiver's answer is read up to this (its body is then ignored);
   // larger fails the delivery.
@@ -63,6 +66,9 @@ struct Config {
   // TERN_WEBHOOK_ALLOW: the address ranges a webhook may reach although
   // the default policy denies them (loopback, private, link-local...).
   tern::http::EgressPolicy egress;
+  // TERN_WEBHOOK_CA_FILE: PEM file of the CAs an https:// receiver's
+  // certificate must chain to; empty: the system's store (ca-certificates).
+  std::string ca_file;
 };
 
 // Handlers may run on any thread at once (the store serializes itself).

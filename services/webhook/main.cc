@@ -25,12 +25,19 @@ int main(int argc, char** argv) {
     // egress policy denies them by default ("127.0.0.1/32,::1/128").
     config.egress = tern::http::EgressPolicy::from_list(
         "TERN_WEBHOOK_ALLOW", tern::env::string("TERN_WEBHOOK_ALLOW", ""));
+    // TERN_WEBHOOK_CA_FILE: the CAs https:// receivers' certificates must
+    // chain to (PEM); unset: the system's store. Loaded now, so a bad file
+    // stops start-up rather than every delivery.
+    config.ca_file = tern::env::string("TERN_WEBHOOK_CA_FILE", "");
+    if (!config.ca_file.empty()) tern::http::check_ca_file("TERN_WEBHOOK_CA_FILE", config.ca_file);
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;
   }
   for (const auto& range : config.egress.allowed())
     tern::log::warn("webhooks may reach {} (TERN_WEBHOOK_ALLOW)", range.to_string());
+  tern::log::info("https:// receivers are checked against {}",
+                  config.ca_file.empty() ? std::string("the system's CA store") : "the CAs of " + config.ca_file);
   webhook::Webhooks webhooks{*store, config};
   tern::Service svc{"service.webhook"};
   svc.handle("register", [&](tern::Context& ctx, const webhook::RegisterRequest& req) {

@@ -96,12 +96,14 @@ TEST_CASE("Tern-Signature is t and the hex HMAC-SHA256 of t.body") {
         "t=1700000000,v1=d3793e2b4103edfbd98cc19591832f5fad701d413db9fcae0ae7dab8184ed207");
 }
 
-TEST_CASE("webhook URLs are plain http with a host") {
+TEST_CASE("webhook URLs are https or http with a host") {
   for (std::string ok : {"http://127.0.0.1:9999/hook", "http://example.com", "http://h/p?q=1&r=2",
-                         "http://[::1]:8080/x", "http://h:65535/"})
+                         "http://[::1]:8080/x", "http://h:65535/", "https://example.com/hook",
+                         "https://127.0.0.1:8443/hook", "https://[::1]/x"})
     CHECK(webhook::check_url(ok).ok());
   for (std::string bad : std::vector<std::string>{
-           "", "https://example.com/hook", "ftp://h/", "HTTP://h/", "http://", "http:///path",
+           "", "ftp://h/", "HTTP://h/", "HTTPS://h/", "https:/h/", "http://", "https://", "https:///path",
+           "https://h:0/", "https://user@h/", "http:///path",
            "http://:80/", "http://h:0/", "http://h:65536/", "http://h:x/", "http://h:/",
            "http://user:pw@h/", "http://h/a b", "http://h/#frag", "http://h/\n",
            "http://h/" + std::string(2048, 'a')}) {
@@ -142,7 +144,7 @@ TEST_CASE("register refuses bad URLs, no account, and too many webhooks") {
   Fixture f;
   webhook::RegisterRequest req;
   req.set_account_id("acc_a");
-  req.set_url("https://example.com/hook");
+  req.set_url("ftp://example.com/hook");
   CHECK(f.webhooks.register_webhook(f.ctx, req).code() == tern::Code::kInvalidArgument);
   req.set_url("http://example.com/hook");
   req.clear_account_id();
@@ -227,6 +229,20 @@ TEST_CASE("a delivery POSTs the body, signed with the webhook's secret and the t
   CHECK(sent.options.connect_timeout == 3000ms);
   CHECK(sent.options.timeout == 10000ms);
   CHECK(sent.options.max_response_bytes == 64 * 1024);
+  CHECK(sent.options.ca_file.empty());   // the system's CA store
+}
+
+TEST_CASE("an https delivery goes to fetch with the configured CA file") {
+  webhook::Config config = loopback_allowed();
+  config.ca_file = "/etc/tern/receivers-ca.pem";
+  Fixture f{config};
+  f.add("acc_a", "https://127.0.0.1:8443/hook");
+  REQUIRE(f.webhooks.on_transaction_created(f.ctx, created("tx_1", "acc_a")).ok());
+  REQUIRE(f.webhooks.on_delivery(f.ctx, f.deliveries().at(0)).ok());
+  REQUIRE(f.fetched.size() == 1);
+  CHECK(f.fetched[0].url == "https://127.0.0.1:8443/hook");
+  CHECK(f.fetched[0].options.ca_file == "/etc/tern/receivers-ca.pem");
+  CHECK(f.fetched[0].options.egress != nullptr);
 }
 
 TEST_CASE("the receiver's check refuses a replay outside the window, a changed body and another secret") {
@@ -318,6 +334,21 @@ TEST_CASE("a failed delivery is UNAVAILABLE with a coarse class, never the syste
                    "no valid HTTP response"});
   cases.push_back({tern::Error{tern::Code::kResourceExhausted, "the response from x is too large"},
                    "response too large"});
+  auto tls = [&](std::string message, std::string_view kind) {
+    return stage(tern::Error{tern::Code::kUnavailable, std::move(message)}, "tls")
+        .with_param("tls", std::string(kind));
+  };
+  cases.push_back({tls("TLS handshake: certificate verify failed: unable to get local issuer certificate "
+                       "with 10.0.0.5:8443",
+                       tern::http::kTlsUntrusted),
+                   "TLS certificate not accepted"});
+  cases.push_back({tls("TLS handshake: certificate verify failed: hostname mismatch with redis.internal",
+                       tern::http::kTlsNameMismatch),
+                   "TLS certificate not accepted"});
+  cases.push_back({tls("TLS handshake: error:0A00010B:SSL routines::wrong version number with 10.0.0.5:22 "
+                       "(OpenSSH)",
+                       tern::http::kTlsHandshake),
+                   "TLS handshake failed"});
   cases.push_back({tern::http::Response{.status = 500, .body = "SSH-2.0-OpenSSH_9.2 redis_version:7.0"},
                    "HTTP 5xx"});
   cases.push_back({tern::http::Response{.status = 503}, "HTTP 5xx"});
@@ -333,7 +364,8 @@ TEST_CASE("a failed delivery is UNAVAILABLE with a coarse class, never the syste
     CHECK(e.message == prefix + c.failure);
     CHECK(e.params.at("failure") == c.failure);
     for (std::string secret_of_the_inside : {"127.0.0.1", "10.0.0.5", "Connection refused", "redis",
-                                             "OpenSSH", "nginx", "169.254", "Name or service"})
+                                             "OpenSSH", "nginx", "169.254", "Name or service",
+                                             "verify failed", "issuer", "mismatch", "SSL routines"})
       CHECK_THAT(e.to_string(), !Catch::Contains(secret_of_the_inside));
   }
   f.answer = tern::http::Response{.status = 204};

@@ -99,7 +99,7 @@ int free_port() {
 
 }  // namespace
 
-TEST_CASE("fetch with the default egress policy refuses loopback by any spelling, and connects to nothing") {
+TEST_CASE("fetch with the default egress policy refuses loopback by any spelling, over http and https, and connects to nothing") {
   tern::Client client(broker_options());
   Listener target;
   const tern::http::EgressPolicy policy;
@@ -107,7 +107,8 @@ TEST_CASE("fetch with the default egress policy refuses loopback by any spelling
   const std::string port = std::to_string(target.port);
   for (std::string url : {"http://127.0.0.1:" + port + "/", "http://localhost:" + port + "/",
                           "http://127.1:" + port + "/", "http://2130706433:" + port + "/",
-                          "http://[::ffff:127.0.0.1]:" + port + "/", "http://[::1]:" + port + "/"}) {
+                          "http://[::ffff:127.0.0.1]:" + port + "/", "http://[::1]:" + port + "/",
+                          "https://127.0.0.1:" + port + "/", "https://localhost:" + port + "/"}) {
     INFO(url);
     auto r = fetch(client, url, options);
     CHECK(r.code() == tern::Code::kPermissionDenied);

@@ -1,6 +1,7 @@
 // HTTP/1.1 for tern fibers: a server (Service::serve_http) and a client
-// (http::fetch). Sockets are non-blocking and wait in the loop's poll(), so
-// a slow peer parks one fiber, never an OS thread. Plain http:// only.
+// (http::fetch), each in the clear or over TLS (HTTPS). Sockets are
+// non-blocking and wait in the loop's poll(), so a slow peer (or a slow
+// TLS handshake) parks one fiber, never an OS thread.
 #pragma once
 
 #include <chrono>
@@ -56,6 +57,15 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10000};   // a request's headers and body
   std::chrono::milliseconds idle_timeout{60000};   // a kept-alive connection with nothing to do
   bool trace = true;                // record a span per request (when tracing is on)
+  // HTTPS: PEM files of the server's certificate (then any intermediates)
+  // and its key, both or neither; Service::start throws ConfigError naming
+  // the file if one cannot be loaded or they do not match. With them every
+  // connection starts with a TLS handshake (TLS 1.2 or later) that must
+  // end within read_timeout; one that fails (a plain HTTP request
+  // included) is closed unserved, logged at debug level and counted in
+  // tern_http_tls_handshake_failures_total. Empty: plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // Runs once per request in the connection's own fiber on one of the
@@ -68,25 +78,46 @@ using Handler = std::function<Response(Context& ctx, Request& req)>;
 // How one fetch may go. Defaults are written here.
 struct FetchOptions {
   std::chrono::milliseconds timeout{10000};          // the whole exchange; never past the context's deadline
-  std::chrono::milliseconds connect_timeout{10000};  // resolving and connecting, within `timeout`
+  std::chrono::milliseconds connect_timeout{10000};  // resolving, connecting and any TLS handshake, within `timeout`
   size_t max_response_bytes = 64 * 1024 * 1024;      // the body; larger: RESOURCE_EXHAUSTED
   // Not owned; must outlive the call. With one, fetch checks every address
   // the host resolved to and refuses the URL (PERMISSION_DENIED, nothing
   // sent) if any is denied; it connects only to the addresses it checked.
   // Null: any address.
   const EgressPolicy* egress = nullptr;
+  // https:// only: a PEM file of the CAs trusted to sign the server's
+  // certificate. Empty: the system's store (Debian's ca-certificates).
+  std::string ca_file{};
 };
 
+// The failures of a TLS handshake in fetch, as its error's param "tls".
+inline constexpr std::string_view kTlsUntrusted = "untrusted_certificate";
+inline constexpr std::string_view kTlsNameMismatch = "name_mismatch";
+inline constexpr std::string_view kTlsHandshake = "handshake";
+
 // Client: from a tern fiber (a handler, Client::run). Sends `req` to `url`
-// ("http://host:port/path?query"; req.path and req.query are taken from the
-// url) and returns the response, or an error:
+// ("http://host:port/path?query", or https:// for TLS; req.path and
+// req.query are taken from the url) and returns the response, or an error:
 //   INVALID_ARGUMENT   a bad url
 //   PERMISSION_DENIED  options.egress denies an address the host resolved to
 //   UNAVAILABLE        cannot resolve or connect (param "stage": "connect"),
-//                      or the connection was lost or the answer is not HTTP
-//                      (param "stage": "response")
+//                      the TLS handshake failed (param "stage": "tls", and
+//                      param "tls": kTlsUntrusted, no CA of options.ca_file
+//                      or the store vouches for the certificate (or it
+//                      expired); kTlsNameMismatch, it does not name the
+//                      url's host; kTlsHandshake, anything else, such as no
+//                      TLS at all there), or the connection was lost or the
+//                      answer is not HTTP (param "stage": "response").
+//                      A refused certificate is not retryable.
 //   DEADLINE_EXCEEDED  past the context's deadline, timeout or connect_timeout
 //   RESOURCE_EXHAUSTED the response is larger than max_response_bytes
+//   FAILED_PRECONDITION options.ca_file cannot be loaded
+// https:// checks the server's certificate: it must chain to a
+// trusted CA and name the host (its DNS name, or its IP address when the
+// url's host is one, in subjectAltName); SNI carries a host name. TLS 1.2
+// or later. The egress policy is checked on the resolved addresses before
+// any connection, as for http://. The handshake counts against
+// connect_timeout. A close-delimited body must end with TLS's close_notify.
 // Any status is a response, not an error: redirects are never followed.
 // One connection per call; Content-Length and chunked bodies are both read.
 // Messages name the host and the system's reason (errno text): for the
@@ -96,5 +127,10 @@ inline Result<Response> fetch(const Context& ctx, std::string_view url, Request 
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
   return fetch(ctx, url, std::move(req), FetchOptions{.timeout = timeout, .connect_timeout = timeout});
 }
+
+// Throws tern::ConfigError naming `source` (the variable it came from)
+// unless `path` is a PEM file of CA certificates fetch can use as
+// FetchOptions::ca_file: for a main() checking its settings at start-up.
+void check_ca_file(std::string_view source, const std::string& path);
 
 }  // namespace tern::http

@@ -138,6 +138,7 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, std::string_view server_n
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
   } else {
     SSL_set_tlsext_host_name(ssl_, name.c_str());
+    SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);   // "*.example.com", not "f*.example.com"
     SSL_set1_host(ssl_, name.c_str());
   }
 }
@@ -197,6 +198,14 @@ Session::Result Session::write(const char* buf, size_t len) {
   size_t n = 0;
   if (SSL_write_ex(ssl_, buf, len, &n) == 1) return {n, Io::kOk};
   return {0, classify(0, "TLS write")};
+}
+
+Session::Refusal Session::certificate_refused() const {
+  const long verify = SSL_get_verify_result(ssl_);
+  if (verify == X509_V_OK) return Refusal::kNone;
+  if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH)
+    return Refusal::kNameMismatch;
+  return Refusal::kUntrusted;
 }
 
 bool Session::pending() const { return SSL_pending(ssl_) > 0; }

@@ -91,6 +91,10 @@ class Session {
   // call again with at least the same bytes (buf may have moved, its
   // content not).
   Result write(const char* buf, size_t len);
+  // After a failed handshake: whether the peer's certificate was refused,
+  // and for what (error() has the details).
+  enum class Refusal { kNone, kUntrusted, kNameMismatch };
+  Refusal certificate_refused() const;
   // Decrypted bytes are waiting inside the session: read() again before
   // waiting for the socket, which will not wake for them.
   bool pending() const;

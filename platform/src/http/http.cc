@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "observability/telemetry.h"
+#include "tern/env.h"
 #include "tern/json.h"
 #include "tern/log.h"
 
@@ -65,10 +66,25 @@ int bound_port(int fd) {
   return ntohs(addr.sin_port);
 }
 
+std::shared_ptr<tls::Context> HttpServer::tls_context(const http::ServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) return nullptr;
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty())
+    throw ConfigError("HTTPS needs both a certificate and its key (tls_cert_file, tls_key_file)");
+  try {
+    tls::ServerConfig config;
+    config.cert_file = options.tls_cert_file;
+    config.key_file = options.tls_key_file;
+    return tls::Context::server(config);
+  } catch (const tls::TlsError& e) {
+    throw ConfigError(fmt::format("HTTPS: {}", e.what()));
+  }
+}
+
 HttpServer::HttpServer(Reactor& loop, Transport& transport, SpanBuffer& spans, int listen_fd,
-                       const http::ServerOptions& options,
-                       const http::Handler& handler, std::atomic<int>* active)
-    : loop_(loop), transport_(transport), spans_(spans), listen_fd_(listen_fd), options_(options), handler_(handler), active_(active) {}
+                       const http::ServerOptions& options, const http::Handler& handler,
+                       std::atomic<int>* active, Tls tls)
+    : loop_(loop), transport_(transport), spans_(spans), listen_fd_(listen_fd), options_(options),
+      handler_(handler), active_(active), tls_(std::move(tls)) {}
 
 HttpServer::~HttpServer() {
   if (listen_fd_ >= 0) close(listen_fd_);
@@ -118,6 +134,21 @@ void HttpServer::accept_loop() {
 
 void HttpServer::serve(int fd, std::string peer) {
   Socket s(loop_, fd);
+  if (tls_.context != nullptr) {
+    // Idle until the handshake is done: stop() closes it too.
+    idle_.insert(fd);
+    const bool ok = s.start_tls(tls_.context, {}, Clock::now() + options_.read_timeout);
+    idle_.erase(fd);
+    if (!ok) {
+      if (stopped_ || loop_.stopping()) return;
+      // Costs this connection only. A scanner or a plain-HTTP client is
+      // not worth more than debug; the counter shows a trend.
+      if (tls_.handshake_failures != nullptr) tls_.handshake_failures->inc();
+      log::debug("HTTPS {}: {}", peer,
+                 s.timed_out() ? std::string("the TLS handshake did not end in time") : s.tls_error());
+      return;
+    }
+  }
   const Limits limits{options_.max_header_bytes, options_.max_body_bytes};
   bool keep_alive = true;
   while (keep_alive && !stopped_ && !loop_.stopping()) {

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "http/client_tls.h"
 #include "http/http_io.h"
 #include "tern/egress.h"
 
@@ -23,16 +24,23 @@ namespace detail {
 namespace {
 
 struct Url {
-  std::string host;
-  std::string port = "80";
+  bool tls = false;            // https://
+  std::string host;            // without brackets: "::1"
+  std::string port;            // 80 or 443 unless the url says
   std::string path = "/";
   std::string query;
 };
 
 bool parse_url(std::string_view url, Url* out) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) return false;
-  url.remove_prefix(kScheme.size());
+  if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+  } else if (url.starts_with("https://")) {
+    url.remove_prefix(8);
+    out->tls = true;
+  } else {
+    return false;
+  }
+  out->port = out->tls ? "443" : "80";
   size_t slash = url.find_first_of("/?");
   std::string_view authority = url.substr(0, slash);
   std::string_view rest = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
@@ -159,6 +167,21 @@ Result<int> connect_to(Reactor& loop, const addrinfo* ai, const Url& url, Clock:
   return Error{Code::kUnavailable, fmt::format("cannot connect to {}:{}: {}", url.host, url.port, last)};
 }
 
+// The typed error of a failed handshake (see fetch in tern/http.h).
+Error tls_failure(const Socket& s, const std::string& host) {
+  std::string_view kind = http::kTlsHandshake;
+  switch (s.certificate_refused()) {
+    case tls::Session::Refusal::kUntrusted: kind = http::kTlsUntrusted; break;
+    case tls::Session::Refusal::kNameMismatch: kind = http::kTlsNameMismatch; break;
+    case tls::Session::Refusal::kNone: break;
+  }
+  Error e = Error{Code::kUnavailable, fmt::format("{} with {}", s.tls_error(), host)}
+                .with_param("stage", "tls")
+                .with_param("tls", std::string(kind));
+  e.retryable = kind == http::kTlsHandshake;
+  return e;
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -171,7 +194,13 @@ Result<Response> fetch(const Context& ctx, std::string_view url, Request req, co
                  "http::fetch outside a tern runtime: call it from a handler or inside Client::run"};
   detail::Url u;
   if (!detail::parse_url(url, &u))
-    return Error{Code::kInvalidArgument, fmt::format("not an http:// URL: '{}'", url)};
+    return Error{Code::kInvalidArgument, fmt::format("not an http:// or https:// URL: '{}'", url)};
+  std::shared_ptr<detail::tls::Context> tls;
+  if (u.tls) {
+    auto made = detail::client_tls_context(options.ca_file);
+    if (!made.ok()) return std::move(made.error());
+    tls = std::move(*made);
+  }
   if (ctx.cancelled()) return Error{Code::kCancelled, "the context was cancelled"};
   const auto deadline = std::min(ctx.deadline(), detail::Clock::now() + options.timeout);
   const auto connected_by = std::min(deadline, detail::Clock::now() + options.connect_timeout);
@@ -188,10 +217,17 @@ Result<Response> fetch(const Context& ctx, std::string_view url, Request req, co
   auto fd = detail::connect_to(*loop, (*lookup)->result, u, connected_by);
   if (!fd.ok()) return stage(std::move(fd.error()), "connect");
   detail::Socket s(*loop, *fd);
+  // The Host header: [::1] in brackets, no port when it is the scheme's.
+  std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
+  if (u.port != (u.tls ? "443" : "80")) host += ":" + u.port;
+  if (tls != nullptr && !s.start_tls(std::move(tls), u.host, connected_by)) {
+    if (s.timed_out())
+      return Error{Code::kDeadlineExceeded, fmt::format("the TLS handshake with {} took too long", host)};
+    return detail::tls_failure(s, host);
+  }
   req.path = u.path;
   req.query = u.query;
   if (req.method.empty()) req.method = req.body.empty() ? "GET" : "POST";
-  const std::string host = u.port == "80" ? u.host : fmt::format("{}:{}", u.host, u.port);
   if (!s.write_all(detail::serialize(req, host), deadline)) {
     if (s.timed_out()) return Error{Code::kDeadlineExceeded, fmt::format("sending to {} took too long", url)};
     return stage(Error{Code::kUnavailable, fmt::format("connection to {} lost while sending", host)}, "response");

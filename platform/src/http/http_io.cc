@@ -1,10 +1,6 @@
 #include "http/http_io.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cstring>
 
@@ -143,6 +139,9 @@ ReadFailure read_body(Socket& s, const std::vector<http::Header>& headers, const
     while (s.read_some(deadline))
       if (s.buffer_.size() > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
     if (s.timed_out()) return ReadFailure::kTimeout;
+    // In TLS, only a close_notify ends the body: a bare TCP close could be
+    // anyone on the path cutting it short.
+    if (s.is_tls() && !s.eof()) return ReadFailure::kMalformed;
     body->swap(s.buffer_);
     s.buffer_.clear();
     return ReadFailure::kNone;
@@ -160,49 +159,6 @@ ReadFailure read_body(Socket& s, const std::vector<http::Header>& headers, const
 }
 
 }  // namespace
-
-Socket::~Socket() {
-  if (fd_ >= 0) {
-    loop_.cancel_waits(fd_);
-    ::close(fd_);
-  }
-}
-
-bool Socket::read_some(Clock::time_point deadline) {
-  char chunk[16 * 1024];
-  for (;;) {
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      buffer_.append(chunk, static_cast<size_t>(n));
-      return true;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-    if (loop_.wait_fd(fd_, POLLIN, deadline) == 0) {
-      timed_out_ = Clock::now() >= deadline;
-      return false;
-    }
-  }
-}
-
-bool Socket::write_all(std::string_view data, Clock::time_point deadline) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
-    short ev = loop_.wait_fd(fd_, POLLOUT, deadline);
-    if (ev == 0 || (ev & (POLLERR | POLLHUP)) != 0) {
-      timed_out_ = ev == 0 && Clock::now() >= deadline;
-      return false;
-    }
-  }
-  return true;
-}
 
 ReadFailure read_request(Socket& s, const Limits& limits, Clock::time_point first_byte_by,
                          std::chrono::milliseconds read_timeout, http::Request* out) {

@@ -1,5 +1,5 @@
-// Internals of tern::http: a non-blocking socket read and written by one
-// fiber, and HTTP/1.1 message parsing. Reactor thread only.
+// Internals of tern::http: HTTP/1.1 messages read from and written to a
+// Socket (http/socket.h). Reactor thread only.
 #pragma once
 
 #include <chrono>
@@ -7,34 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "http/socket.h"
 #include "runtime/reactor.h"
 #include "tern/http.h"
 
 namespace tern::detail {
-
-
-// Owns a non-blocking socket; every wait parks the fiber in Reactor::wait_fd.
-class Socket {
- public:
-  Socket(Reactor& loop, int fd) : loop_(loop), fd_(fd) {}
-  ~Socket();
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-
-  int fd() const { return fd_; }
-  // Appends what arrives to `buffer_`; false on EOF, error or deadline.
-  bool read_some(Clock::time_point deadline);
-  // Sends all of `data`; false on error or deadline.
-  bool write_all(std::string_view data, Clock::time_point deadline);
-  bool timed_out() const { return timed_out_; }
-
-  std::string buffer_;   // bytes read and not yet consumed
-
- private:
-  Reactor& loop_;
-  int fd_;
-  bool timed_out_ = false;
-};
 
 // Why reading a message failed; each maps to a status on the server side.
 enum class ReadFailure { kNone, kClosed, kTimeout, kMalformed, kHeadTooLarge, kBodyTooLarge };

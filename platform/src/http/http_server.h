@@ -3,12 +3,15 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <set>
 #include <string>
 
+#include "core/tls.h"
 #include "http/http_io.h"
 #include "observability/span_buffer.h"
 #include "tern/call.h"
+#include "tern/metrics.h"
 
 namespace tern::detail {
 
@@ -16,12 +19,25 @@ namespace tern::detail {
 int http_listen(const std::string& address, int port);
 int bound_port(int fd);
 
+// HTTPS: the server context every connection's handshake uses, and where
+// failed handshakes are counted. No context: plain HTTP.
+struct HttpTls {
+  std::shared_ptr<tls::Context> context;
+  metrics::Counter* handshake_failures = nullptr;
+};
+
 class HttpServer {
  public:
+  using Tls = HttpTls;
+  // The context of options.tls_cert_file and tls_key_file, or null without
+  // them. Throws ConfigError naming the file.
+  static std::shared_ptr<tls::Context> tls_context(const http::ServerOptions& options);
+
   // Takes the listening socket. `active` counts requests being handled.
   // Handlers' calls go through `transport`; their spans to `spans`.
   HttpServer(Reactor& reactor, Transport& transport, SpanBuffer& spans, int listen_fd,
-             const http::ServerOptions& options, const http::Handler& handler, std::atomic<int>* active);
+             const http::ServerOptions& options, const http::Handler& handler, std::atomic<int>* active,
+             Tls tls = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -43,6 +59,7 @@ class HttpServer {
   const http::ServerOptions options_;
   const http::Handler& handler_;
   std::atomic<int>* active_;
+  const Tls tls_;
   bool stopped_ = false;     // loop thread only
   std::set<int> idle_;       // connections waiting for their next request
 };

@@ -73,16 +73,27 @@ class ServiceCore {
       files.rlim_cur = files.rlim_max;
       setrlimit(RLIMIT_NOFILE, &files);
     }
+    // One TLS context (certificate and key loaded once) for every thread.
+    HttpServer::Tls tls;
+    tls.context = HttpServer::tls_context(http_options);
+    if (tls.context != nullptr)
+      tls.handshake_failures = &metrics::registry().counter(
+          "tern_http_tls_handshake_failures_total", "TLS handshakes that failed on the HTTPS port",
+          {{"service", def.name}});
     int port = http_options.port;
     for (auto& t : r.threads) {
       const int fd = http_listen(http_options.address, port);
       port = bound_port(fd);   // the port 0 resolved to, for the other threads
       r.http_servers.push_back(std::make_unique<HttpServer>(t->reactor(), *t, t->spans(), fd, http_options,
-                                                            http_handler, &http_active));
+                                                            http_handler, &http_active, tls));
     }
     http_port = port;
     for (auto& server : r.http_servers) server->start();
-    log::info("{}: HTTP on {}:{}", def.name, http_options.address, http_port);
+    if (tls.context != nullptr)
+      log::info("{}: HTTPS on {}:{} (certificate {}, for {})", def.name, http_options.address, http_port,
+                http_options.tls_cert_file, tls.context->own_common_name());
+    else
+      log::info("{}: HTTP on {}:{}", def.name, http_options.address, http_port);
   }
 
   void start_metrics(Running& r) {
@@ -296,6 +307,9 @@ int Service::run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
     start(options);
+  } catch (const ConfigError& e) {   // an HTTPS certificate that cannot be loaded, and the like
+    log::error("cannot start: {}", e.what());
+    return 2;
   } catch (const std::exception& e) {
     log::error("cannot start: {}", e.what());
     return 1;
