@@ -22,6 +22,17 @@ wait_for() {
 healthy() { "$bin/tern" call "$1" _health >/dev/null 2>&1; }
 json() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 tern() { "$bin/tern" "$@"; }
+# Each service as its own broker user, as the scripts run them: webhook
+# takes transaction.Created only from service.transaction, and
+# service.transaction's create only from api.transaction.
+source "$root/scripts/lib/rabbit.sh"
+files=$(rabbit_add_users service:service.transaction service:service.webhook service:api.transaction)
+cred=$(dirname "$(head -n 1 <<<"$files")")
+# login USER: the variables that log a process in as USER, for env, which
+# execs the program (a service started with & keeps its own pid: kill works).
+login() { echo "TERN_AMQP_URL=$TERN_RABBIT_URL TERN_AMQP_USER=$1 TERN_AMQP_PASSWORD_FILE=$cred/$1.password"; }
+# shellcheck disable=SC2046  # (login's words hold no spaces)
+as() { env $(login "$1") "${@:2}"; }
 
 work=$(mktemp -d)
 pids=()
@@ -35,9 +46,11 @@ trap cleanup EXIT
 "$root/tests/tls/make_certs.sh" "$work/certs"
 export TERN_DATA_DIR=$work/data TERN_EVENT_RETRY_MS=200 TERN_EVENT_ATTEMPTS=3 TERN_OUTBOX_RELAY_MS=200
 export TERN_WEBHOOK_ALLOW=127.0.0.1/32,::1/128 TERN_LOG_FORMAT=text
-"$bin/transaction" >"$work/transaction.log" 2>&1 &
+# shellcheck disable=SC2046
+env $(login service.transaction) "$bin/transaction" >"$work/transaction.log" 2>&1 &
 pids+=($!)
-TERN_WEBHOOK_CA_FILE=$work/certs/ca.pem "$bin/webhook" >"$work/webhook.log" 2>&1 &
+# shellcheck disable=SC2046
+env $(login service.webhook) TERN_WEBHOOK_CA_FILE="$work/certs/ca.pem" "$bin/webhook" >"$work/webhook.log" 2>&1 &
 pids+=($!)
 webhook_pid_index=1
 for s in transaction webhook; do
@@ -57,7 +70,7 @@ pids+=($!)
 listening() { grep -q "webhook receiver on https://127.0.0.1:$port/" "$work/received"; }
 check "the receiver serves HTTPS" wait_for 20 listening
 
-tx=$(tern call service.transaction create \
+tx=$(as api.transaction "$bin/tern" call service.transaction create \
   "{\"account_id\":\"$account\",\"amount\":1250,\"currency\":\"GBP\",\"description\":\"coffee\"}")
 tx_id=$(json '["id"]' <<<"$tx")
 received() { grep -q "^POST /hook " "$work/received"; }
@@ -71,13 +84,14 @@ check "no handshake failed" test "$(handshake_failures)" = 0
 # service.webhook restarted trusting another CA: the same receiver is refused.
 kill -TERM "${pids[$webhook_pid_index]}"
 wait "${pids[$webhook_pid_index]}" || true
-TERN_WEBHOOK_CA_FILE=$work/certs/other-ca.pem "$bin/webhook" >>"$work/webhook.log" 2>&1 &
+# shellcheck disable=SC2046
+env $(login service.webhook) TERN_WEBHOOK_CA_FILE="$work/certs/other-ca.pem" "$bin/webhook" >>"$work/webhook.log" 2>&1 &
 pids[$webhook_pid_index]=$!
 check "service.webhook restarts with TERN_WEBHOOK_CA_FILE=other-ca.pem" wait_for 20 healthy service.webhook
 wrong=$(tern call service.webhook register \
   "{\"account_id\":\"other_$account\",\"url\":\"https://127.0.0.1:$port/wrong\"}")
 wrong_id=$(json '["id"]' <<<"$wrong")
-tern call service.transaction create "{\"account_id\":\"other_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
+as api.transaction "$bin/tern" call service.transaction create "{\"account_id\":\"other_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
 dead_lettered() {
   tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "webhook $wrong_id: TLS certificate not accepted"
 }
