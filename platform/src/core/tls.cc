@@ -107,6 +107,10 @@ std::shared_ptr<Context> Context::server(const ServerConfig& c) {
     if (SSL_CTX_load_verify_locations(raw, c.client_ca_file.c_str(), nullptr) != 1)
       throw TlsError(fmt::format("cannot load the client CA file {}: {}", c.client_ca_file, openssl_error("?")));
     SSL_CTX_set_verify(raw, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // With client certificates verified, OpenSSL refuses to resume a
+    // session whose context it cannot tell: name ours.
+    static const unsigned char kSessionContext[] = "tern";
+    SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
   }
   return ctx;
 }
