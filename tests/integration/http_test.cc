@@ -140,6 +140,25 @@ TEST_CASE("a chunked request body is read whole") {
   CHECK_THAT(raw_exchange(s.svc.http_port(), req), Catch::Contains("POST /c? [] hello world"));
 }
 
+TEST_CASE("chunk sizes that are not all hex or overflow, and endless trailers, are refused") {
+  HttpService s;
+  const std::string head = "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+  CHECK_THAT(raw_exchange(s.svc.http_port(), head + "5zz\r\nhello\r\n0\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400"));
+  // Wraps a size_t sum with what was read: must not pass the body limit.
+  CHECK_THAT(raw_exchange(s.svc.http_port(), head + "1\r\nx\r\nffffffffffffffff\r\nx\r\n0\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 413"));
+  CHECK_THAT(raw_exchange(s.svc.http_port(), head + "10000000000000000\r\nx\r\n0\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 400"));
+  // 0, then trailer lines past the header limit (16 KiB): refused, not kept.
+  std::string trailers;
+  for (int i = 0; i < 2000; ++i) trailers += "X-T: " + std::string(20, 't') + "\r\n";
+  CHECK_THAT(raw_exchange(s.svc.http_port(), head + "5\r\nhello\r\n0\r\n" + trailers + "\r\n"),
+             Catch::StartsWith("HTTP/1.1 431"));
+  // A few trailers are fine.
+  CHECK_THAT(raw_exchange(s.svc.http_port(), head + "5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+             Catch::Contains("POST /c? [] hello"));
+}
+
 TEST_CASE("Expect 100-continue is answered before the body is sent") {
   HttpService s;
   int fd = raw_connect(s.svc.http_port());

@@ -106,17 +106,26 @@ ReadFailure read_body(Socket& s, const std::vector<http::Header>& headers, const
       }
       std::string_view size_line = std::string_view(s.buffer_).substr(pos, eol - pos);
       size_line = size_line.substr(0, size_line.find(';'));
+      while (!size_line.empty() && (size_line.back() == ' ' || size_line.back() == '\t')) size_line.remove_suffix(1);
+      // chunk-size = 1*HEXDIG (RFC 9112 section 7.1): all of it, and no
+      // number that overflows ("5zz", "fffffffffffffffff" are refused).
       size_t size = 0;
       auto [p, ec] = std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
-      if (ec != std::errc{} || p == size_line.data()) return ReadFailure::kMalformed;
-      if (body->size() + size > limits.max_body_bytes) return ReadFailure::kBodyTooLarge;
+      if (ec != std::errc{} || p == size_line.data() || p != size_line.data() + size_line.size())
+        return ReadFailure::kMalformed;
+      if (size > limits.max_body_bytes - body->size()) return ReadFailure::kBodyTooLarge;
       pos = eol + 2;
       if (size == 0) {
-        // Trailers, up to the blank line.
+        // Trailers, up to the blank line: all of them within max_header_bytes.
+        const size_t trailers_from = pos;
         size_t end;
         while ((end = s.buffer_.find("\r\n", pos)) == std::string::npos || end != pos) {
-          if (end != std::string::npos) { pos = end + 2; continue; }
-          if (s.buffer_.size() - pos > limits.max_header_bytes) return ReadFailure::kMalformed;
+          if (end != std::string::npos) {
+            pos = end + 2;
+            if (pos - trailers_from > limits.max_header_bytes) return ReadFailure::kHeadTooLarge;
+            continue;
+          }
+          if (s.buffer_.size() - trailers_from > limits.max_header_bytes) return ReadFailure::kHeadTooLarge;
           if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
         }
         s.buffer_.erase(0, pos + 2);
