@@ -159,6 +159,30 @@ TEST_CASE("chunk sizes that are not all hex or overflow, and endless trailers, a
              Catch::Contains("POST /c? [] hello"));
 }
 
+TEST_CASE("ambiguous framing and bad header bytes are 400 and the connection closes") {
+  HttpService s;
+  auto status = [&](const std::string& head, const std::string& body = "") {
+    const std::string got = raw_exchange(s.svc.http_port(), "POST /c HTTP/1.1\r\nHost: x\r\n" + head + "\r\n" + body);
+    return got.substr(0, 12);
+  };
+  // Two Content-Lengths that differ (the first used to win), or even agree.
+  CHECK(status("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!") == "HTTP/1.1 400");
+  CHECK(status("Content-Length: 5\r\nContent-Length: 5\r\n", "hello") == "HTTP/1.1 400");
+  // Transfer-Encoding and Content-Length together: request smuggling.
+  CHECK(status("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n") == "HTTP/1.1 400");
+  // A bare LF inside a value, a control byte in a name or value, a space in a name.
+  CHECK(status("X-A: one\ntwo\r\nContent-Length: 0\r\n") == "HTTP/1.1 400");
+  CHECK(status(std::string("X-\x01A: 1\r\nContent-Length: 0\r\n")) == "HTTP/1.1 400");
+  CHECK(status(std::string("X-A: a\x7f\r\nContent-Length: 0\r\n")) == "HTTP/1.1 400");
+  CHECK(status("X A: 1\r\nContent-Length: 0\r\n") == "HTTP/1.1 400");
+  // More than 100 headers.
+  std::string many;
+  for (int i = 0; i < 101; ++i) many += "X-" + std::to_string(i) + ": 1\r\n";
+  CHECK(status(many + "Content-Length: 0\r\n") == "HTTP/1.1 400");
+  // And a clean one still goes through, with obs-text in a value.
+  CHECK(status("X-A: caf\xc3\xa9\tok\r\nContent-Length: 5\r\nConnection: close\r\n", "hello") == "HTTP/1.1 200");
+}
+
 TEST_CASE("Expect 100-continue is answered before the body is sent") {
   HttpService s;
   int fd = raw_connect(s.svc.http_port());

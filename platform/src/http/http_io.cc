@@ -50,8 +50,21 @@ bool percent_decode(std::string_view in, bool plus_is_space, std::string* out) {
   return true;
 }
 
+// A header name's bytes: tchar (RFC 9110 section 5.6.2).
+bool token_char(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+// A value's bytes: visible, space, tab, or obs-text; no CR, LF, NUL or
+// other control byte (RFC 9110 section 5.5), so no bare LF either.
+bool value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+constexpr size_t kMaxHeaders = 100;
+
 // Splits the header block after the start line into headers; false if a
-// line is not "name: value".
+// line is not "name: value" with a token for a name and a clean value, or
+// there are more than kMaxHeaders.
 bool parse_headers(std::string_view block, std::vector<http::Header>* out) {
   while (!block.empty()) {
     size_t eol = block.find("\r\n");
@@ -61,8 +74,13 @@ bool parse_headers(std::string_view block, std::vector<http::Header>* out) {
     size_t colon = line.find(':');
     if (colon == 0 || colon == std::string_view::npos) return false;
     std::string_view name = line.substr(0, colon);
-    if (name.find_first_of(" \t") != std::string_view::npos) return false;
-    out->push_back({std::string(name), std::string(trim(line.substr(colon + 1)))});
+    for (char c : name)
+      if (!token_char(static_cast<unsigned char>(c))) return false;
+    std::string_view value = line.substr(colon + 1);
+    for (char c : value)
+      if (!value_char(static_cast<unsigned char>(c))) return false;
+    if (out->size() >= kMaxHeaders) return false;
+    out->push_back({std::string(name), std::string(trim(value))});
   }
   return true;
 }
@@ -94,6 +112,15 @@ size_t read_head(Socket& s, const Limits& limits, Clock::time_point first_byte_b
 // only, `until_close`) the end of the connection.
 ReadFailure read_body(Socket& s, const std::vector<http::Header>& headers, const Limits& limits,
                       Clock::time_point deadline, bool until_close, std::string* body) {
+  // Ambiguous framing is how requests are smuggled past a proxy: two
+  // Content-Lengths, two Transfer-Encodings, or both kinds (RFC 9112
+  // section 6.3) are refused, never guessed at.
+  size_t lengths = 0, encodings = 0;
+  for (const http::Header& h : headers) {
+    if (iequals(h.name, "Content-Length")) ++lengths;
+    if (iequals(h.name, "Transfer-Encoding")) ++encodings;
+  }
+  if (lengths > 1 || encodings > 1 || (lengths > 0 && encodings > 0)) return ReadFailure::kMalformed;
   const std::string* te = http::find_header(headers, "Transfer-Encoding");
   if (te != nullptr && !iequals(*te, "identity")) {
     if (!iequals(trim(*te), "chunked")) return ReadFailure::kMalformed;
