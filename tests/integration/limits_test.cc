@@ -22,7 +22,9 @@ using probe::ProbeResponse;
 TEST_CASE("a call to a service name over 255 bytes is INVALID_ARGUMENT and calls in flight beside it finish") {
   const std::string name = unique_service("limits");
   tern::Service svc(name);
-  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
+  std::atomic<bool> running{false};
+  svc.handle("probe", [&](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
+    if (req.sleep_ms() > 0) running = true;
     boost::this_fiber::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
     return ProbeResponse{};
   });
@@ -33,7 +35,10 @@ TEST_CASE("a call to a service name over 255 bytes is INVALID_ARGUMENT and calls
     req.set_sleep_ms(500);
     return client.call<ProbeResponse>(tern::Context::with_timeout(5s), name, "probe", req).code();
   });
-  std::this_thread::sleep_for(100ms);   // the slow call is on its way (a generous head start, not a condition)
+  // The slow call is in flight (its handler runs) before the bad one goes.
+  for (auto until = std::chrono::steady_clock::now() + 5s; !running && std::chrono::steady_clock::now() < until;)
+    std::this_thread::yield();
+  REQUIRE(running);
   const std::string long_name(300, 's');
   auto bad = client.call<ProbeResponse>(tern::Context::with_timeout(5s), long_name, "probe", ProbeRequest{});
   CHECK(bad.code() == tern::Code::kInvalidArgument);
