@@ -5,30 +5,16 @@
 
 #include <vector>
 
+#include "core/percent.h"
 #include "transport/amqp/connection.h"
 
 namespace tern::detail {
 namespace {
 
-int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s, std::string_view key) {
+std::string query_value(std::string_view s, std::string_view key) {
   std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0)
-      throw AmqpError(fmt::format("the broker URL's parameter '{}' has a bad %-escape", key));
-    out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-    i += 2;
-  }
+  if (!detail::percent_decode(s, /*plus_is_space=*/false, &out))
+    throw AmqpError(fmt::format("the broker URL's parameter '{}' has a bad %-escape", key));
   return out;
 }
 
@@ -82,7 +68,7 @@ BrokerUrl BrokerUrl::parse(std::string_view url) {
     if (pair.empty()) continue;
     const size_t eq = pair.find('=');
     std::string_view key = pair.substr(0, eq);
-    apply(u, key, percent_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), key));
+    apply(u, key, query_value(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), key));
   }
   const bool tls_options = !u.ca_file.empty() || !u.cert_file.empty() || !u.key_file.empty() ||
                            !u.verify || !u.server_name.empty();
