@@ -23,6 +23,12 @@
 #       making a user puts its password in no process's argv, environment
 #       or output.
 #       Concurrent calls on one DIR are serialised (flock on DIR/.lock).
+#       The definitions also hold the policy tern-dead-letters, which bounds
+#       every *.dead-letter queue: TERN_DEAD_LETTER_MAX_LENGTH messages
+#       (default 100000) and TERN_DEAD_LETTER_MAX_BYTES (default 268435456,
+#       256 MiB), past which the queue refuses new copies (overflow
+#       reject-publish; docs/reliability.md says what tern does then).
+#       Priority 0: a policy of your own matching those queues replaces it.
 #
 #   tern_service_of_dir FOLDER
 #       The service a folder under services/ holds, as `tern new` names them:
@@ -152,7 +158,7 @@ _tern_permissions() {
 }
 
 tern_broker_definitions() {
-    local dir=$1 spec role name file hash users="" perms="" topics="" configure write read topic tags lock
+    local dir=$1 spec role name file hash users="" perms="" topics="" configure write read topic tags lock policy
     shift
     [[ -n $dir ]] || { echo "tern_broker_definitions: no credentials directory" >&2; return 1; }
     (umask 077 && mkdir -p "$dir") || return 1
@@ -176,5 +182,20 @@ tern_broker_definitions() {
             topics+="${topics:+,}{\"user\":$(_tern_json "$name"),\"vhost\":\"/\",\"exchange\":\"tern.events\",\"write\":$(_tern_json "$topic"),\"read\":\".*\"}"
     done
     exec {lock}>&-
-    printf '{"users":[%s],"permissions":[%s],"topic_permissions":[%s]}\n' "$users" "$perms" "$topics"
+    policy=$(_tern_dead_letter_policy) || return 1
+    printf '{"users":[%s],"permissions":[%s],"topic_permissions":[%s],"policies":[%s]}\n' \
+        "$users" "$perms" "$topics" "$policy"
+}
+
+# _tern_dead_letter_policy: the tern-dead-letters policy, as a definition.
+_tern_dead_letter_policy() {
+    local length=${TERN_DEAD_LETTER_MAX_LENGTH:-100000} bytes=${TERN_DEAD_LETTER_MAX_BYTES:-268435456}
+    if [[ ! $length =~ ^[1-9][0-9]{0,9}$ || ! $bytes =~ ^[1-9][0-9]{0,15}$ ]]; then
+        echo "tern_broker_definitions: TERN_DEAD_LETTER_MAX_LENGTH and TERN_DEAD_LETTER_MAX_BYTES must be" \
+            "positive whole numbers" >&2
+        return 1
+    fi
+    printf '{"vhost":"/","name":"tern-dead-letters","pattern":"\\\\.dead-letter$","apply-to":"queues",'
+    printf '"priority":0,"definition":{"max-length":%s,"max-length-bytes":%s,"overflow":"reject-publish"}}' \
+        "$length" "$bytes"
 }

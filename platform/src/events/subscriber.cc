@@ -43,11 +43,12 @@ void Subscriber::handle(Message&& m, size_t index) {
     log::warn("{}: a {} event from '{}', not a publisher this subscription accepts: dead-lettered", options_.name,
               event.type(), ctx.caller());
     metric::events_dead_lettered(options_.name, queues_.at(index).queue).inc();
-    std::vector<std::pair<std::string, std::string>> headers = {
+    const Headers headers = {
         {"x-tern-error", fmt::format("PERMISSION_DENIED: publisher '{}' is not accepted", ctx.caller())},
         {"x-tern-subscription", queues_.at(index).queue},
         {Message::kOnBehalfOf, ctx.caller()}};
-    move(m, topology::event_dead_letter_queue(queues_.at(index).queue), headers);
+    // Not worth holding: no retry would make it acceptable.
+    dead_letter(m, index, headers, /*hold=*/false);
     return;
   }
   ScopedCurrent current(&ctx);
@@ -83,8 +84,7 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
   const std::string& queue = queues_.at(index).queue;
   const int attempt = static_cast<int>(std::min<uint32_t>(m.count_header("x-tern-attempt"), 1u << 20));
   const bool last = attempt >= options_.event_attempts;
-  const std::string target = last ? topology::event_dead_letter_queue(queue) : topology::retry_queue(queue, attempt);
-  const std::vector<std::pair<std::string, std::string>> headers = {
+  const Headers headers = {
       {"x-tern-attempt", std::to_string(attempt + 1)},
       {"x-tern-error", error},
       {"x-tern-subscription", queue},
@@ -93,10 +93,27 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
   if (last) {
     log::error("{}: event for {} failed {} times, last with {}: dead-lettered", options_.name, queue, attempt, error);
     metric::events_dead_lettered(options_.name, queue).inc();
-  } else {
-    metric::events_retried(options_.name, queue).inc();
+    dead_letter(m, index, headers, /*hold=*/true);
+    return;
   }
-  move(m, target, headers);
+  metric::events_retried(options_.name, queue).inc();
+  if (move(m, topology::retry_queue(queue, attempt), headers) == Confirms::Copy::kRefused)
+    dead_letter(m, index, headers, /*hold=*/false);
+}
+
+void Subscriber::dead_letter(const Message& m, size_t index, const Headers& headers, bool hold) {
+  const std::string& queue = queues_.at(index).queue;
+  const std::string dead = topology::event_dead_letter_queue(queue);
+  if (move(m, dead, headers) != Confirms::Copy::kRefused) return;
+  metric::dead_letters_refused(options_.name, dead).inc();
+  if (hold && options_.event_attempts > 1) {
+    const std::string wait = topology::retry_queue(queue, options_.event_attempts - 1);
+    log::error("{}: {} refused an event (full?): it waits in {} and is tried again from there", options_.name, dead,
+               wait);
+    if (move(m, wait, headers) != Confirms::Copy::kRefused) return;
+  }
+  log::error("{}: {} refused an event (full?): it was dropped", options_.name, dead);
+  link_.ack(m);
 }
 
 bool Subscriber::suspect(const Message& m, size_t index) {
@@ -125,7 +142,7 @@ bool Subscriber::suspect(const Message& m, size_t index) {
     log::warn("{}: an event for {} was running alone when its instance died ({} deliveries): it goes back to the "
               "suspects", options_.name, queue, m.deliveries);
   }
-  if (store_copy(m, target, headers)) {
+  if (store_copy(m, target, headers) == Confirms::Copy::kStored) {
     link_.ack(m);
     return true;
   }
@@ -136,26 +153,26 @@ bool Subscriber::suspect(const Message& m, size_t index) {
   return false;
 }
 
-bool Subscriber::store_copy(const Message& m, const std::string& queue,
-                            const std::vector<std::pair<std::string, std::string>>& headers) {
+Confirms::Copy Subscriber::store_copy(const Message& m, const std::string& queue, const Headers& headers) {
   AmqpConnection::Publish p;
   p.routing_key = queue;
   p.body = m.body;
   p.headers = &headers;
   p.persistent = true;
   p.answers_delivery = true;
-  return confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
+  return confirms_.copy(p, Clock::now() + Confirms::kRepublishWait);
 }
 
-void Subscriber::move(const Message& m, const std::string& queue,
-                      const std::vector<std::pair<std::string, std::string>>& headers) {
-  if (store_copy(m, queue, headers)) {
+Confirms::Copy Subscriber::move(const Message& m, const std::string& queue, const Headers& headers) {
+  const Confirms::Copy copy = store_copy(m, queue, headers);
+  if (copy == Confirms::Copy::kStored) {
     link_.ack(m);
-  } else {
+  } else if (copy == Confirms::Copy::kUnknown) {
     log::warn("{}: the broker did not confirm the copy of an event to {}: it goes back to its queue", options_.name,
               queue);
     link_.requeue(m);
   }
+  return copy;
 }
 
 }  // namespace tern::detail

@@ -46,12 +46,19 @@ class Subscriber {
   void retry(const Message& m, size_t index, const std::string& error);
   // For a redelivered event: moves or counts it (true), or false to handle it.
   bool suspect(const Message& m, size_t index);
-  // Publishes a copy of m to `queue` with `headers`; whether the broker
-  // confirmed it.
-  bool store_copy(const Message& m, const std::string& queue,
-                  const std::vector<std::pair<std::string, std::string>>& headers);
-  // store_copy, then acks m once the broker has the copy, else requeues it.
-  void move(const Message& m, const std::string& queue, const std::vector<std::pair<std::string, std::string>>& headers);
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  // Publishes a copy of m to `queue` with `headers` and waits for the
+  // broker's confirm.
+  Confirms::Copy store_copy(const Message& m, const std::string& queue, const Headers& headers);
+  // store_copy, then acks m once the broker has the copy, or requeues it if
+  // that is not known; a refused copy leaves m to the caller.
+  Confirms::Copy move(const Message& m, const std::string& queue, const Headers& headers);
+  // Moves m to its subscription's dead-letter queue. If that refuses it
+  // (at its length limit) and `hold`, m waits in the last retry queue and
+  // is tried again from there, at the slowest pace, until the dead-letter
+  // queue has room; else (or with no retry queue) it is dropped. Both are
+  // logged and counted.
+  void dead_letter(const Message& m, size_t index, const Headers& headers, bool hold);
 
   BrokerLink& link_;
   Confirms& confirms_;

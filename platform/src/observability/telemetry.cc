@@ -120,6 +120,11 @@ metrics::Counter& events_dead_lettered(std::string_view service, std::string_vie
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_events_dead_lettered_total", "Events given up on", l); },
       [&] { return metrics::Labels{{"service", std::string(service)}, {"subscription", std::string(subscription)}}; });
 }
+metrics::Counter& dead_letters_refused(std::string_view service, std::string_view queue) {
+  return cached<metrics::Counter>("tern_dead_letters_refused_total", service, queue, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_dead_letters_refused_total", "Copies a dead-letter queue refused (at its length limit)", l); },
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"queue", std::string(queue)}}; });
+}
 metrics::Counter& reconnects(std::string_view service) {
   return cached<metrics::Counter>("tern_broker_reconnects_total", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_broker_reconnects_total", "Broker connections re-established", l); },

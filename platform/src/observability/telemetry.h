@@ -46,6 +46,9 @@ metrics::Counter& events_published(std::string_view service, std::string_view ty
 metrics::Counter& events_consumed(std::string_view service, std::string_view type, Code code);
 metrics::Counter& events_retried(std::string_view service, std::string_view subscription);
 metrics::Counter& events_dead_lettered(std::string_view service, std::string_view subscription);
+// A dead-letter queue said no to a copy: the message was held or dropped
+// (docs/reliability.md).
+metrics::Counter& dead_letters_refused(std::string_view service, std::string_view queue);
 metrics::Counter& reconnects(std::string_view service);
 metrics::Counter& spans_dropped(std::string_view service);
 metrics::Counter& spans_sent(std::string_view service);

@@ -37,13 +37,13 @@ void ServerPipeline::handle(Message&& m) {
   if (m.reply_to.empty()) {
     log::warn("{}: a message with no reply_to (correlation_id '{}') went to {}", def_.name, m.correlation_id,
               responder_.dead_letter_queue());
-    responder_.ack_if(responder_.dead_letter(m, "no reply_to: nobody to answer"), m);
+    responder_.settle(responder_.dead_letter(m, "no reply_to: nobody to answer"), m);
     return;
   }
   if (!Responder::answerable(m.reply_to)) {
     log::warn("{}: a request whose reply_to '{}' names a queue, not a caller's reply queue, went to {}", def_.name,
               m.reply_to, responder_.dead_letter_queue());
-    responder_.ack_if(responder_.dead_letter(m, "reply_to is not a caller's reply queue (amq.rabbitmq.reply-to or "
+    responder_.settle(responder_.dead_letter(m, "reply_to is not a caller's reply queue (amq.rabbitmq.reply-to or "
                                                 "amq.gen-*): no reply is published into a named queue"),
                       m);
     return;
@@ -57,7 +57,7 @@ void ServerPipeline::handle(Message&& m) {
     // Not a tern request, or a body of the wrong type: keep it for
     // inspection, answer, never requeue.
     log::warn("{}: {}; the message went to {}", def_.name, r.error().message, responder_.dead_letter_queue());
-    if (!responder_.dead_letter(m, r.error().message)) {
+    if (responder_.dead_letter(m, r.error().message) == Confirms::Copy::kUnknown) {
       responder_.ack_if(false, m);   // answered when it comes again
       return;
     }

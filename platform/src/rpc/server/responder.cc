@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/wire.h"
+#include "observability/telemetry.h"
 #include "tern/context.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
@@ -55,11 +56,16 @@ bool Responder::count_redelivery(const Message& m) {
   if (next > static_cast<uint32_t>(options_.max_deliveries)) {
     log::error("{}: request {} was delivered {} times without an answer: dead-lettered", options_.queue,
                m.correlation_id, m.deliveries);
-    stored = dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
+    const Confirms::Copy copy =
+        dead_letter(m, fmt::format("delivered {} times without an answer (its handler crashed?)", m.deliveries));
+    stored = copy != Confirms::Copy::kUnknown;
     if (stored)
-      reply_error(m, Error{Code::kInternal, fmt::format("{}: the request was delivered {} times without an "
-                                                        "answer and went to {}", options_.queue, m.deliveries,
-                                                        dead_letter_queue_)});
+      reply_error(m, Error{Code::kInternal,
+                           fmt::format("{}: the request was delivered {} times without an answer and {}",
+                                       options_.queue, m.deliveries,
+                                       copy == Confirms::Copy::kStored
+                                           ? "went to " + dead_letter_queue_
+                                           : "was dropped: " + dead_letter_queue_ + " is full")});
   } else {
     // The copy is published as this service: it names who sent the original.
     const std::vector<std::pair<std::string, std::string>> headers = {
@@ -104,7 +110,7 @@ void Responder::ack_if(bool stored, const Message& m) {
   link_.requeue(m);
 }
 
-bool Responder::dead_letter(const Message& m, std::string_view reason) {
+Confirms::Copy Responder::dead_letter(const Message& m, std::string_view reason) {
   const std::vector<std::pair<std::string, std::string>> headers = {
       {"x-tern-reason", std::string(reason)},
       {"x-tern-queue", options_.queue},
@@ -134,7 +140,13 @@ bool Responder::dead_letter(const Message& m, std::string_view reason) {
   p.headers = &headers;
   p.persistent = true;
   p.answers_delivery = true;
-  return confirms_.publish(p, Clock::now() + Confirms::kRepublishWait) == Confirms::Outcome::kConfirmed;
+  const Confirms::Copy copy = confirms_.copy(p, Clock::now() + Confirms::kRepublishWait);
+  if (copy == Confirms::Copy::kRefused) {
+    log::error("{}: {} refused the message (correlation_id '{}'; full?): it was dropped", options_.queue,
+               dead_letter_queue_, m.correlation_id);
+    metric::dead_letters_refused(options_.queue, dead_letter_queue_).inc();
+  }
+  return copy;
 }
 
 }  // namespace tern::detail

@@ -46,11 +46,15 @@ class Responder {
   void ack(const Message& request) { link_.ack(request); }
 
   // Copies a message that cannot be processed to "<queue>.dead-letter",
-  // with the reason in its headers, and waits for the broker's confirm;
-  // false if it did not come (then the original must not be acked).
-  bool dead_letter(const Message& m, std::string_view reason);
+  // with the reason in its headers, and waits for the broker's confirm.
+  // kRefused (the queue is at its length limit, docs/reliability.md) is
+  // logged and counted here: the original is then dropped, not requeued,
+  // since it would only come back to the same full queue.
+  Confirms::Copy dead_letter(const Message& m, std::string_view reason);
   // Acks `m` if `stored` (its copy is on the broker), else requeues it.
   void ack_if(bool stored, const Message& m);
+  // After dead_letter: acks `m` unless its copy's fate is unknown.
+  void settle(Confirms::Copy copy, const Message& m) { ack_if(copy != Confirms::Copy::kUnknown, m); }
   // For a redelivered request: republishes it with its delivery count, or
   // past max_deliveries dead-letters and answers it; then acks this copy
   // (or requeues it, unconfirmed). Returns whether it did (then the

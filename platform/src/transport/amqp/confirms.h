@@ -38,6 +38,21 @@ class Confirms {
   // discarded the rest; which one caused it, it does not say.
   Outcome publish(AmqpConnection::Publish p, Clock::time_point deadline);
 
+  // What became of a copy a consumer makes of a delivery before it acks
+  // it (a retry, a dead letter): kStored, it may ack; kRefused, it never
+  // will be stored (the broker nacked it: a queue at its length limit with
+  // overflow reject-publish; or it could not be encoded): trying again
+  // would loop; kUnknown: not known, so the original goes back.
+  enum class Copy { kStored, kRefused, kUnknown };
+  Copy copy(AmqpConnection::Publish p, Clock::time_point deadline) {
+    switch (publish(std::move(p), deadline)) {
+      case Outcome::kConfirmed: return Copy::kStored;
+      case Outcome::kNacked:
+      case Outcome::kNotSent: return Copy::kRefused;
+      default: return Copy::kUnknown;
+    }
+  }
+
   // The longest a republish waits for its confirm.
   static constexpr std::chrono::seconds kRepublishWait{10};
   // The broker's reason for the last close of the event channel.
