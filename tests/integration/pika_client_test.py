@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """A tern client in Python, written from docs/protocol.md and the .proto files
 alone, run against the real greeter: proof that the wire protocol is
-documented well enough to call a tern service from another language.
+documented well enough to call a tern service from another language, and
+that bad input from one gets a typed error (a body over the size limit
+without being read into memory).
 
     TERN_AMQP_URL=amqp://USER:PASSWORD@127.0.0.1:PORT/ TERN_RABBIT_URL=amqp://127.0.0.1:PORT/ \\
         /usr/bin/python3 tests/integration/pika_client_test.py \\
         --repo-root . --greeter build/bin/greeter
 
 Needs Debian's python3-pika and python3-protobuf, and protoc (run it with
-/usr/bin/python3, which sees them). Starts the greeter itself, checks six
+/usr/bin/python3, which sees them). Starts the greeter itself, checks seven
 calls, stops it with SIGTERM; prints one line per passed check, then
 "N passed, M failed". Exits non-zero at the first failure.
 """
@@ -155,7 +157,16 @@ def expect_hello(pb, gpb, req, props, resp, name):
     return repr(hello.greeting)
 
 
-def run_checks(client, pb, gpb):
+def peak_rss_kib(pid):
+    """The process's peak resident set (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise CheckFailed(f"no VmHWM for pid {pid}")
+
+
+def run_checks(client, pb, gpb, pid):
     """Yields (name, detail) per passed check; raises CheckFailed(name: why)."""
     def hello(name):
         req, props, resp = client.call("hello", gpb.HelloRequest(name=name).SerializeToString())
@@ -185,12 +196,29 @@ def run_checks(client, pb, gpb):
         _, _, resp = client.call("hello", b"\xff\xff\xff")
         return expect_error(pb, resp, "INVALID_ARGUMENT")
 
+    def oversized():
+        # 64 MiB, over the greeter's 4 MiB limit: answered from the content
+        # header alone, its body never read into memory (the peak resident
+        # set of the greeter would grow by 64 MiB or more if it were).
+        before = peak_rss_kib(pid)
+        cid = secrets.token_hex(16)
+        client.publish(cid, "hello", b"\x00" * (64 << 20), 5000)
+        props, resp = client.await_reply(cid, 4 * REPLY_TIMEOUT_S)
+        detail = expect_error(pb, resp, "INVALID_ARGUMENT")
+        if "67108864 bytes, over service.greeter's 4194304 byte limit" not in resp.error.message:
+            raise CheckFailed(f"message {resp.error.message!r}")
+        grew = peak_rss_kib(pid) - before
+        if grew > 16 * 1024:
+            raise CheckFailed(f"the greeter's peak RSS grew by {grew} KiB")
+        return f"{detail}; peak RSS grew {grew} KiB"
+
     checks = [
         ("a. hello(Ada)", lambda: hello("Ada")),
         ("b. garbage message body", garbage),
         ("c. unknown endpoint", unknown_endpoint),
         ("d. expired deadline", expired_deadline),
         ("e. endpoint body not a HelloRequest", bad_endpoint_body),
+        ("g. a 64 MiB request over the limit", oversized),
         ("f. hello still answers", lambda: hello("Grace")),
     ]
     for name, check in checks:
@@ -272,7 +300,7 @@ def main():
                                   f"{resp.error.message} status={health.status!r}")
             print(f"greeter is serving ({health.instance})")
 
-            for name, detail in run_checks(client, pb, gpb):
+            for name, detail in run_checks(client, pb, gpb, proc.pid):
                 passed += 1
                 print(f"PASS {name}: {detail}", flush=True)
 

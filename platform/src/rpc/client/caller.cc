@@ -63,6 +63,7 @@ struct Caller::PendingCall {
   bool failed = false;   // error holds why; otherwise reply holds a tern.v1.Response
   Error error;
   std::string reply;
+  size_t reply_bytes = 0;   // as announced: over the limit, `reply` was not kept
 };
 
 Caller::Caller(Reactor& reactor, BrokerLink& link, SpanBuffer& spans, CallerOptions options,
@@ -165,7 +166,7 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
     return no_reply(call, budget);
   }
   if (pc.failed) return std::move(pc.error);
-  if (pc.reply.size() > options_.max_message_bytes) return reply_too_big(call, pc.reply.size(), options_.max_message_bytes);
+  if (pc.reply_bytes > options_.max_message_bytes) return reply_too_big(call, pc.reply_bytes, options_.max_message_bytes);
   return decode_response(pc.reply, call.service, call.endpoint);
 }
 
@@ -179,6 +180,7 @@ void Caller::on_reply(Message&& m) {
   PendingCall* pc = it->second;
   pending_.erase(it);
   pc->reply = std::move(m.body);
+  pc->reply_bytes = m.body_size;
   complete(pc);
 }
 

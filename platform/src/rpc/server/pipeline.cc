@@ -32,6 +32,19 @@ ServerPipeline::ServerPipeline(const ServiceDefinition& def, Replay* replay, Res
 }
 
 void ServerPipeline::handle(Message&& m) {
+  if (m.body_size > max_message_bytes_) {
+    // Not read into memory (LinkOptions::max_body_bytes), so there is
+    // nothing to handle, count or keep: only an answer to give.
+    log::warn("{}: a request of {} bytes is over the {} byte limit", def_.name, m.body_size, max_message_bytes_);
+    tern::v1::Response resp;
+    resp.set_request_id(m.correlation_id);
+    to_wire(Error{Code::kInvalidArgument, fmt::format("request is {} bytes, over {}'s {} byte limit", m.body_size,
+                                                      def_.name, max_message_bytes_)},
+            resp.mutable_error());
+    if (Responder::answerable(m.reply_to)) responder_.reply_and_ack(m, resp.SerializeAsString());
+    else responder_.ack(m);
+    return;
+  }
   responder_.await_recount(m.correlation_id);
   if (responder_.count_redelivery(m)) return;
   if (m.reply_to.empty()) {
@@ -48,11 +61,7 @@ void ServerPipeline::handle(Message&& m) {
                       m);
     return;
   }
-  Result<std::string> r = m.body.size() > max_message_bytes_
-                              ? Result<std::string>(Error{Code::kInvalidArgument,
-                                                          fmt::format("request is {} bytes, over {}'s {} byte limit",
-                                                                      m.body.size(), def_.name, max_message_bytes_)})
-                              : run(m);
+  Result<std::string> r = run(m);
   if (!r.ok() && r.error().local.dead_letter) {
     // Not a tern request, or a body of the wrong type: keep it for
     // inspection, answer, never requeue.

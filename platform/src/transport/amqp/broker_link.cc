@@ -67,9 +67,11 @@ BrokerLink::Connected BrokerLink::connect_any(const LinkOptions& options, const 
     try {
       Connected c;
       c.publisher = std::make_unique<AmqpConnection>(urls[at], options.heartbeat_s, options.name + " publish");
+      c.publisher->limit_bodies(options.max_body_bytes, {topology::kReplyTag});
       topology::declare_publisher(*c.publisher, spec);
       if (!spec.service.empty()) {
         c.consumer = std::make_unique<AmqpConnection>(urls[at], options.heartbeat_s, options.name + " consume");
+        c.consumer->limit_bodies(options.max_body_bytes, {topology::kRequestTag});
         topology::declare_consumer(*c.consumer, spec);
         if (consume) {
           topology::consume(*c.consumer, spec);

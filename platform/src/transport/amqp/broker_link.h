@@ -28,6 +28,9 @@ struct LinkOptions {
   std::vector<std::string> urls;   // one or more nodes of one cluster
   int heartbeat_s = 10;
   std::string name;                // the connections' names on the broker
+  // Requests and replies announced larger than this are not read into
+  // memory (AmqpConnection::limit_bodies): answered too large, as before.
+  size_t max_body_bytes = SIZE_MAX;
 };
 
 class BrokerLink final : public IoSource, private AmqpConnection::Sink {

@@ -39,6 +39,10 @@ struct Message {
   std::string content_type;
   std::string user_id;            // the publisher's broker user, checked by the broker
   std::string body;
+  // What the content header announced. Over the connection's body limit
+  // for its consumer (AmqpConnection::limit_bodies) the body is not kept:
+  // `body` stays empty and only the size is known.
+  size_t body_size = 0;
   uint32_t deliveries = 1;        // header x-tern-deliveries: this is the n-th delivery
   std::vector<std::pair<std::string, std::string>> headers;  // the string-valued ones
   std::string header(std::string_view key) const {
@@ -101,6 +105,14 @@ class AmqpConnection final : public topology::Declarer {
   int fd() const;
   // The broker user it logged in as: the user_id of everything it publishes.
   const std::string& user() const { return user_; }
+  // Deliveries to the consumer tags `tags` whose content header announces
+  // more than `max_bytes` are not kept: their body frames are counted and
+  // dropped as they come, and the Message goes on with only body_size, so a
+  // body over the limit costs no memory however large it is.
+  void limit_bodies(size_t max_bytes, std::vector<std::string> tags) {
+    max_body_ = max_bytes;
+    limited_tags_ = std::move(tags);
+  }
 
   // topology::Declarer: synchronous set-up methods on kChannel; they block
   // until the broker answers and throw AmqpError. Call only before serving.
@@ -274,7 +286,10 @@ class AmqpConnection final : public topology::Declarer {
   // Content being assembled: method, then header, then body frames.
   enum class Expect { kMethod, kHeader, kBody } expect_ = Expect::kMethod;
   Message current_;
-  size_t body_size_ = 0;
+  size_t body_received_ = 0;
+  bool keep_body_ = true;
+  size_t max_body_ = SIZE_MAX;
+  std::vector<std::string> limited_tags_;
 };
 
 }  // namespace tern::detail

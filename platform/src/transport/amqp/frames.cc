@@ -283,19 +283,23 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
           current_.deliveries = Message::parse_count(str(e.value.value.bytes));
       }
     }
-    body_size_ = f.payload.properties.body_size;
+    current_.body_size = f.payload.properties.body_size;
+    body_received_ = 0;
+    keep_body_ = current_.body_size <= max_body_ ||
+                 std::find(limited_tags_.begin(), limited_tags_.end(), current_.consumer_tag) == limited_tags_.end();
     // What the header says, up to 1 MiB: a larger body grows as it comes,
     // so memory follows the bytes that arrived, not a number in a frame.
-    current_.body.reserve(std::min<size_t>(body_size_, size_t{1} << 20));
+    if (keep_body_) current_.body.reserve(std::min<size_t>(current_.body_size, size_t{1} << 20));
     expect_ = Expect::kBody;
   } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
     const amqp_bytes_t& frag = f.payload.body_fragment;
-    current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
+    body_received_ += frag.len;
+    if (keep_body_) current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
   } else {
     fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
     return;
   }
-  if (expect_ == Expect::kBody && current_.body.size() >= body_size_) {
+  if (expect_ == Expect::kBody && body_received_ >= current_.body_size) {
     expect_ = Expect::kMethod;
     Message done = std::move(current_);
     current_ = Message{};
