@@ -54,6 +54,23 @@ TEST_CASE("a call to a service name over 255 bytes is INVALID_ARGUMENT and calls
   CHECK(client.call<ProbeResponse>(tern::Context::with_timeout(5s), name, "probe", ProbeRequest{}).ok());
 }
 
+TEST_CASE("a call naming a service or endpoint that is not UTF-8 is INVALID_ARGUMENT and never sent") {
+  const std::string name = unique_service("limits");
+  tern::Service svc(name);
+  svc.handle("probe", [](tern::Context&, const ProbeRequest&) -> tern::Result<ProbeResponse> { return ProbeResponse{}; });
+  svc.start(broker_options());
+  tern::Client client(broker_options());
+  auto bad_endpoint = client.call<ProbeResponse>(tern::Context::with_timeout(5s), name, "probe\xff", ProbeRequest{});
+  CHECK(bad_endpoint.code() == tern::Code::kInvalidArgument);
+  CHECK(bad_endpoint.error().message.find("UTF-8") != std::string::npos);
+  auto bad_service = client.call<ProbeResponse>(tern::Context::with_timeout(5s), name + "\xc0", "probe", ProbeRequest{});
+  CHECK(bad_service.code() == tern::Code::kInvalidArgument);
+  CHECK(client.call<ProbeResponse>(tern::Context::with_timeout(5s), name, "probe", ProbeRequest{}).ok());
+  // Sent, the envelope would not parse there, and would be dead-lettered
+  // before its answer came back.
+  CHECK(rabbit::queue_field(name + ".dead-letter", "messages") == "0");
+}
+
 TEST_CASE("an event dead-lettered with a 5,000-byte error keeps its body and gets the error cut to 1 KiB") {
   const std::string name = unique_service("limits");
   std::atomic<int> runs{0};

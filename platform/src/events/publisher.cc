@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
 #include "core/wire.h"
 #include "observability/telemetry.h"
 #include "tern/envelope.pb.h"
@@ -37,9 +38,9 @@ Error Publisher::publish_confirmed(const Context& ctx, std::string_view type, st
         .with_param("outcome", "not sent");
   if (ctx.expired())
     return Error{Code::kDeadlineExceeded, "deadline passed before publishing"}.with_param("outcome", "not sent");
-  if (routing_key.empty() || routing_key.size() > 255)
+  if (routing_key.empty() || routing_key.size() > 255 || !utf8::valid(routing_key))
     return Error{Code::kInvalidArgument,
-                 fmt::format("an event routing key of {} bytes: it must be 1 to 255", routing_key.size())}
+                 fmt::format("an event routing key of {} bytes: it must be 1 to 255 bytes of UTF-8", routing_key.size())}
         .with_param("outcome", "not sent");
   tern::v1::Event event;
   const std::string id = event_id.empty() ? new_trace_id() : std::string(event_id);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
 #include "core/wire.h"
 #include "rpc/client/client_filters.h"
 #include "tern/envelope.pb.h"
@@ -39,7 +40,7 @@ namespace {
 }
 [[gnu::noinline, gnu::cold]] Error bad_name(const OutgoingCall& call) {
   return Error{Code::kInvalidArgument,
-               fmt::format("a service name of {} bytes and an endpoint of {}: each must be 1 to 255 bytes",
+               fmt::format("a service name of {} bytes and an endpoint of {}: each must be 1 to 255 bytes of UTF-8",
                            call.service.size(), call.endpoint.size())}
       .with_param("outcome", "not sent");
 }
@@ -109,7 +110,11 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   if (budget.count() <= 0) return too_late(call);
   // Names become the routing key and the type property: AMQP short
   // strings. Refused here, typed, before anything reaches the connection.
-  if (call.service.empty() || call.service.size() > 255 || call.endpoint.size() > 255) return bad_name(call);
+  // Both become a routing key and protobuf string fields: a server could
+  // not parse an envelope holding invalid UTF-8, and would dead-letter it.
+  if (call.service.empty() || call.service.size() > 255 || call.endpoint.size() > 255 ||
+      !utf8::valid(call.service) || !utf8::valid(call.endpoint))
+    return bad_name(call);
   if (link_.broken()) return link_down(link_.broken_reason());
   if (link_.blocked()) return blocked(call, link_);
   if (pending_.size() >= static_cast<size_t>(options_.max_in_flight)) return too_many(pending_.size());
