@@ -13,6 +13,7 @@
 #include "tern/described.h"
 #include "tern/json.h"
 #include "tern/log.h"
+#include "tern/metrics.h"
 
 namespace gateway {
 namespace {
@@ -99,6 +100,26 @@ const pb::FieldDescriptor* find_field(const pb::Descriptor* d, const std::string
   return f;
 }
 
+// "ip" of the server's "ip:port" peer: the socket's, never a header's.
+std::string client_address(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  return colon != std::string::npos && colon > 0 ? peer.substr(0, colon) : peer;
+}
+
+tern::metrics::Counter& rate_limited_counter(const char* scope) {
+  return tern::metrics::registry().counter("tern_gateway_rate_limited_total",
+                                           "Requests the gateway refused with 429 by its rate limits",
+                                           {{"scope", scope}});
+}
+
+// 429 RESOURCE_EXHAUSTED, and when to come back.
+Response rate_limited(const char* scope, tern::Context::Clock::duration wait) {
+  Response r = error_response(
+      Error{Code::kResourceExhausted, fmt::format("too many requests from this {}", scope)}.with_param("scope", scope));
+  r.headers.push_back({"Retry-After", std::to_string(retry_after_seconds(wait))});
+  return r;
+}
+
 bool valid_request_id(const std::string& id) {
   return !id.empty() && id.size() <= 128 &&
          std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
@@ -141,7 +162,13 @@ struct Gateway::Described {
   std::chrono::steady_clock::time_point fetched;
 };
 
-Gateway::Gateway(RouteTable table, Config config) : table_(std::move(table)), config_(config) {}
+Gateway::Gateway(RouteTable table, Config config)
+    : table_(std::move(table)),
+      config_(config),
+      per_address_(config.per_address),
+      per_account_(config.per_account),
+      limited_address_(rate_limited_counter("address")),
+      limited_account_(rate_limited_counter("account")) {}
 Gateway::~Gateway() = default;
 
 tern::Result<std::shared_ptr<const Gateway::Described>> Gateway::describe(const tern::Context& ctx,
@@ -169,10 +196,15 @@ Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
   const std::string request_id = given != nullptr && valid_request_id(*given) ? *given : tern::new_trace_id();
   ctx.set_metadata("request_id", request_id);   // for the gateway's own log lines
   Response r;
-  if (req.path == "/healthz") {
+  // First, before any parsing, call or log line of its own.
+  const std::string address = client_address(req.peer);
+  if (auto wait = per_address_.take(address, tern::Context::Clock::now()); wait.count() > 0) {
+    limited_address_.inc();
+    r = rate_limited("address", wait);
+  } else if (req.path == "/healthz") {
     r = Response::json(200, R"({"status":"SERVING"})");
   } else {
-    r = route(ctx, req, request_id);
+    r = route(ctx, req, request_id, address);
   }
   r.headers.push_back({"X-Request-Id", request_id});
   r.headers.push_back({"X-Trace-Id", ctx.trace_id()});
@@ -180,7 +212,8 @@ Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
   return r;
 }
 
-Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const std::string& request_id) {
+Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const std::string& request_id,
+                        const std::string& address) {
   std::optional<Target> target = table_.resolve(req.path);
   if (!target) return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
 
@@ -206,13 +239,16 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
     auto who = auth::account_of(ctx, *credentials);
     if (!who.ok()) return error_response(who.error());
     account = std::move(*who);
+    if (auto wait = per_account_.take(account, tern::Context::Clock::now()); wait.count() > 0) {
+      limited_account_.inc();
+      return rate_limited("account", wait);
+    }
     ctx.set_metadata(auth::kAccountKey, account);
   }
   ctx.set_metadata("request_id", request_id);
   // The client's address, from the socket (never from a header a client
   // can write): service.auth counts failed logins per address.
-  if (const size_t colon = req.peer.rfind(':'); colon != std::string::npos && colon > 0)
-    ctx.set_metadata("client_address", req.peer.substr(0, colon));
+  if (!address.empty()) ctx.set_metadata("client_address", address);
 
   auto described = describe(ctx, target->service, false);
   if (!described.ok()) {

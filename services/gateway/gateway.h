@@ -9,10 +9,12 @@
 #include <mutex>
 #include <string>
 
+#include "rate_limit.h"
 #include "router.h"
 #include "tern/context.h"
 #include "tern/error.h"
 #include "tern/http.h"
+#include "tern/metrics.h"
 
 namespace gateway {
 
@@ -22,6 +24,12 @@ struct Config {
   std::chrono::milliseconds timeout{10000};
   // How long a service's description (routes, types) is reused.
   std::chrono::milliseconds describe_ttl{10000};
+  // TERN_GATEWAY_RATE_PER_ADDRESS / _BURST_PER_ADDRESS: requests per client
+  // address (the TCP peer), checked before any other work.
+  RateLimit per_address{.per_second = 1000, .burst = 2000};
+  // TERN_GATEWAY_RATE_PER_ACCOUNT / _BURST_PER_ACCOUNT: requests per account,
+  // checked once its bearer token is validated.
+  RateLimit per_account{.per_second = 1000, .burst = 2000};
 };
 
 // The HTTP answer for a tern error, as JSON: {"error":{"code","message",
@@ -53,10 +61,15 @@ class Gateway {
   struct Described;
   tern::Result<std::shared_ptr<const Described>> describe(const tern::Context& ctx,
                                                           const std::string& service, bool refresh);
-  tern::http::Response route(tern::Context& ctx, tern::http::Request& req, const std::string& request_id);
+  tern::http::Response route(tern::Context& ctx, tern::http::Request& req, const std::string& request_id,
+                             const std::string& address);
 
   const RouteTable table_;
   const Config config_;
+  RateLimiter per_address_;
+  RateLimiter per_account_;
+  tern::metrics::Counter& limited_address_;   // tern_gateway_rate_limited_total{scope=...}
+  tern::metrics::Counter& limited_account_;
   std::mutex mu_;   // guards cache_; never held across a call
   std::map<std::string, std::shared_ptr<const Described>> cache_;
 };
