@@ -86,6 +86,16 @@ struct HttpsService {
     if (at == std::string::npos) return "none";
     return text.substr(at + series.size(), text.find('\n', at) - at - series.size());
   }
+  // The count once it reaches `want` (or the last seen, after 5 s): the
+  // server counts a failed handshake when it sees the client's alert or
+  // close, which may be after the client's fetch has returned.
+  std::string await_handshake_failures(const std::string& want) const {
+    std::string seen = handshake_failures();
+    for (auto until = std::chrono::steady_clock::now() + 5s; seen != want && std::chrono::steady_clock::now() < until;
+         seen = handshake_failures())
+      std::this_thread::sleep_for(10ms);
+    return seen;
+  }
   tern::Service svc;
   std::atomic<int> served{0};
   std::string port;
@@ -188,7 +198,7 @@ TEST_CASE("fetch over https refuses a certificate no trusted CA signed, as untru
   CHECK(param(system, "tls") == "untrusted_certificate");
   CHECK(s.served.load() == 0);
   // The server's side of it: two failed handshakes.
-  CHECK(s.handshake_failures() == "2");
+  CHECK(s.await_handshake_failures("2") == "2");
 }
 
 TEST_CASE("fetch over https refuses a certificate that names another host, as name_mismatch") {
@@ -235,7 +245,7 @@ TEST_CASE("a plain HTTP request to the HTTPS port is closed unserved and counted
   CHECK_THAT(got, !Catch::Contains("HTTP/1."));      // not answered as HTTP
   CHECK_THAT(got, !Catch::Contains("/secret"));
   CHECK(s.served.load() == 0);
-  CHECK(s.handshake_failures() == "1");
+  CHECK(s.await_handshake_failures("1") == "1");
   // And the port still serves HTTPS.
   tern::Client client(broker_options());
   auto r = fetch(client, "https://127.0.0.1:" + s.port + "/after", certs().path("ca.pem"));
@@ -258,7 +268,7 @@ TEST_CASE("a TLS handshake that never finishes is closed at read_timeout, the ot
   close(silent);
   CHECK(took >= 250ms);
   CHECK(took < 300ms + 1500ms);   // generous: a busy 2-core machine
-  CHECK(s.handshake_failures() == "1");
+  CHECK(s.await_handshake_failures("1") == "1");
 }
 
 TEST_CASE("fetch gives up on a TLS handshake nobody answers at connect_timeout") {
