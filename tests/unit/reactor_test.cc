@@ -2,12 +2,16 @@
 // and cancel_waits; post() runs work from other threads on its thread.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "runtime/reactor.h"
 
@@ -107,4 +111,87 @@ TEST_CASE("once the reactor stops, fd waits end at once") {
   close(fds[1]);
   CHECK(revents == 0);
   CHECK(took < 5s);
+}
+
+TEST_CASE("two fibers waiting on one socket for reading and for writing each wake for their own") {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  Reactor reactor(64 * 1024);
+  short reader = -1, writer = -1;
+  bool reader_woke_before_data = true;
+  on_reactor(reactor, [&] {
+    boost::fibers::fiber r([&] { reader = reactor.wait_fd(sv[0], POLLIN, Clock::now() + 10s); });
+    boost::fibers::fiber w([&] { writer = reactor.wait_fd(sv[0], POLLOUT, Clock::now() + 10s); });
+    w.join();   // writable at once
+    boost::this_fiber::sleep_for(20ms);
+    reader_woke_before_data = reader != -1;
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    r.join();
+  });
+  close(sv[0]);
+  close(sv[1]);
+  CHECK(writer == POLLOUT);
+  CHECK_FALSE(reader_woke_before_data);
+  CHECK(reader == POLLIN);
+}
+
+TEST_CASE("of a thousand fds waited on, only those made readable wake") {
+  constexpr int kPipes = 1000;
+  std::vector<std::array<int, 2>> pipes(kPipes);
+  for (auto& p : pipes) REQUIRE(pipe2(p.data(), O_NONBLOCK | O_CLOEXEC) == 0);
+  Reactor reactor(16 * 1024);
+  std::vector<short> revents(kPipes, -1);
+  int woke = 0, woke_in_time = 0;
+  on_reactor(reactor, [&] {
+    for (int i = 0; i < kPipes; ++i)
+      reactor.spawn([&, i] {
+        revents[i] = reactor.wait_fd(pipes[i][0], POLLIN, Clock::now() + 10s);
+        ++woke;
+      });
+    boost::this_fiber::sleep_for(20ms);   // all parked
+    for (int i = 7; i < kPipes; i += 100) REQUIRE(write(pipes[i][1], "x", 1) == 1);
+    const auto give_up = Clock::now() + 5s;
+    while (woke < 10 && Clock::now() < give_up) boost::this_fiber::sleep_for(1ms);
+    boost::this_fiber::sleep_for(20ms);   // room for any wrong wake
+    woke_in_time = woke;
+    for (auto& p : pipes) reactor.cancel_waits(p[0]);
+    while (woke < kPipes) boost::this_fiber::sleep_for(1ms);
+  });
+  for (auto& p : pipes) {
+    close(p[0]);
+    close(p[1]);
+  }
+  CHECK(woke_in_time == 10);
+  for (int i = 0; i < kPipes; ++i) {
+    INFO("pipe " << i);
+    CHECK(revents[i] == (i % 100 == 7 ? POLLIN : 0));
+  }
+}
+
+TEST_CASE("an fd closed after a wait timed out and its number reused is watched afresh") {
+  Reactor reactor(64 * 1024);
+  short timed_out = -1, reused = -1;
+  int first = -1, second = -1;
+  on_reactor(reactor, [&] {
+    int a[2];
+    REQUIRE(pipe2(a, O_NONBLOCK) == 0);
+    first = a[0];
+    timed_out = reactor.wait_fd(a[0], POLLIN, Clock::now() + 20ms);
+    close(a[0]);
+    close(a[1]);
+    int b[2];
+    REQUIRE(pipe2(b, O_NONBLOCK) == 0);
+    second = b[0];
+    std::thread later([&] {
+      std::this_thread::sleep_for(50ms);
+      REQUIRE(write(b[1], "x", 1) == 1);
+    });
+    reused = reactor.wait_fd(b[0], POLLIN, Clock::now() + 10s);
+    later.join();
+    close(b[0]);
+    close(b[1]);
+  });
+  REQUIRE(first == second);   // the premise: the kernel handed the number out again
+  CHECK(timed_out == 0);
+  CHECK(reused == POLLIN);
 }

@@ -1,14 +1,23 @@
 #include "runtime/reactor.h"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 
 namespace tern::detail {
 namespace {
 thread_local Reactor* t_current = nullptr;
+
+// poll(2)'s bits are epoll's on Linux: waits speak poll, epoll gets them as they are.
+static_assert(POLLIN == EPOLLIN && POLLOUT == EPOLLOUT && POLLERR == EPOLLERR && POLLHUP == EPOLLHUP &&
+              POLLPRI == EPOLLPRI);
+constexpr short kAlways = POLLERR | POLLHUP;   // reported whether asked for or not
+
+uint64_t tag(int fd, uint32_t generation) { return uint64_t{generation} << 32 | uint32_t(fd); }
 }  // namespace
 
 // Round-robin over this thread's fibers; with none ready it sleeps in the
@@ -54,10 +63,16 @@ Reactor::Reactor(size_t stack_bytes)
     : stacks_(std::make_unique<boost::fibers::pooled_fixedsize_stack>(std::max<size_t>(stack_bytes, 16 * 1024))) {
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw std::runtime_error("eventfd failed");
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) {
+    close(event_fd_);
+    throw std::runtime_error("epoll_create1 failed");
+  }
 }
 
 Reactor::~Reactor() {
-  if (event_fd_ >= 0) close(event_fd_);
+  close(epoll_fd_);
+  close(event_fd_);
 }
 
 Reactor* Reactor::current() { return t_current; }
@@ -125,7 +140,7 @@ void Reactor::sleep_until(Clock::time_point until) noexcept {
   pollfds_.push_back(pollfd{event_fd_, POLLIN, 0});
   if (source_ != nullptr) source_->before_sleep(&pollfds_, &wake_at);
   const size_t first_wait = pollfds_.size();
-  add_fd_waits();
+  if (fd_waits_ > 0) pollfds_.push_back(pollfd{epoll_fd_, POLLIN, 0});
   if (posted_pending_.load(std::memory_order_acquire) || stopping()) wake_at = now;
   auto left = std::max(wake_at - Clock::now(), Clock::duration::zero());
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
@@ -135,7 +150,7 @@ void Reactor::sleep_until(Clock::time_point until) noexcept {
     uint64_t drained;
     [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
   }
-  if (rc > 0) wake_fd_waits(first_wait);
+  if (rc > 0 && pollfds_.size() > first_wait && pollfds_[first_wait].revents != 0) take_fd_events();
   if (source_ != nullptr) source_->polled(pollfds_.data() + 1, first_wait - 1, /*busy=*/false);
   if (posted_pending_.load(std::memory_order_acquire)) ready(std::exchange(parked_poster_, nullptr));
   if (stopping()) end_all_waits();
@@ -143,56 +158,115 @@ void Reactor::sleep_until(Clock::time_point until) noexcept {
 
 void Reactor::busy_check() noexcept {
   if (posted_pending_.load(std::memory_order_acquire)) ready(std::exchange(parked_poster_, nullptr));
+  if (fd_waits_ > 0) take_fd_events();
+  if (source_ == nullptr) return;
   pollfds_.clear();
-  if (source_ != nullptr) source_->while_busy(&pollfds_);
-  const size_t first_wait = pollfds_.size();
-  add_fd_waits();
+  source_->while_busy(&pollfds_);
   if (pollfds_.empty()) return;
-  const bool any = poll(pollfds_.data(), pollfds_.size(), 0) > 0;
-  if (any) wake_fd_waits(first_wait);
-  if (source_ != nullptr) source_->polled(pollfds_.data(), first_wait, /*busy=*/true);
+  poll(pollfds_.data(), pollfds_.size(), 0);
+  source_->polled(pollfds_.data(), pollfds_.size(), /*busy=*/true);
 }
 
-void Reactor::add_fd_waits() {
-  for (FdWait* w : fd_waits_)
-    if (!w->done) pollfds_.push_back(pollfd{w->fd, w->events, 0});
-}
-
-void Reactor::wake_fd_waits(size_t first) {
-  size_t i = first;
-  for (FdWait* w : fd_waits_) {
-    if (w->done) continue;
-    const short revents = pollfds_[i++].revents;
-    if (revents == 0) continue;
-    w->revents = revents;
-    w->done = true;
-    ready(w->waiter);
+// Enables the fd's one-shot registration for what its waits want, unless
+// it already is: one epoll_ctl per wait that has to sleep.
+void Reactor::arm(int fd) noexcept {
+  Watched& w = watched_[fd];
+  uint32_t want = 0;
+  for (const FdWait* x : w.waits)
+    if (!x->done) want |= uint32_t(x->events);
+  if (want == 0 || (w.armed & want) == want) return;
+  epoll_event ev{want | EPOLLONESHOT, {}};
+  ev.data.u64 = tag(fd, w.generation);
+  int rc = w.registered ? epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) : -1;
+  if (rc != 0) {
+    // New, or closed since (which removed it): a registration of its own,
+    // so events still queued for the old one are told apart.
+    ev.data.u64 = tag(fd, ++w.generation);
+    rc = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0 && errno == EEXIST) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
   }
+  if (rc == 0) {
+    w.registered = true;
+    w.armed = want;
+    return;
+  }
+  // Not pollable by epoll: a regular file is always ready (as poll says),
+  // a bad fd is POLLNVAL.
+  const short revents = errno == EPERM ? short(want) : short(POLLNVAL);
+  for (FdWait* x : w.waits) {
+    if (x->done) continue;
+    x->revents = short(revents & (x->events | kAlways | POLLNVAL));
+    x->done = true;
+    ready(x->waiter);
+  }
+}
+
+void Reactor::take_fd_events() noexcept {
+  epoll_event events[64];
+  int n;
+  do {
+    n = epoll_wait(epoll_fd_, events, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      const int fd = int(uint32_t(events[i].data.u64));
+      if (size_t(fd) >= watched_.size()) continue;
+      Watched& w = watched_[fd];
+      if (w.generation != uint32_t(events[i].data.u64 >> 32)) continue;
+      w.armed = 0;   // one shot: disabled until armed again
+      const short revents = short(events[i].events);
+      bool left = false;
+      for (FdWait* x : w.waits) {
+        if (x->done) continue;
+        if ((revents & (x->events | kAlways)) == 0) {
+          left = true;
+          continue;
+        }
+        x->revents = short(revents & (x->events | kAlways));
+        x->done = true;
+        ready(x->waiter);
+      }
+      if (left) arm(fd);
+    }
+  } while (n == 64);
 }
 
 void Reactor::end_all_waits() {
-  for (FdWait* w : fd_waits_) {
-    if (w->done) continue;
-    w->done = true;
-    ready(w->waiter);
-  }
+  if (fd_waits_ == 0) return;
+  for (Watched& w : watched_)
+    for (FdWait* x : w.waits) {
+      if (x->done) continue;
+      x->done = true;
+      ready(x->waiter);
+    }
 }
 
 short Reactor::wait_fd(int fd, short events, Clock::time_point deadline) {
   if (stopping()) return 0;
+  if (fd < 0) return POLLNVAL;
+  if (size_t(fd) >= watched_.size()) watched_.resize(size_t(fd) + 1);
   FdWait w{fd, events};
   w.waiter = boost::fibers::context::active();
-  fd_waits_.push_back(&w);
+  watched_[fd].waits.push_back(&w);
+  ++fd_waits_;
+  arm(fd);
   while (!w.done && !stopping() && Clock::now() < deadline) w.waiter->wait_until(deadline);
-  fd_waits_.erase(std::find(fd_waits_.begin(), fd_waits_.end(), &w));
+  // watched_ may have grown meanwhile: index it again.
+  std::vector<FdWait*>& waits = watched_[fd].waits;
+  waits.erase(std::find(waits.begin(), waits.end(), &w));
+  --fd_waits_;
+  // What it is armed for is known only while someone waits: the fd may be
+  // closed and its number reused before the next wait.
+  if (waits.empty()) watched_[fd].armed = 0;
   return w.revents;
 }
 
 void Reactor::cancel_waits(int fd) {
-  for (FdWait* w : fd_waits_) {
-    if (w->fd != fd || w->done) continue;
-    w->done = true;
-    ready(w->waiter);
+  if (fd < 0 || size_t(fd) >= watched_.size()) return;
+  Watched& w = watched_[fd];
+  w.armed = 0;   // it is about to be closed, often
+  for (FdWait* x : w.waits) {
+    if (x->done) continue;
+    x->done = true;
+    ready(x->waiter);
   }
 }
 
