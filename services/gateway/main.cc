@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
     // deadline, which counts from the request's arrival.
     http.read_timeout = std::max(config.timeout, tern::env::duration_ms("TERN_GATEWAY_READ_TIMEOUT_MS", http.read_timeout,
                                                                         milliseconds(1), milliseconds(3600 * 1000)));
+    // Open at once across its threads; one more is answered 503 and closed.
+    http.max_connections = static_cast<int>(tern::env::integer("TERN_GATEWAY_MAX_CONNECTIONS", http.max_connections, 1,
+                                                               1'000'000));
     config.per_address = rate_limit("ADDRESS", config.per_address);
     config.per_account = rate_limit("ACCOUNT", config.per_account);
     // HTTPS when both are set: PEM files of the certificate (with its chain)

@@ -13,12 +13,14 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "broker.h"
 #include "probe.pb.h"
 #include "tern/tern.h"
 #include "tern/http.h"
 #include "tern/json.h"
+#include "tern/metrics.h"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -66,11 +68,10 @@ int raw_connect(int port) {
   return fd;
 }
 
-// Sends `request`, then reads until `responses` responses' ends (a body
-// after "\r\n\r\n" is not parsed: the test bodies hold no CRLFCRLF) or EOF.
-std::string raw_exchange(int port, const std::string& request, int responses = 1) {
-  int fd = raw_connect(port);
-  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+// Reads until `responses` responses' ends (a body after "\r\n\r\n" is
+// not parsed: the test bodies hold no CRLFCRLF), or until EOF after one
+// saying Connection: close.
+std::string read_responses(int fd, int responses = 1) {
   std::string got;
   char buf[4096];
   for (;;) {
@@ -89,6 +90,14 @@ std::string raw_exchange(int port, const std::string& request, int responses = 1
       if (got.size() >= end + len) break;
     }
   }
+  return got;
+}
+
+// Sends `request` on a new connection, then reads as read_responses does.
+std::string raw_exchange(int port, const std::string& request, int responses = 1) {
+  int fd = raw_connect(port);
+  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  std::string got = read_responses(fd, responses);
   close(fd);
   return got;
 }
@@ -369,4 +378,42 @@ TEST_CASE("every runs its task periodically until stop") {
   int after_stop = runs.load();
   std::this_thread::sleep_for(100ms);
   CHECK(runs.load() == after_stop);
+}
+
+TEST_CASE("connections over max_connections are answered 503 and closed, and a freed place is taken again") {
+  tern::http::ServerOptions options;
+  options.max_connections = 3;
+  HttpService s(options, /*threads=*/2);   // one cap across both threads' listeners
+  const int port = s.svc.http_port();
+  const std::string get = "GET /held HTTP/1.1\r\nHost: x\r\n\r\n";
+  // Three kept-alive connections, each seen served: all three are open.
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(raw_connect(port));
+    REQUIRE(send(held.back(), get.data(), get.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(get.size()));
+    REQUIRE(read_responses(held.back()).rfind("HTTP/1.1 200", 0) == 0);
+  }
+  // A fourth, sending nothing: the 503 comes unasked, then the close.
+  const int extra = raw_connect(port);
+  const std::string refused = read_responses(extra);
+  close(extra);
+  CHECK(refused.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(refused.find("Retry-After: 1\r\n") != std::string::npos);
+  CHECK(refused.find("UNAVAILABLE") != std::string::npos);
+  CHECK(tern::metrics::registry().render().find(
+            "tern_http_connections_refused_total{service=\"" + s.svc.name() + "\"} 1") != std::string::npos);
+  // The held ones are still served.
+  REQUIRE(send(held[0], get.data(), get.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(get.size()));
+  CHECK(read_responses(held[0]).rfind("HTTP/1.1 200", 0) == 0);
+  // One closes: a new connection is served once the server has seen it go.
+  close(held.back());
+  held.pop_back();
+  std::string again;
+  for (auto give_up = Clock::now() + 5s; Clock::now() < give_up;) {
+    again = raw_exchange(port, "GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if (again.rfind("HTTP/1.1 200", 0) == 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(again.rfind("HTTP/1.1 200", 0) == 0);
+  for (int fd : held) close(fd);
 }

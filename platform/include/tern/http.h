@@ -56,6 +56,10 @@ struct ServerOptions {
   size_t max_body_bytes = 1024 * 1024;     // larger: 413
   std::chrono::milliseconds read_timeout{10000};   // a request's headers and body
   std::chrono::milliseconds idle_timeout{60000};   // a kept-alive connection with nothing to do
+  // Connections open at once, across the service's threads. One more is
+  // answered 503 (Retry-After: 1) and closed at once, counted in
+  // tern_http_connections_refused_total; open ones in tern_http_connections.
+  int max_connections = 10000;
   bool trace = true;                // record a span per request (when tracing is on)
   // HTTPS: PEM files of the server's certificate (then any intermediates)
   // and its key, both or neither; Service::start throws ConfigError naming

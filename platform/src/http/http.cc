@@ -82,9 +82,9 @@ std::shared_ptr<tls::Context> HttpServer::tls_context(const http::ServerOptions&
 
 HttpServer::HttpServer(Reactor& loop, Transport& transport, SpanBuffer& spans, int listen_fd,
                        const http::ServerOptions& options, const http::Handler& handler,
-                       std::atomic<int>* active, Tls tls)
+                       std::atomic<int>* active, HttpConnections* connections, Tls tls)
     : loop_(loop), transport_(transport), spans_(spans), listen_fd_(listen_fd), options_(options),
-      handler_(handler), active_(active), tls_(std::move(tls)) {}
+      handler_(handler), active_(active), connections_(connections), tls_(std::move(tls)) {}
 
 HttpServer::~HttpServer() {
   if (listen_fd_ >= 0) close(listen_fd_);
@@ -107,7 +107,12 @@ void HttpServer::accept_loop() {
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
     int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 && connections_->open.load(std::memory_order_acquire) >= options_.max_connections) {
+      refuse(fd);
+      continue;
+    }
     if (fd >= 0) {
+      connections_->open.fetch_add(1, std::memory_order_acq_rel);
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       char host[INET6_ADDRSTRLEN] = "?";
@@ -132,7 +137,24 @@ void HttpServer::accept_loop() {
   }
 }
 
+// At the cap: a 503 in one non-blocking send (the socket's buffer is
+// empty) and a close, nothing read, no fiber, no wait.
+void HttpServer::refuse(int fd) {
+  static constexpr std::string_view kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 70\r\n"
+      "Retry-After: 1\r\nConnection: close\r\n\r\n"
+      R"({"error":{"code":"UNAVAILABLE","message":"too many open connections"}})";
+  static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 70);
+  if (connections_->refused != nullptr) connections_->refused->inc();   // before the peer can see it
+  [[maybe_unused]] ssize_t n = send(fd, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(fd);
+}
+
 void HttpServer::serve(int fd, std::string peer) {
+  struct Open {
+    std::atomic<int>& n;
+    ~Open() { n.fetch_sub(1, std::memory_order_acq_rel); }
+  } open{connections_->open};
   Socket s(loop_, fd);
   if (tls_.context != nullptr) {
     // Idle until the handshake is done: stop() closes it too.

@@ -26,6 +26,12 @@ struct HttpTls {
   metrics::Counter* handshake_failures = nullptr;
 };
 
+// The connections open on one port, shared by its threads' servers.
+struct HttpConnections {
+  std::atomic<int> open{0};
+  metrics::Counter* refused = nullptr;   // answered 503 at the cap
+};
+
 class HttpServer {
  public:
   using Tls = HttpTls;
@@ -33,11 +39,12 @@ class HttpServer {
   // them. Throws ConfigError naming the file.
   static std::shared_ptr<tls::Context> tls_context(const http::ServerOptions& options);
 
-  // Takes the listening socket. `active` counts requests being handled.
+  // Takes the listening socket. `active` counts requests being handled;
+  // `connections`, the port's open connections (options.max_connections).
   // Handlers' calls go through `transport`; their spans to `spans`.
   HttpServer(Reactor& reactor, Transport& transport, SpanBuffer& spans, int listen_fd,
              const http::ServerOptions& options, const http::Handler& handler, std::atomic<int>* active,
-             Tls tls = {});
+             HttpConnections* connections, Tls tls = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -51,6 +58,7 @@ class HttpServer {
  private:
   void accept_loop();
   void serve(int fd, std::string peer);
+  void refuse(int fd);
 
   Reactor& loop_;
   Transport& transport_;
@@ -59,6 +67,7 @@ class HttpServer {
   const http::ServerOptions options_;
   const http::Handler& handler_;
   std::atomic<int>* active_;
+  HttpConnections* connections_;
   const Tls tls_;
   bool stopped_ = false;     // loop thread only
   std::set<int> idle_;       // connections waiting for their next request

@@ -80,12 +80,17 @@ class ServiceCore {
       tls.handshake_failures = &metrics::registry().counter(
           "tern_http_tls_handshake_failures_total", "TLS handshakes that failed on the HTTPS port",
           {{"service", def.name}});
+    http_connections.refused = &metrics::registry().counter(
+        "tern_http_connections_refused_total", "HTTP connections answered 503 at max_connections",
+        {{"service", def.name}});
+    metrics::registry().gauge_fn("tern_http_connections", "HTTP connections open now", {{"service", def.name}},
+                                 [this] { return double(http_connections.open.load(std::memory_order_acquire)); });
     int port = http_options.port;
     for (auto& t : r.threads) {
       const int fd = http_listen(http_options.address, port);
       port = bound_port(fd);   // the port 0 resolved to, for the other threads
       r.http_servers.push_back(std::make_unique<HttpServer>(t->reactor(), *t, t->spans(), fd, http_options,
-                                                            http_handler, &http_active, tls));
+                                                            http_handler, &http_active, &http_connections, tls));
     }
     http_port = port;
     for (auto& server : r.http_servers) server->start();
@@ -103,11 +108,13 @@ class ServiceCore {
     mo.port = options.metrics_port;
     mo.address = options.http_addr;
     mo.trace = false;
+    mo.max_connections = 256;
     const int fd = http_listen(mo.address, mo.port);
     metrics_port = bound_port(fd);
     ThreadRuntime& t = *r.threads.front();
     r.metrics_server =
-        std::make_unique<HttpServer>(t.reactor(), t, t.spans(), fd, mo, metrics_handler, &metrics_active);
+        std::make_unique<HttpServer>(t.reactor(), t, t.spans(), fd, mo, metrics_handler, &metrics_active,
+                                     &metrics_connections);
     r.metrics_server->start();
     log::info("{}: Prometheus metrics at http://{}:{}/metrics", def.name, mo.address, metrics_port);
   }
@@ -122,6 +129,8 @@ class ServiceCore {
   int metrics_port = 0;
   std::atomic<int> http_active{0};
   std::atomic<int> metrics_active{0};
+  HttpConnections http_connections;
+  HttpConnections metrics_connections;   // no cap counted: a scraper or two
   const http::Handler metrics_handler = [](Context&, http::Request& req) {
     if (req.path != "/metrics") return http::Response::json(404, R"({"error":"try /metrics"})");
     http::Response r;
