@@ -84,17 +84,18 @@ std::string string_field(const google::protobuf::Struct& s, const std::string& k
 
 }  // namespace
 
-TEST_CASE("log lines carry the trace id of the request that caused them") {
+TEST_CASE("log lines carry the trace id of the request that caused them and the span they were logged in") {
   const std::string name = unique_service("logs");
   const std::string marker = "log-test-" + tern::new_span_id();
   std::string captured;
   std::string handler_line, serving_line, client_line;
   tern::Result<ProbeResponse> r = tern::Error{tern::Code::kUnknown, "not called"};
-  std::string trace_id;
+  std::string trace_id, client_span, handler_span;
   {
     CapturedStderr err;
     tern::Service svc(name);
-    svc.handle("probe", [](tern::Context& ctx, const ProbeRequest& req) {
+    svc.handle("probe", [&handler_span](tern::Context& ctx, const ProbeRequest& req) {
+      handler_span = ctx.span_id();
       tern::log::info("handling \"{}\"", req.payload());
       ProbeResponse out;
       out.set_payload(ctx.request_id());
@@ -104,6 +105,7 @@ TEST_CASE("log lines carry the trace id of the request that caused them") {
     tern::Client client(broker_options());
     auto ctx = tern::Context::with_timeout(5s);
     trace_id = ctx.trace_id();
+    client_span = ctx.span_id();
     ProbeRequest req;
     req.set_payload(marker);
     r = client.call<ProbeResponse>(ctx, name, "probe", req);
@@ -121,6 +123,10 @@ TEST_CASE("log lines carry the trace id of the request that caused them") {
   REQUIRE(!handler_line.empty());
   auto line = parse_json(handler_line);
   CHECK(string_field(line, "trace_id") == trace_id);
+  // The handler's own span, the server span the call made: not the caller's.
+  CHECK(string_field(line, "span_id") == handler_span);
+  CHECK(handler_span.size() == 16);
+  CHECK(handler_span != client_span);
   CHECK(string_field(line, "request_id") == r->payload());
   CHECK(string_field(line, "level") == "info");
   CHECK(string_field(line, "msg") == "handling \"" + marker + "\"");
@@ -130,6 +136,7 @@ TEST_CASE("log lines carry the trace id of the request that caused them") {
   // Lines from no request's fiber carry no trace.
   REQUIRE(!serving_line.empty());
   CHECK(parse_json(serving_line).fields().count("trace_id") == 0);
+  CHECK(parse_json(serving_line).fields().count("span_id") == 0);
   REQUIRE(!client_line.empty());
   CHECK(parse_json(client_line).fields().count("trace_id") == 0);
 }

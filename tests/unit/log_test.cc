@@ -62,15 +62,18 @@ TEST_CASE(
   auto s = parse(text);
   CHECK(s.fields().size() == 4);
   CHECK(s.fields().count("trace_id") == 0);
+  CHECK(s.fields().count("span_id") == 0);
   CHECK(s.fields().count("request_id") == 0);
 }
 
-TEST_CASE("a JSON log line carries the trace and request ids when there are some") {
+TEST_CASE("a JSON log line carries the trace, span and request ids when there are some") {
   Line l = line("m");
   l.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  l.span_id = "00f067aa0ba902b7";
   l.request_id = "req-1";
   auto s = parse(json(l));
   CHECK(field(s, "trace_id") == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(field(s, "span_id") == "00f067aa0ba902b7");
   CHECK(field(s, "request_id") == "req-1");
   CHECK(field(s, "msg") == "m");
 }
@@ -125,6 +128,10 @@ TEST_CASE("a text log line is time then level then service then message then a s
   out.clear();
   tern::log::detail::append_text(l, &out);
   CHECK(out.ends_with(" service.greeter: hello there [trace=4bf92f35]\n"));
+  l.span_id = "00f067aa0ba902b7";
+  out.clear();
+  tern::log::detail::append_text(l, &out);
+  CHECK(out.ends_with(" service.greeter: hello there [trace=4bf92f35 span=00f067aa]\n"));
 }
 
 TEST_CASE("a log line's request id is the request's else the gateway's metadata") {
@@ -134,6 +141,7 @@ TEST_CASE("a log line's request id is the request's else the gateway's metadata"
   Line l = line("m");
   tern::log::detail::add_context(ctx, &l);
   CHECK(l.trace_id == "trace-1");
+  CHECK(l.span_id == ctx.span_id());
   CHECK(l.request_id == "req-1");
 
   auto from_gateway = tern::Context::with_timeout(std::chrono::seconds(1));

@@ -37,6 +37,7 @@ std::optional<Level> parse_level(std::string_view s) {
 
 void add_context(const Context& ctx, Line* line) {
   line->trace_id = ctx.trace_id();
+  line->span_id = ctx.span_id();
   if (!ctx.request_id().empty()) {
     line->request_id = ctx.request_id();
   } else if (auto it = ctx.metadata().find("request_id"); it != ctx.metadata().end()) {
@@ -59,6 +60,10 @@ void append_json(const Line& line, std::string* out) {
   if (!line.trace_id.empty()) {
     out->append(R"(,"trace_id":)");
     json::append_quoted(line.trace_id, out);
+  }
+  if (!line.span_id.empty()) {
+    out->append(R"(,"span_id":)");
+    json::append_quoted(line.span_id, out);
   }
   if (!line.request_id.empty()) {
     out->append(R"(,"request_id":)");
@@ -88,6 +93,10 @@ void append_text(const Line& line, std::string* out, size_t* level_begin, size_t
   if (!line.trace_id.empty()) {
     out->append(" [trace=");
     out->append(line.trace_id.substr(0, 8));
+    if (!line.span_id.empty()) {
+      out->append(" span=");
+      out->append(line.span_id.substr(0, 8));
+    }
     out->push_back(']');
   }
   out->push_back('\n');

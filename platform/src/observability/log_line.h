@@ -19,22 +19,23 @@ namespace tern::log::detail {
 std::optional<Format> parse_format(std::string_view s);
 std::optional<Level> parse_level(std::string_view s);
 
-// One line's contents. Empty trace_id / request_id are left out.
+// One line's contents. Empty trace_id / span_id / request_id are left out.
 struct Line {
   std::chrono::system_clock::time_point time;
   Level level = Level::kInfo;
   std::string_view service;
   std::string_view message;
   std::string_view trace_id;
+  std::string_view span_id;      // the span the line was logged in (a handler's: its server span)
   std::string_view request_id;
 };
 
-// The trace and request ids of `ctx` into `line`: request_id is the
+// The trace, span and request ids of `ctx` into `line`: request_id is the
 // request's own id, else the "request_id" metadata the gateway sets.
 void add_context(const Context& ctx, Line* line);
 
 // {"time":"2026-11-26T08:10:43.123Z","level":"info","service":"...",
-//  "trace_id":"...","request_id":"...","msg":"..."} and a newline. Valid
+//  "trace_id":"...","span_id":"...","request_id":"...","msg":"..."} and a newline. Valid
 // UTF-8 JSON for any bytes: the strings are written by tern::json::quote.
 void append_json(const Line& line, std::string* out);
 
