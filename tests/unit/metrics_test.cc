@@ -26,11 +26,13 @@ TEST_CASE("the same name and labels give the same counter") {
 TEST_CASE("histograms render cumulative buckets with sum and count") {
   Registry r;
   auto& h = r.histogram("lat_seconds", "Latency", {{"e", "x"}});
-  h.observe_us(300);       // 0.0003 s: every bucket
+  h.observe_us(300);       // 0.0003 s: from le=0.0003
   h.observe_us(30000);     // 0.03 s: from le=0.05
   h.observe_us(20000000);  // 20 s: only +Inf
   std::string text = r.render();
   CHECK_THAT(text, Catch::Contains("# TYPE lat_seconds histogram\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.0002\"} 0\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.0003\"} 1\n"));
   CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.0005\"} 1\n"));
   CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.025\"} 1\n"));
   CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{e=\"x\",le=\"0.05\"} 2\n"));
@@ -58,4 +60,26 @@ TEST_CASE("label sets from outside stay bounded: past the cap they share one ove
   CHECK(series == Registry::kMaxSeries + 1);
   CHECK(text.find("tern_client_calls_total{overflow=\"true\"} 2000") != std::string::npos);
   CHECK(text.find("service=\"s0\"") != std::string::npos);   // the first ones are kept as they were
+}
+
+TEST_CASE("sub-millisecond latencies fall in buckets a tenth of a millisecond apart") {
+  Registry r;
+  auto& h = r.histogram("lat_seconds", "Latency");
+  h.observe_us(90);    // a fast local call
+  h.observe_us(350);   // tern's p50 on one host
+  h.observe_us(700);
+  const std::string text = r.render();
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{le=\"0.0001\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{le=\"0.0003\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{le=\"0.0005\"} 2\n"));
+  CHECK_THAT(text, Catch::Contains("lat_seconds_bucket{le=\"0.00075\"} 3\n"));
+}
+
+TEST_CASE("a counter read when rendered renders as a counter") {
+  Registry r;
+  double cpu = 1.5;
+  r.counter_fn("cpu_seconds_total", "CPU", {}, [&cpu] { return cpu; });
+  CHECK_THAT(r.render(), Catch::Contains("# TYPE cpu_seconds_total counter\ncpu_seconds_total 1.5\n"));
+  cpu = 2.25;
+  CHECK_THAT(r.render(), Catch::Contains("cpu_seconds_total 2.25\n"));
 }

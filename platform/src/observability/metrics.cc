@@ -101,6 +101,14 @@ void Registry::gauge_fn(std::string_view name, std::string_view help, const Labe
   s.read = std::move(read);
 }
 
+void Registry::counter_fn(std::string_view name, std::string_view help, const Labels& labels,
+                          std::function<double()> read) {
+  Series& s = find(name, help, Kind::kCounter, labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  s.counter.reset();
+  s.read = std::move(read);
+}
+
 std::string Registry::render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -111,7 +119,8 @@ std::string Registry::render() const {
     for (const auto& [labels, s] : family.series) {
       switch (family.kind) {
         case Kind::kCounter:
-          out += fmt::format("{}{} {}\n", name, labels, s.counter ? s.counter->value() : 0);
+          if (s.read) out += fmt::format("{}{} {}\n", name, labels, number(s.read()));
+          else out += fmt::format("{}{} {}\n", name, labels, s.counter ? s.counter->value() : 0);
           break;
         case Kind::kGauge:
           out += fmt::format("{}{} {}\n", name, labels,

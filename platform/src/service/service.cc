@@ -14,6 +14,7 @@
 
 #include "core/ids.h"
 #include "http/http_server.h"
+#include "observability/process_metrics.h"
 #include "rpc/server/definition.h"
 #include "rpc/server/replay.h"
 #include "service/periodic.h"
@@ -102,6 +103,7 @@ class ServiceCore {
   }
 
   void start_metrics(Running& r) {
+    register_process_metrics(def.name);
     metrics::registry().gauge_fn("tern_server_in_flight", "Requests being handled now", {{"service", def.name}},
                                  [this] { return double(in_flight()); });
     http::ServerOptions mo;
