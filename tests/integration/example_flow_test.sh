@@ -110,6 +110,12 @@ good_id=$(json '["id"]' <<<"$good")
 printf '{"%s": "%s"}' "$good_id" "$secret" >"$work/received.secrets"
 tern call service.webhook register "{\"account_id\":\"$account\",\"url\":\"http://127.0.0.1:$port/fail\"}" >/dev/null
 tern call service.webhook register "{\"account_id\":\"other_$account\",\"url\":\"http://127.0.0.1:$port/other\"}" >/dev/null
+# A URL near the 2,048-byte limit, failing: its deliveries are retried and
+# dead-lettered like any other, never lost (issue 14: one of about 2,000
+# bytes once broke the retry copy's publish, and the event was acked).
+long_path="/fail-long/$(printf 'a%.0s' {1..2000})"
+long=$(tern call service.webhook register "{\"account_id\":\"long_$account\",\"url\":\"http://127.0.0.1:$port$long_path\"}")
+long_id=$(json '["id"]' <<<"$long")
 check "list shows the account's two webhooks" \
   test "$(tern call service.webhook list "{\"account_id\":\"$account\"}" | json '["webhooks"].__len__()')" = 2
 
@@ -152,6 +158,12 @@ dead_lettered() {
   tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "HTTP 5xx"
 }
 check "then its delivery is dead-lettered with the reason" wait_for 20 dead_lettered
+create "{\"account_id\":\"long_$account\",\"amount\":1,\"currency\":\"GBP\"}" >/dev/null
+check "a failing webhook with a URL of about 2,030 bytes is tried TERN_EVENT_ATTEMPTS times" wait_for 20 posts_are "$long_path" 3
+long_dead_lettered() {
+  tern dlq list service.webhook.on.webhook.delivery 2>/dev/null | grep -q "webhook $long_id: HTTP 5xx"
+}
+check "...then dead-lettered, not lost" wait_for 20 long_dead_lettered
 check "the other account's webhook received nothing" posts_are /other 0
 
 # The same transaction announced again (as a republishing outbox would, under a new event id).
