@@ -2,8 +2,8 @@
 """A hostile client against the real gateway while a legitimate one calls
 through it (issue 14, item 5), and the rate limits end to end.
 
-Starts greeter, auth, auth-api, webhook, webhook-api and two gateways, each
-as its own broker user. Gateway A (generous rate limits, a 2 s read timeout,
+Starts greeter, auth, auth-api, webhook, webhook-api, trace (the span
+collector) and two gateways, each as its own broker user. Gateway A (generous rate limits, a 2 s read timeout,
 4 KiB bodies) takes the hostile client, which binds its sockets to 127.0.0.2
 (Linux routes all of 127/8 to lo) and sends, over raw sockets, each bad
 input of the issue and more. Meanwhile a legitimate client on 127.0.0.1
@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from checks import RABBIT_LIB, check, free_port, report, service_envs
 
-SERVICES = ["greeter", "auth", "auth-api", "webhook", "webhook-api"]
+SERVICES = ["greeter", "auth", "auth-api", "webhook", "webhook-api", "trace"]
 READ_TIMEOUT_MS = 2000   # gateway A's: slowloris and half-sent requests are cut off by it
 MAX_BODY_KB = 4
 HOSTILE, FLOOD, ACCOUNT_FLOOD = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -228,6 +228,10 @@ def client_hello():
     return outgoing.read()
 
 
+def get_request(target):
+    return b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
 def hostile_cases(port, token):
     """[(name, what it sends, kind, how to send it)]: kind "framing" must
     get no 2xx and a close ("framing after a 200": the same after one
@@ -364,6 +368,9 @@ def hostile_cases(port, token):
         ("NUL in the target", "GET /greeter/hel\\0lo", "edge", x(get(b"/greeter/hel\x00lo"))),
         # Accepted today as the method "\0GET" (so not /healthz, which answers any method: 200);
         # RFC 9112 strictness (methods are tokens) will make it 400.
+        # Raw bytes over 0x7f in the target: 404 today (the span's name is made valid UTF-8,
+        # else its whole SpanBatch would be dead-lettered); strictness will make it 400.
+        ("raw 0xFF in the target", "GET /greeter/\\xff", "edge", x(get(b"/greeter/\xff"))),
         ("NUL before the request", "\\0GET /greeter/hello", "framing", x(b"\x00" + get(b"/greeter/hello"))),
         ("a NUL flood", "64 KiB of \\0", "framing", x(b"\x00" * 65536)),
         ("only CRLFs", "CRLF x4", "framing", x(b"\r\n\r\n")),
@@ -513,14 +520,19 @@ def main():
         print("TERN_AMQP_URL is not set: run through scripts/test")
         return 2
     data = tempfile.mkdtemp(prefix="tern-hostile-")
-    port_a, port_b, metrics_a, metrics_b = free_port(), free_port(), free_port(), free_port()
+    port_a, port_b, metrics_a, metrics_b, trace_port = (free_port() for _ in range(5))
     base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
     env = dict(os.environ, TERN_DATA_DIR=data, TERN_THREADS="2", TERN_GATEWAY_ADDRESS="127.0.0.1",
                # The retry delay the other tests' service.webhook declared its retry queues with.
                TERN_EVENT_RETRY_MS="200",
                TERN_WEBHOOK_ALLOW="127.0.0.1/32", TERN_AUTH_DEV="1", TERN_AUTH_SECRET=secrets.token_hex(32),
-               TERN_AUTH_GATEWAY_USER="service.gateway")
+               TERN_AUTH_GATEWAY_USER="service.gateway", TERN_TRACE_HTTP_PORT=str(trace_port),
+               TERN_TRACE_HTTP_ADDRESS="127.0.0.1")
     envs = service_envs(SERVICES + ["gateway"], env)
+    # The retry delay every other test's service.webhook declares its retry
+    # queues with (service.trace's keep the default, as in trace_test.py):
+    # another is 406 PRECONDITION_FAILED on the same node.
+    envs["webhook"]["TERN_EVENT_RETRY_MS"] = "200"
     # A: limits generous enough that the hostile client's thousands of
     # requests are routed, not 429; the read timeout short for slowloris
     # (it is never less than the deadline, so that too).
@@ -660,6 +672,19 @@ def main():
         check("...and by under 8 MiB in the third round", rss_rounds[2] - rss_rounds[1] < 8 * 1024,
               f"{rss_rounds}")
 
+        # The gateway's span of a request whose path is not UTF-8 reaches the
+        # collector (its batch was not dead-lettered): then count.
+        s = connect(HOSTILE, port_a)
+        s.sendall(get_request(b"/greeter/%FF%FE"))
+        got, _ = read_to_close(s)
+        s.close()
+        trace_id = (responses(got)[:1] or [(0, {}, b"")])[0][1].get("x-trace-id", "")
+        def http_span():
+            status, _, body = request(f"http://127.0.0.1:{trace_port}", "GET", f"/api/v2/trace/{trace_id}")
+            return status == 200 and [z["name"] for z in json.loads(body) if "/greeter/" in z.get("name", "")]
+        span = await_true("the span of GET /greeter/%FF%FE at service.trace", http_span, timeout=20)
+        print(f"its span at service.trace: {span}")
+        check("the span of a request whose path is not UTF-8 reaches service.trace", trace_id and span, trace_id)
         dead_after = dead_letter_counts()
         grew = {q: (dead_before.get(q, 0), n) for q, n in dead_after.items() if n > dead_before.get(q, 0)}
         print(f"dead-letter queues: {len(dead_after)}, messages before {sum(dead_before.values())}, "
