@@ -4,6 +4,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
+#include <boost/fiber/all.hpp>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <mutex>
@@ -12,6 +13,7 @@
 
 #include "broker.h"
 #include "probe.pb.h"
+#include "tern/metrics.h"
 #include "tern/tern.h"
 
 using namespace std::chrono_literals;
@@ -139,4 +141,53 @@ TEST_CASE("log lines carry the trace id of the request that caused them and the 
   CHECK(parse_json(serving_line).fields().count("span_id") == 0);
   REQUIRE(!client_line.empty());
   CHECK(parse_json(client_line).fields().count("trace_id") == 0);
+}
+
+TEST_CASE("a handler that blocks its loop thread is reported with its endpoint and trace, one that parks its fiber is not") {
+  const std::string name = unique_service("watchdog");
+  CapturedStderr err;
+  tern::Service svc(name);
+  svc.handle("park", [](tern::Context&, const ProbeRequest&) {
+    boost::this_fiber::sleep_for(400ms);   // the thread runs other fibers meanwhile
+    return tern::Result<ProbeResponse>(ProbeResponse{});
+  });
+  svc.handle("block", [](tern::Context&, const ProbeRequest&) {
+    std::this_thread::sleep_for(400ms);    // the mistake: the whole thread waits
+    return tern::Result<ProbeResponse>(ProbeResponse{});
+  });
+  tern::Options o = broker_options();
+  o.threads = 1;
+  o.watchdog_ms = 100;
+  svc.start(o);
+  tern::Client client(broker_options());
+  const std::string series = "tern_loop_stalls_total{service=\"" + name + "\"} ";
+  auto stalls = [&] {
+    const std::string text = tern::metrics::registry().render();
+    const size_t at = text.find(series);
+    return at == std::string::npos ? -1 : std::stoi(text.substr(at + series.size()));
+  };
+
+  auto park = tern::Context::with_timeout(5s);
+  REQUIRE(client.call<ProbeResponse>(park, name, "park", ProbeRequest{}).ok());
+  CHECK(stalls() == 0);
+  CHECK(err.line_with("has not switched fibers").empty());
+
+  auto block = tern::Context::with_timeout(5s);
+  REQUIRE(client.call<ProbeResponse>(block, name, "block", ProbeRequest{}).ok());
+  std::string reported, released;
+  for (auto give_up = std::chrono::steady_clock::now() + 5s;
+       (reported.empty() || released.empty()) && std::chrono::steady_clock::now() < give_up;) {
+    std::this_thread::sleep_for(10ms);
+    reported = err.line_with("has not switched fibers");
+    released = err.line_with("runs again after");
+  }
+  svc.stop();
+  INFO(err.text());
+  REQUIRE(!reported.empty());
+  const std::string msg = string_field(parse_json(reported), "msg");
+  CHECK(msg.find(name + ": loop thread 0 has not switched fibers for ") != std::string::npos);
+  CHECK(msg.find("endpoint block blocks it, trace " + block.trace_id()) != std::string::npos);
+  CHECK(string_field(parse_json(reported), "level") == "warn");
+  CHECK(!released.empty());
+  CHECK(stalls() == 1);
 }

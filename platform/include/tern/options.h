@@ -42,6 +42,10 @@ struct Options {
   // TERN_DRAIN_TIMEOUT_MS, --drain-timeout-ms: on SIGTERM, how long in-flight
   // handlers get to finish before the connection closes.
   int drain_timeout_ms = 10000;
+  // TERN_WATCHDOG_MS, --watchdog-ms: a loop thread that goes this long
+  // without switching fibers (a handler blocking it) is logged with what
+  // held it and counted in tern_loop_stalls_total. 0: no watchdog.
+  int watchdog_ms = 200;
   // TERN_STACK_KB, --stack-kb: stack of each handler fiber.
   int stack_kb = 128;
   // TERN_MAX_MESSAGE_KB, --max-message-kb: the largest request, reply or

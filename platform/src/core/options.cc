@@ -35,6 +35,7 @@ const Field kFields[] = {
     {"concurrency", "TERN_CONCURRENCY", "requests handled at once", nullptr, &Options::concurrency, 1},
     {"heartbeat-s", "TERN_HEARTBEAT_S", "AMQP heartbeat seconds (0: off)", nullptr, &Options::heartbeat_s, 0},
     {"drain-timeout-ms", "TERN_DRAIN_TIMEOUT_MS", "drain time on SIGTERM", nullptr, &Options::drain_timeout_ms, 0},
+    {"watchdog-ms", "TERN_WATCHDOG_MS", "report a thread blocked this long (0: off)", nullptr, &Options::watchdog_ms, 0},
     {"stack-kb", "TERN_STACK_KB", "handler fiber stack KiB", nullptr, &Options::stack_kb, 16},
     {"circuit-open-ms", "TERN_CIRCUIT_OPEN_MS", "circuit breaker open time", nullptr, &Options::circuit_open_ms, 1},
     {"max-queue-length", "TERN_MAX_QUEUE_LENGTH", "requests queued at most", nullptr, &Options::max_queue_length, 1},

@@ -7,6 +7,7 @@
 
 #include "core/wire.h"
 #include "observability/telemetry.h"
+#include "runtime/reactor.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
 
@@ -52,6 +53,7 @@ void Subscriber::handle(Message&& m, size_t index) {
     return;
   }
   ScopedCurrent current(&ctx);
+  const Reactor::Holding holding("event", event.type(), ctx.trace_id());
   const SpanClock clock;
   Error err;
   try {

@@ -107,12 +107,11 @@ void HttpServer::accept_loop() {
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
     int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0 && connections_->open.load(std::memory_order_acquire) >= options_.max_connections) {
+    if (fd >= 0 && !take_place()) {
       refuse(fd);
       continue;
     }
     if (fd >= 0) {
-      connections_->open.fetch_add(1, std::memory_order_acq_rel);
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       char host[INET6_ADDRSTRLEN] = "?";
@@ -135,6 +134,16 @@ void HttpServer::accept_loop() {
     log::warn("HTTP accept: {}", std::strerror(errno));
     boost::this_fiber::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+// One more open connection, unless that would pass the cap: the threads'
+// accept loops share the count, so it is taken in one compare-and-swap.
+bool HttpServer::take_place() {
+  int open = connections_->open.load(std::memory_order_acquire);
+  do {
+    if (open >= options_.max_connections) return false;
+  } while (!connections_->open.compare_exchange_weak(open, open + 1, std::memory_order_acq_rel));
+  return true;
 }
 
 // At the cap: a 503 in one non-blocking send (the socket's buffer is
@@ -208,6 +217,7 @@ void HttpServer::serve(int fd, std::string peer) {
     ctx.set_transport(&transport_);
     {
       ScopedCurrent current(&ctx);
+      const Reactor::Holding holding(req.method, req.path, ctx.trace_id());
       try {
         resp = handler_(ctx, req);
       } catch (const std::exception& e) {

@@ -58,6 +58,7 @@ class HttpServer {
  private:
   void accept_loop();
   void serve(int fd, std::string peer);
+  bool take_place();
   void refuse(int fd);
 
   Reactor& loop_;

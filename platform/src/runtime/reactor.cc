@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 namespace tern::detail {
 namespace {
 thread_local Reactor* t_current = nullptr;
@@ -34,9 +36,11 @@ class Reactor::Scheduler final : public boost::fibers::algo::algorithm {
       picks_ = 0;
       reactor_->busy_check();
     }
+    reactor_->turns_.store(reactor_->turns_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (queue_.empty()) return nullptr;
     boost::fibers::context* ctx = &queue_.front();
     queue_.pop_front();
+    reactor_->running_.store(ctx, std::memory_order_relaxed);
     return ctx;
   }
   bool has_ready_fibers() const noexcept override { return !queue_.empty(); }
@@ -145,7 +149,9 @@ void Reactor::sleep_until(Clock::time_point until) noexcept {
   auto left = std::max(wake_at - Clock::now(), Clock::duration::zero());
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  idle_.store(true, std::memory_order_relaxed);
   int rc = ppoll(pollfds_.data(), pollfds_.size(), &ts, nullptr);
+  idle_.store(false, std::memory_order_relaxed);
   if (rc > 0 && pollfds_[0].revents != 0) {
     uint64_t drained;
     [[maybe_unused]] ssize_t r = read(event_fd_, &drained, sizeof drained);
@@ -165,6 +171,31 @@ void Reactor::busy_check() noexcept {
   if (pollfds_.empty()) return;
   poll(pollfds_.data(), pollfds_.size(), 0);
   source_->polled(pollfds_.data(), pollfds_.size(), /*busy=*/true);
+}
+
+Reactor::Holding::Holding(std::string_view kind, std::string_view what, std::string_view trace_id)
+    : reactor_(t_current), fiber_(boost::fibers::context::active()), kind_(kind), what_(what), trace_id_(trace_id) {
+  if (reactor_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(reactor_->holding_mu_);
+  next_ = reactor_->holding_;
+  if (next_ != nullptr) next_->prev_ = this;
+  reactor_->holding_ = this;
+}
+
+Reactor::Holding::~Holding() {
+  if (reactor_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(reactor_->holding_mu_);
+  if (prev_ != nullptr) prev_->next_ = next_;
+  else reactor_->holding_ = next_;
+  if (next_ != nullptr) next_->prev_ = prev_;
+}
+
+std::pair<std::string, std::string> Reactor::holding_now() const {
+  const boost::fibers::context* running = running_.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(holding_mu_);
+  for (const Holding* h = holding_; h != nullptr; h = h->next_)
+    if (h->fiber_ == running) return {fmt::format("{} {}", h->kind_, h->what_), std::string(h->trace_id_)};
+  return {};
 }
 
 // Enables the fd's one-shot registration for what its waits want, unless

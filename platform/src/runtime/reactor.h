@@ -15,6 +15,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <mutex>
 #include <vector>
 
@@ -41,6 +44,32 @@ class IoSource {
 
 class Reactor {
  public:
+  // What the calling fiber is handling, for the watchdog to name if the
+  // thread stops switching fibers meanwhile: on the fiber's stack, after
+  // (so destroyed before) what `what` and `trace_id` point into. A no-op
+  // off a reactor thread.
+  class Holding {
+   public:
+    Holding(std::string_view kind, std::string_view what, std::string_view trace_id);
+    ~Holding();
+    Holding(const Holding&) = delete;
+    Holding& operator=(const Holding&) = delete;
+
+   private:
+    friend class Reactor;
+    Reactor* reactor_;
+    boost::fibers::context* fiber_;
+    std::string_view kind_, what_, trace_id_;
+    Holding* next_ = nullptr;
+    Holding* prev_ = nullptr;
+  };
+  // For the watchdog, from any thread: fiber switches so far, whether the
+  // thread is asleep waiting for something to do, and what the fiber
+  // running now holds ("kind what", trace id), empty if nothing.
+  uint64_t turns() const { return turns_.load(std::memory_order_relaxed); }
+  bool idle() const { return idle_.load(std::memory_order_relaxed); }
+  std::pair<std::string, std::string> holding_now() const;
+
   // stack_bytes: each fiber's stack (pooled).
   explicit Reactor(size_t stack_bytes);
   ~Reactor();
@@ -120,6 +149,14 @@ class Reactor {
   std::vector<Watched> watched_;   // by fd number
   size_t fd_waits_ = 0;            // FdWaits in watched_, done or not
   std::vector<pollfd> pollfds_;
+
+  // The watchdog's view. turns_ and running_ are written by this thread
+  // only (plain stores, no read-modify-write on the switch path).
+  std::atomic<uint64_t> turns_{0};
+  std::atomic<bool> idle_{false};
+  std::atomic<boost::fibers::context*> running_{nullptr};
+  mutable std::mutex holding_mu_;
+  Holding* holding_ = nullptr;   // a list of the fibers' Holdings
 };
 
 }  // namespace tern::detail

@@ -19,6 +19,7 @@
 #include "rpc/server/replay.h"
 #include "service/periodic.h"
 #include "service/thread_runtime.h"
+#include "service/watchdog.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
 #include "tern/metrics.h"
@@ -39,11 +40,13 @@ struct Running {
   std::unique_ptr<HttpServer> metrics_server;
   PeriodicTasks periodic;
   std::vector<std::unique_ptr<ThreadRuntime>> threads;
+  std::unique_ptr<Watchdog> watchdog;   // destroyed first: it reads the threads' reactors
 
   // Stops every thread, waiting at most `grace` for handlers still running;
   // false if some are stuck: their threads are left running them, and
   // everything they may touch is leaked, never freed under them.
   bool stop_within(std::chrono::milliseconds grace) {
+    watchdog.reset();
     bool all = true;
     for (auto& t : threads) all = t->shutdown_within(grace) && all;
     if (all) return true;
@@ -257,6 +260,12 @@ void Service::start(const Options& options) {
   std::vector<detail::ThreadRuntime*> all;
   for (auto& t : r->threads) all.push_back(t.get());
   r->periodic.start(core.periodic, all, std::chrono::milliseconds(options.event_timeout_ms));
+  if (options.watchdog_ms > 0) {
+    std::vector<const detail::Reactor*> reactors;
+    for (auto* t : all) reactors.push_back(&t->reactor());
+    r->watchdog = std::make_unique<detail::Watchdog>(core.def.name, std::move(reactors),
+                                                     std::chrono::milliseconds(options.watchdog_ms));
+  }
   core.running = std::move(r);
   log::info("{} serving: {} threads, {} requests at once", core.def.name, threads, per_thread * threads);
 }

@@ -4,6 +4,7 @@
 
 #include "core/wire.h"
 #include "rpc/server/server_filters.h"
+#include "runtime/reactor.h"
 #include "tern/envelope.pb.h"
 #include "tern/log.h"
 
@@ -99,6 +100,7 @@ Result<std::string> ServerPipeline::run(const Message& m) {
   ctx.set_caller(responder_.verified_caller(m));
   ctx.set_idempotency_key(req.idempotency_key());
   ScopedCurrent current(&ctx);
+  const Reactor::Holding holding("endpoint", req.endpoint(), ctx.trace_id());
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
   const std::string& request_id = ctx.request_id();
   Cancellations::Scope tracked(cancellations_, request_id, &ctx);
