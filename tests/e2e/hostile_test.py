@@ -43,7 +43,8 @@ from checks import RABBIT_LIB, check, free_port, report, service_envs
 SERVICES = ["greeter", "auth", "auth-api", "webhook", "webhook-api", "trace"]
 READ_TIMEOUT_MS = 2000   # gateway A's: slowloris and half-sent requests are cut off by it
 MAX_BODY_KB = 4
-HOSTILE, FLOOD, ACCOUNT_FLOOD = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+HOSTILE, FLOOD, ACCOUNT_FLOOD, CONNECTION_FLOOD = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+MAX_CONNECTIONS_B = 64   # gateway B's TERN_GATEWAY_MAX_CONNECTIONS
 
 
 def await_true(what, fn, timeout=30.0):
@@ -380,9 +381,8 @@ def hostile_cases(port, token):
          x(bytes(rng.getrandbits(8) for _ in range(1024)) + b"\r\n\r\n")),
         ("slowloris", "head 1 byte/s", "framing", lambda: slowloris(port)),
         ("pipelining, never reading", "GET /healthz x thousands", "stream", lambda: never_reads(port)),
-        # TODO(lead): a connection flood goes here: more connections from HOSTILE than
-        # TERN_HTTP_MAX_CONNECTIONS, each over the cap answered 503 (the one 5xx allowed) or
-        # refused, while the legitimate client keeps being served.
+        # A connection flood is gateway B's (its cap would turn the
+        # legitimate client away too: the cap is per process): main() below.
     ]
     return cases
 
@@ -542,7 +542,8 @@ def main():
     # B: small limits, for the flood.
     gw_b = dict(envs["gateway"], TERN_GATEWAY_PORT=str(port_b), TERN_METRICS_PORT=str(metrics_b),
                 TERN_GATEWAY_RATE_PER_ADDRESS="50", TERN_GATEWAY_BURST_PER_ADDRESS="100",
-                TERN_GATEWAY_RATE_PER_ACCOUNT="5", TERN_GATEWAY_BURST_PER_ACCOUNT="10")
+                TERN_GATEWAY_RATE_PER_ACCOUNT="5", TERN_GATEWAY_BURST_PER_ACCOUNT="10",
+                TERN_GATEWAY_MAX_CONNECTIONS=str(MAX_CONNECTIONS_B))
     log = open(os.path.join(data, "services.log"), "w")
     print(f"the services' logs: {log.name}")
     procs = {}
@@ -727,6 +728,42 @@ def main():
         print(f"paced client on gateway B: {paced.ok} ok, {paced.failed} failed {paced.failures}")
         check("127.0.0.1's paced calls succeed through the flood", paced.failed == 0 and paced.ok >= 10,
               f"{paced.ok} ok, {paced.failed} failed: {paced.failures}")
+
+        # --- a connection flood, on gateway B ---
+        def gauge(name):
+            return counter(metrics(metrics_b), name, {"service": "service.gateway"})
+        check("gateway B's connections are all closed before the connection flood",
+              await_true("gateway B's open connections at 0", lambda: gauge("tern_http_connections") == 0) is not None,
+              f"{gauge('tern_http_connections')} open")
+        refused_before = gauge("tern_http_connections_refused_total")
+        extra = 40
+        held = []
+        for _ in range(MAX_CONNECTIONS_B + extra):
+            held.append(connect(CONNECTION_FLOOD, port_b, timeout=2))
+        # Those past the cap get the 503 unasked, then the close; the others
+        # wait for a request that does not come.
+        got = []
+        for s in held:
+            s.settimeout(0.2)
+            data, closed = read_to_close(s)
+            got.append((data, closed))
+        busy = [(d, c) for d, c in got if d.startswith(b"HTTP/1.1 503 ")]
+        silent = [(d, c) for d, c in got if not d and not c]
+        shaped = all(c and b"Retry-After: 1\r\n" in d and b'"UNAVAILABLE"' in d for d, c in busy)
+        print(f"connection flood: {len(held)} connections to gateway B (cap {MAX_CONNECTIONS_B}): {len(busy)} answered "
+              f"503 and closed, {len(silent)} held open, other {len(got) - len(busy) - len(silent)}; "
+              f"open per the gauge {gauge('tern_http_connections')}")
+        check(f"connections past gateway B's cap of {MAX_CONNECTIONS_B} get 503 UNAVAILABLE with Retry-After and a close",
+              len(busy) == extra and len(silent) == MAX_CONNECTIONS_B and shaped,
+              f"{len(busy)} 503, {len(silent)} silent, shaped {shaped}")
+        check("...counted in tern_http_connections_refused_total, the held ones in tern_http_connections",
+              gauge("tern_http_connections_refused_total") - refused_before == extra
+              and gauge("tern_http_connections") == MAX_CONNECTIONS_B)
+        for s in held:
+            s.close()
+        freed = await_true("gateway B's connections closed", lambda: gauge("tern_http_connections") == 0)
+        status = request(base_b, "POST", "/greeter/hello", b'{"name":"Ada"}')[0]
+        check("once they close, gateway B serves again", freed is not None and status == 200, f"{status}")
         check("gateway B is alive", procs["gateway B"].poll() is None)
     finally:
         for p in procs.values():
