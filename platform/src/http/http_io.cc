@@ -228,8 +228,9 @@ ReadFailure read_request(Socket& s, const Limits& limits, Clock::time_point firs
     }
     s.buffer_.erase(0, 2);
     if ((blank += 2) > limits.max_header_bytes) return ReadFailure::kHeadTooLarge;
+    // Only empty lines, then the end: no request was started.
     if (s.buffer_.empty() && !s.read_some(deadline))
-      return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+      return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kClosed;
   }
   size_t head = read_head(s, limits, first_byte_by, deadline, &failure);
   if (head == 0) return failure;
