@@ -77,7 +77,8 @@ std::optional<Target> RouteTable::resolve(std::string_view path) const {
   if (!plain) return std::nullopt;
   std::string service = fallback_;
   service.replace(service.find("{name}"), 6, name);
-  std::string rest(path.substr(1 + name.size()));
+  // The rest starts where the name ends: after any slashes before it.
+  std::string rest(path.substr(path.find_first_not_of('/') + name.size()));
   if (rest.empty()) rest = "/";
   return Target{std::move(service), std::move(rest), false};
 }

@@ -62,6 +62,18 @@ TEST_CASE("other paths go to api.<first segment> by the {name} rule") {
   CHECK_FALSE(t.resolve("/Bad.Name/x"));   // no dots or capitals: no queue names smuggled in
 }
 
+// Found by tests/fuzz/gateway_route.cc: the rest was cut at the name's
+// length from the start, so "//amn" went to api.amn as "n".
+TEST_CASE("by the {name} rule, slashes before the first segment do not shift the rest") {
+  RouteTable t = RouteTable::parse(kTable);
+  auto r = t.resolve("//amn");
+  REQUIRE(r);
+  CHECK(r->service == "api.amn");
+  CHECK(r->rest == "/");
+  CHECK(t.resolve("///things/1")->rest == "/1");
+  CHECK(t.resolve("//things//1")->rest == "//1");
+}
+
 TEST_CASE("without a {name} rule unknown paths have no route") {
   RouteTable t = RouteTable::parse("/a service.a\n");
   CHECK(t.resolve("/a/b"));

@@ -192,6 +192,58 @@ TEST_CASE("ambiguous framing and bad header bytes are 400 and the connection clo
   CHECK(status("X-A: caf\xc3\xa9\tok\r\nContent-Length: 5\r\nConnection: close\r\n", "hello") == "HTTP/1.1 200");
 }
 
+// Sends `bad` and, right behind it, a good request; returns all that came
+// back until the server closed. A refused request must end the connection:
+// the good one after it is never answered.
+std::string refused_exchange(int port, const std::string& bad) {
+  return raw_exchange(port, bad + "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+}
+
+TEST_CASE("a request line that is not method SP origin-form SP HTTP/1.x is 400 or 505 and the connection closes") {
+  HttpService s;
+  const int port = s.svc.http_port();
+  auto status = [&](const std::string& bad) {
+    const std::string got = refused_exchange(port, bad);
+    CHECK_THAT(got, !Catch::Contains("/after"));
+    return got.substr(0, 12);
+  };
+  // Two spaces, a tab, a space inside the target.
+  CHECK(status("GET  /a HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a  HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET\t/a HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  // A method that is not a token, an empty one.
+  CHECK(status("G(T /a HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status(" /a HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  // Control and non-ASCII bytes in the target; a target that is not origin-form.
+  CHECK(status(std::string("GET /a\x01 HTTP/1.1\r\nHost: x\r\n\r\n")) == "HTTP/1.1 400");
+  CHECK(status(std::string("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n")) == "HTTP/1.1 400");
+  CHECK(status("GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET * HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  // Versions: other HTTP/x.y are 505, anything else 400.
+  CHECK(status("GET /a HTTP/2.0\r\nHost: x\r\n\r\n") == "HTTP/1.1 505");
+  CHECK(status("GET /a HTTP/1.2\r\nHost: x\r\n\r\n") == "HTTP/1.1 505");
+  CHECK(status("GET /a HTTP/1.10\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a http/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.1 \r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
+  // obs-fold: a header line that starts with SP or HTAB.
+  CHECK(status("GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo: 2\r\n\r\n") == "HTTP/1.1 400");
+}
+
+TEST_CASE("empty lines before a request line are skipped, and OPTIONS * and HTTP/1.0 are served") {
+  HttpService s;
+  const int port = s.svc.http_port();
+  CHECK_THAT(raw_exchange(port, "\r\n\r\nGET /lead HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::EndsWith("GET /lead? [] "));
+  CHECK_THAT(raw_exchange(port, "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::EndsWith("OPTIONS *? [] "));
+  CHECK_THAT(raw_exchange(port, "GET /old?q=1 HTTP/1.0\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::EndsWith("GET /old?q=1 [] "));
+}
+
 TEST_CASE("Expect 100-continue is answered before the body is sent") {
   HttpService s;
   int fd = raw_connect(s.svc.http_port());

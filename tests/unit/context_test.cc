@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "tern/context.h"
 
 using namespace std::chrono_literals;
@@ -92,4 +94,20 @@ TEST_CASE("cancel hooks run once and a parent's cancel reaches a child's hooks")
   int late = 0;
   child.on_cancel([&] { ++late; });  // already cancelled: runs at once
   CHECK(late == 1);
+}
+
+// Found by tests/fuzz/rpc_envelope.cc: a caller's deadline_unix_ms of
+// 3.4e16 overflowed the conversion to nanoseconds (UBSan: signed integer
+// overflow in std::chrono), giving a deadline anywhere, the past included.
+TEST_CASE("a deadline from the wire too far from now for the clocks is clamped, never wrapped") {
+  for (int64_t far : {int64_t{33696230400000000}, int64_t{1} << 62, std::numeric_limits<int64_t>::max()}) {
+    Context ctx = Context::from_wire(far, "", "", "", "r", "c", {});
+    INFO(far);
+    CHECK_FALSE(ctx.expired());
+    CHECK(ctx.remaining() > std::chrono::hours(24 * 365 * 100));
+  }
+  for (int64_t past : {int64_t{-33696230400000000}, std::numeric_limits<int64_t>::min()}) {
+    INFO(past);
+    CHECK(Context::from_wire(past, "", "", "", "r", "c", {}).expired());
+  }
 }

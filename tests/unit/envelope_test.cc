@@ -74,3 +74,21 @@ TEST_CASE("a reply that is not a Response is INTERNAL") {
   CHECK(r.code() == Code::kInternal);
   CHECK_THAT(r.error().message, Catch::Contains("service.x/y"));
 }
+
+// Found by tests/fuzz/rpc_envelope.cc: an error naming what the caller sent
+// ("no endpoint '\xff'"), or a correlation id that is not UTF-8, made a
+// Response protobuf's parser refuses (its string fields must be UTF-8): the
+// caller read INTERNAL "not a tern.v1.Response" instead of the error.
+TEST_CASE("a reply stays parseable when its error or correlation id holds bytes that are not UTF-8") {
+  tern::v1::Response resp = tern::detail::response_for("id\xc5");
+  tern::detail::to_wire(tern::Error{Code::kUnimplemented, "no endpoint 'a\xff'"}.with_param("endpoint\xfe", "a\xff"),
+                        resp.mutable_error());
+  tern::v1::Response back;
+  REQUIRE(back.ParseFromString(resp.SerializeAsString()));
+  CHECK(back.request_id() == "id\xef\xbf\xbd");
+  auto r = tern::detail::decode_response(resp.SerializeAsString(), "api.x", "y");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Code::kUnimplemented);
+  CHECK(r.error().message == "no endpoint 'a\xef\xbf\xbd'");
+  CHECK(r.error().params.at("endpoint\xef\xbf\xbd") == "a\xef\xbf\xbd");
+}

@@ -147,7 +147,9 @@ std::string new_span_id();
 // The steady-clock instant `t` as Unix milliseconds (the form deadlines take
 // on the wire: Context::from_wire, deadline_unix_ms), and back. Each reads
 // both clocks now, so a round trip is exact only to a millisecond or so and
-// follows any step of the wall clock in between. Thread-safe.
+// follows any step of the wall clock in between. from_unix_ms takes any
+// int64 (a caller's deadline_unix_ms) and holds it to 1970-2200: no
+// overflow. Thread-safe.
 int64_t to_unix_ms(Context::Clock::time_point t);
 Context::Clock::time_point from_unix_ms(int64_t unix_ms);
 

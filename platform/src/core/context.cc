@@ -4,6 +4,7 @@
 
 #include "core/current.h"
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -167,6 +168,10 @@ int64_t to_unix_ms(Context::Clock::time_point t) {
 }
 
 Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
+  // Any int64 may come from the wire; nanoseconds since the epoch overflow
+  // past the year 2262, so the time is held to 1970-2200 first.
+  constexpr int64_t kLatest = 7258118400000;   // 2200-01-01T00:00:00Z
+  unix_ms = std::clamp<int64_t>(unix_ms, 0, kLatest);
   auto wall = std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
   auto from_now = wall - std::chrono::system_clock::now();
   return Context::Clock::now() + std::chrono::duration_cast<Context::Clock::duration>(from_now);

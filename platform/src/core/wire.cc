@@ -2,13 +2,29 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
+
 namespace tern::detail {
 
 void to_wire(const Error& error, tern::v1::Error* out) {
   out->set_code(static_cast<tern::v1::Code>(error.code));
   out->set_message(error.message);
+  utf8::make_valid(out->mutable_message());
   out->set_retryable(error.retryable);
-  for (const auto& [k, v] : error.params) (*out->mutable_params())[k] = v;
+  for (const auto& [k, v] : error.params) {
+    std::string key = k;
+    utf8::make_valid(&key);
+    std::string& value = (*out->mutable_params())[key];
+    value = v;
+    utf8::make_valid(&value);
+  }
+}
+
+tern::v1::Response response_for(std::string_view correlation_id) {
+  tern::v1::Response resp;
+  resp.set_request_id(std::string(correlation_id));
+  utf8::make_valid(resp.mutable_request_id());
+  return resp;
 }
 
 Error from_wire(const tern::v1::Error& error) {

@@ -9,8 +9,15 @@
 
 namespace tern::detail {
 
+// The message and params are made valid UTF-8 (U+FFFD for bad bytes), as
+// protobuf string fields must be: an error may quote what a caller sent,
+// and a Response that does not parse would reach the caller as INTERNAL.
 void to_wire(const Error& error, tern::v1::Error* out);
 Error from_wire(const tern::v1::Error& error);
+
+// A Response to the request with this AMQP correlation_id (any bytes the
+// caller chose), its request_id made valid UTF-8 for the same reason.
+tern::v1::Response response_for(std::string_view correlation_id);
 
 // Parses a serialized tern.v1.Response: its body, or the error it carries.
 // A reply that is not a Response is INTERNAL.

@@ -33,7 +33,9 @@ Code code_of_status(int status) {
 http::Response error_response(int status, std::string_view message) {
   return http::Response::json(
       status, fmt::format(R"({{"error":{{"code":"{}","message":{}}}}})",
-                          status == 408 ? "DEADLINE_EXCEEDED" : "INVALID_ARGUMENT", json::quote(message)));
+                          status == 408   ? "DEADLINE_EXCEEDED"
+                          : status == 505 ? "UNIMPLEMENTED"
+                                          : "INVALID_ARGUMENT", json::quote(message)));
 }
 
 }  // namespace
@@ -193,11 +195,13 @@ void HttpServer::serve(int fd, std::string peer) {
                    : failure == ReadFailure::kHeadTooLarge ? 431
                    : failure == ReadFailure::kBodyTooLarge ? 413
                    : failure == ReadFailure::kMalformed    ? 400
+                   : failure == ReadFailure::kVersionNotSupported ? 505
                                                            : 0;
       if (status != 0) {
         std::string_view why = status == 408   ? "the request did not arrive in time"
                                : status == 431 ? "request headers too large"
                                : status == 413 ? "request body too large"
+                               : status == 505 ? "HTTP version not supported (HTTP/1.1 or HTTP/1.0)"
                                                : "malformed HTTP request";
         s.write_all(serialize(error_response(status, why), false),
                     Clock::now() + std::chrono::seconds(1));

@@ -45,6 +45,8 @@ bool parse_headers(std::string_view block, std::vector<http::Header>* out) {
     std::string_view line = block.substr(0, eol);
     block = eol == std::string_view::npos ? std::string_view{} : block.substr(eol + 2);
     if (line.empty()) continue;
+    // obs-fold, a line continued with SP or HTAB: refused (RFC 9112 section 5.2).
+    if (line.front() == ' ' || line.front() == '\t') return false;
     size_t colon = line.find(':');
     if (colon == 0 || colon == std::string_view::npos) return false;
     std::string_view name = line.substr(0, colon);
@@ -57,6 +59,43 @@ bool parse_headers(std::string_view block, std::vector<http::Header>* out) {
     out->push_back({std::string(name), std::string(trim(value))});
   }
   return true;
+}
+
+// request-line = method SP request-target SP HTTP-version (RFC 9112
+// section 3), strictly: a token for the method, one SP each side of the
+// target, a target of visible ASCII in origin form ("/...", or "*" for
+// OPTIONS; absolute and authority forms are refused), and HTTP/1.1 or
+// HTTP/1.0. Another HTTP/x.y is kVersionNotSupported (505).
+ReadFailure parse_request_line(std::string_view line, http::Request* out, bool* http10) {
+  const size_t sp1 = line.find(' ');
+  if (sp1 == 0 || sp1 == std::string_view::npos) return ReadFailure::kMalformed;
+  const std::string_view method = line.substr(0, sp1);
+  for (char c : method)
+    if (!token_char(static_cast<unsigned char>(c))) return ReadFailure::kMalformed;
+  const size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return ReadFailure::kMalformed;
+  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (version.size() != 8 || !version.starts_with("HTTP/") || !digit(version[5]) || version[6] != '.' ||
+      !digit(version[7]))
+    return ReadFailure::kMalformed;
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return ReadFailure::kVersionNotSupported;
+  *http10 = version == "HTTP/1.0";
+  if (target.empty()) return ReadFailure::kMalformed;
+  for (unsigned char c : target)
+    if (c <= 0x20 || c >= 0x7f) return ReadFailure::kMalformed;   // no space, control or non-ASCII byte
+  out->method.assign(method);
+  if (target == "*" && method == "OPTIONS") {
+    out->path = "*";
+    out->query.clear();
+    return ReadFailure::kNone;
+  }
+  if (target.front() != '/') return ReadFailure::kMalformed;
+  const size_t q = target.find('?');
+  out->query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
+  if (!percent_decode(target.substr(0, q), false, &out->path)) return ReadFailure::kMalformed;
+  return ReadFailure::kNone;
 }
 
 // Waits until the buffer holds a whole head ("\r\n\r\n"); returns its length
@@ -179,28 +218,32 @@ ReadFailure read_request(Socket& s, const Limits& limits, Clock::time_point firs
     if (!s.read_some(first_byte_by)) return ReadFailure::kClosed;
     deadline = Clock::now() + read_timeout;
   }
+  // At least one empty line before the request line is to be ignored
+  // (RFC 9112 section 2.2); any number, within the head's limit.
+  size_t blank = 0;
+  while (s.buffer_.starts_with("\r\n") || s.buffer_ == "\r") {
+    if (s.buffer_ == "\r") {
+      if (!s.read_some(deadline)) return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kMalformed;
+      continue;
+    }
+    s.buffer_.erase(0, 2);
+    if ((blank += 2) > limits.max_header_bytes) return ReadFailure::kHeadTooLarge;
+    // Only empty lines, then the end: no request was started.
+    if (s.buffer_.empty() && !s.read_some(deadline))
+      return s.timed_out() ? ReadFailure::kTimeout : ReadFailure::kClosed;
+  }
   size_t head = read_head(s, limits, first_byte_by, deadline, &failure);
   if (head == 0) return failure;
   std::string_view h(s.buffer_.data(), head - 4);
   size_t eol = h.find("\r\n");
-  std::string_view start = h.substr(0, eol);
-  // METHOD SP TARGET SP HTTP/1.x
-  size_t sp1 = start.find(' '), sp2 = start.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 == sp1) return ReadFailure::kMalformed;
-  std::string_view version = start.substr(sp2 + 1);
-  if (!version.starts_with("HTTP/1.")) return ReadFailure::kMalformed;
-  out->method.assign(start.substr(0, sp1));
-  std::string_view target = start.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (target.empty() || target.front() != '/') return ReadFailure::kMalformed;
-  size_t q = target.find('?');
-  out->query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
-  if (!percent_decode(target.substr(0, q), false, &out->path)) return ReadFailure::kMalformed;
+  bool http10 = false;
+  if (ReadFailure f = parse_request_line(h.substr(0, eol), out, &http10); f != ReadFailure::kNone) return f;
   out->headers.clear();
   if (eol != std::string_view::npos && !parse_headers(h.substr(eol + 2), &out->headers))
     return ReadFailure::kMalformed;
   // HTTP/1.0 closes unless asked; HTTP/1.1 keeps alive unless asked. The
   // version is kept as a pseudo-header for the server loop.
-  if (version == "HTTP/1.0") out->headers.push_back({":version", "1.0"});
+  if (http10) out->headers.push_back({":version", "1.0"});
   s.buffer_.erase(0, head);
 
   const std::string* expect = out->header("Expect");
@@ -270,6 +313,7 @@ std::string_view reason_phrase(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
 }

@@ -14,7 +14,10 @@
 namespace tern::detail {
 
 // Why reading a message failed; each maps to a status on the server side.
-enum class ReadFailure { kNone, kClosed, kTimeout, kMalformed, kHeadTooLarge, kBodyTooLarge };
+enum class ReadFailure {
+  kNone, kClosed, kTimeout, kMalformed, kHeadTooLarge, kBodyTooLarge,
+  kVersionNotSupported,   // a request line with an HTTP version other than 1.0 or 1.1
+};
 
 struct Limits {
   size_t max_header_bytes = 16 * 1024;

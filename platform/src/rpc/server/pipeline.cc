@@ -37,8 +37,7 @@ void ServerPipeline::handle(Message&& m) {
     // Not read into memory (LinkOptions::max_body_bytes), so there is
     // nothing to handle, count or keep: only an answer to give.
     log::warn("{}: a request of {} bytes is over the {} byte limit", def_.name, m.body_size, max_message_bytes_);
-    tern::v1::Response resp;
-    resp.set_request_id(m.correlation_id);
+    tern::v1::Response resp = response_for(m.correlation_id);
     to_wire(Error{Code::kInvalidArgument, fmt::format("request is {} bytes, over {}'s {} byte limit", m.body_size,
                                                       def_.name, max_message_bytes_)},
             resp.mutable_error());
@@ -77,8 +76,7 @@ void ServerPipeline::handle(Message&& m) {
     r = Error{Code::kInternal,
               fmt::format("the reply is {} bytes, over the {} byte limit", r->size(), max_message_bytes_)};
   }
-  tern::v1::Response resp;
-  resp.set_request_id(m.correlation_id);
+  tern::v1::Response resp = response_for(m.correlation_id);
   if (r.ok()) resp.set_body(std::move(*r));
   else to_wire(r.error(), resp.mutable_error());
   responder_.reply_and_ack(m, resp.SerializeAsString());

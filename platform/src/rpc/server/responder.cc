@@ -25,8 +25,7 @@ bool Responder::reply(const Message& request, const std::string& response) {
 }
 
 void Responder::reply_error(const Message& request, const Error& error) {
-  tern::v1::Response resp;
-  resp.set_request_id(request.correlation_id);
+  tern::v1::Response resp = response_for(request.correlation_id);
   to_wire(error, resp.mutable_error());
   reply(request, resp.SerializeAsString());
 }
