@@ -199,7 +199,7 @@ std::string refused_exchange(int port, const std::string& bad) {
   return raw_exchange(port, bad + "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
-TEST_CASE("a request line that is not method SP origin-form SP HTTP/1.x is 400 or 505 and the connection closes") {
+TEST_CASE("a request line that is not method SP origin-form SP HTTP/1.x is 400 or 505, as is a missing, doubled or malformed Host, and the connection closes") {
   HttpService s;
   const int port = s.svc.http_port();
   auto status = [&](const std::string& bad) {
@@ -231,6 +231,12 @@ TEST_CASE("a request line that is not method SP origin-form SP HTTP/1.x is 400 o
   // obs-fold: a header line that starts with SP or HTAB.
   CHECK(status("GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n") == "HTTP/1.1 400");
   CHECK(status("GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo: 2\r\n\r\n") == "HTTP/1.1 400");
+  // Host (RFC 9112 section 3.2): none in HTTP/1.1, two, or one that is not host[:port].
+  CHECK(status("GET /a HTTP/1.1\r\nX-A: 1\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.1\r\nHost: x, y\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.1\r\nHost: x/y\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status("GET /a HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n") == "HTTP/1.1 400");
 }
 
 TEST_CASE("empty lines before a request line are skipped, and OPTIONS * and HTTP/1.0 are served") {
@@ -268,16 +274,16 @@ TEST_CASE("bad requests get 400 or 413 or 431 and a throwing handler 500") {
   int port = s.svc.http_port();
   CHECK_THAT(raw_exchange(port, "NONSENSE\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400 "));
   const std::string too_large =
-      raw_exchange(port, "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'x'));
+      raw_exchange(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'x'));
   CHECK_THAT(too_large, Catch::StartsWith("HTTP/1.1 413 "));
   CHECK_THAT(too_large,
              Catch::EndsWith(R"({"error":{"code":"INVALID_ARGUMENT","message":"request body too large"}})"));
-  CHECK_THAT(raw_exchange(port, "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n"),
+  CHECK_THAT(raw_exchange(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n"),
              Catch::StartsWith("HTTP/1.1 431 "));
-  CHECK_THAT(raw_exchange(port, "GET /throw HTTP/1.1\r\nConnection: close\r\n\r\n"),
+  CHECK_THAT(raw_exchange(port, "GET /throw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
              Catch::StartsWith("HTTP/1.1 500 "));
   // And the server still answers.
-  CHECK_THAT(raw_exchange(port, "GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n"),
+  CHECK_THAT(raw_exchange(port, "GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
              Catch::StartsWith("HTTP/1.1 200 "));
 }
 

@@ -241,6 +241,14 @@ ReadFailure read_request(Socket& s, const Limits& limits, Clock::time_point firs
   out->headers.clear();
   if (eol != std::string_view::npos && !parse_headers(h.substr(eol + 2), &out->headers))
     return ReadFailure::kMalformed;
+  // RFC 9112 section 3.2: an HTTP/1.1 request has one Host, HTTP/1.0 at
+  // most one, and its value is a host[:port] (no space, comma or slash).
+  int hosts = 0;
+  for (const auto& [name, value] : out->headers) {
+    if (!iequals(name, "Host")) continue;
+    if (++hosts > 1 || value.find_first_of(" \t,/@") != std::string::npos) return ReadFailure::kMalformed;
+  }
+  if (hosts == 0 && !http10) return ReadFailure::kMalformed;
   // HTTP/1.0 closes unless asked; HTTP/1.1 keeps alive unless asked. The
   // version is kept as a pseudo-header for the server loop.
   if (http10) out->headers.push_back({":version", "1.0"});
