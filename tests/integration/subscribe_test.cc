@@ -115,6 +115,29 @@ TEST_CASE("an always-failing handler lands the event in the dead-letter queue wi
   CHECK(hop.service() == marker);
 }
 
+TEST_CASE("instances configured with different retry delays both start and an event still retries to its dead letter") {
+  const std::string svc_name = unique("delays"), marker = unique("marker");
+  std::atomic<int> tries{0};
+  auto failing = [&](tern::Context&, const probe::Hop& hop) {
+    if (hop.service() != marker) return tern::ok();
+    ++tries;
+    return tern::Error{tern::Code::kInternal, "no"};
+  };
+  tern::Service a(svc_name), b(svc_name);
+  a.subscribe<probe::Hop>("probe.hop", failing);
+  b.subscribe<probe::Hop>("probe.hop", failing);
+  tern::Options o = options();
+  o.event_attempts = 2;
+  o.event_retry_ms = 200;
+  a.start(o);
+  o.event_retry_ms = 300;   // a retry queue's TTL cannot change: this one needs its own
+  REQUIRE_NOTHROW(b.start(o));
+  publish_hops(marker, 1);
+  Inspector broker;
+  REQUIRE(broker.await(svc_name + ".on.probe.hop.dead-letter", 10s).has_value());
+  CHECK(tries == 2);
+}
+
 TEST_CASE("once_per_event runs a handler once for an event delivered twice") {
   const std::string svc_name = unique("once"), marker = unique("marker");
   std::atomic<int> runs{0}, seen{0};

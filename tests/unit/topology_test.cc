@@ -68,7 +68,9 @@ TEST_CASE("queue names come from the service's name") {
   CHECK(topology::dead_letter_queue("service.x") == "service.x.dead-letter");
   CHECK(topology::subscription_queue("service.x", "tern.events", "order.*") == "service.x.on.order.*");
   CHECK(topology::subscription_queue("service.x", "tern.traces", "#") == "service.x.on.tern.traces.#");
-  CHECK(topology::retry_queue("service.x.on.a", 2) == "service.x.on.a.retry.2");
+  CHECK(topology::retry_queue("service.x.on.a", 2000) == "service.x.on.a.retry.2000ms");
+  CHECK(topology::retry_delay_ms(1000, 1) == 1000);
+  CHECK(topology::retry_delay_ms(1000, 3) == 4000);
   CHECK(topology::event_dead_letter_queue("service.x.on.a") == "service.x.on.a.dead-letter");
   CHECK(topology::subscription_tag(3) == "tern.sub.3");
   CHECK(topology::suspect_queue("service.x.on.a") == "service.x.on.a.suspects");
@@ -107,8 +109,8 @@ TEST_CASE("a service's consuming connection declares its queues, cancel notices 
                        "queue service.x.on.order.*",
                        "queue service.x.on.order.*.suspects",
                        "bind service.x.on.order.* tern.events order.*",
-                       "queue service.x.on.order.*.retry.1",
-                       "queue service.x.on.order.*.retry.2",
+                       "queue service.x.on.order.*.retry.100ms",
+                       "queue service.x.on.order.*.retry.200ms",
                        "queue service.x.on.order.*.dead-letter",
                    });
   // A full request queue dead-letters refused publishes to the overflow queue.
@@ -117,11 +119,11 @@ TEST_CASE("a service's consuming connection declares its queues, cancel notices 
                                             {"x-dead-letter-exchange", std::string()},
                                             {"x-dead-letter-routing-key", std::string("service.x.overflow")}});
   // Retry n waits retry_ms * 2^(n-1), then goes back to the subscription queue.
-  CHECK(r.args_of("service.x.on.order.*.retry.1") ==
+  CHECK(r.args_of("service.x.on.order.*.retry.100ms") ==
         QueueArgs{{"x-message-ttl", int64_t{100}},
                   {"x-dead-letter-exchange", std::string()},
                   {"x-dead-letter-routing-key", std::string("service.x.on.order.*")}});
-  CHECK(r.args_of("service.x.on.order.*.retry.2") ==
+  CHECK(r.args_of("service.x.on.order.*.retry.200ms") ==
         QueueArgs{{"x-message-ttl", int64_t{200}},
                   {"x-dead-letter-exchange", std::string()},
                   {"x-dead-letter-routing-key", std::string("service.x.on.order.*")}});
@@ -194,8 +196,8 @@ TEST_CASE("a consumer the broker cancelled is put back with its queue's declarat
                          "queue service.x.on.order.*",
                          "queue service.x.on.order.*.suspects",
                          "bind service.x.on.order.* tern.events order.*",
-                         "queue service.x.on.order.*.retry.1",
-                         "queue service.x.on.order.*.retry.2",
+                         "queue service.x.on.order.*.retry.100ms",
+                         "queue service.x.on.order.*.retry.200ms",
                          "queue service.x.on.order.*.dead-letter",
                          "consume service.x.on.order.* tern.sub.0 ack",
                      });
@@ -204,7 +206,7 @@ TEST_CASE("a consumer the broker cancelled is put back with its queue's declarat
   CHECK(topology::redeclare(suspects, spec, topology::suspect_tag(0)));
   CHECK(std::vector<std::string>(suspects.steps.end() - 3, suspects.steps.end()) ==
         std::vector<std::string>{"qos 1", "consume service.x.on.order.*.suspects tern.suspect.0 ack", "qos 64"});
-  CHECK(sub.args_of("service.x.on.order.*.retry.2") == fresh.args_of("service.x.on.order.*.retry.2"));
+  CHECK(sub.args_of("service.x.on.order.*.retry.200ms") == fresh.args_of("service.x.on.order.*.retry.200ms"));
   // Not by name: the cancel notices' server-named queue, direct reply-to, unknown tags.
   Recorder none;
   CHECK_FALSE(topology::redeclare(none, spec, topology::kCancelTag));

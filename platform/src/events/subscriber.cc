@@ -99,7 +99,7 @@ void Subscriber::retry(const Message& m, size_t index, const std::string& error)
     return;
   }
   metric::events_retried(options_.name, queue).inc();
-  if (move(m, topology::retry_queue(queue, attempt), headers) == Confirms::Copy::kRefused)
+  if (move(m, topology::retry_queue(queue, topology::retry_delay_ms(options_.event_retry_ms, attempt)), headers) == Confirms::Copy::kRefused)
     dead_letter(m, index, headers, /*hold=*/false);
 }
 
@@ -109,7 +109,8 @@ void Subscriber::dead_letter(const Message& m, size_t index, const Headers& head
   if (move(m, dead, headers) != Confirms::Copy::kRefused) return;
   metric::dead_letters_refused(options_.name, dead).inc();
   if (hold && options_.event_attempts > 1) {
-    const std::string wait = topology::retry_queue(queue, options_.event_attempts - 1);
+    const std::string wait = topology::retry_queue(
+        queue, topology::retry_delay_ms(options_.event_retry_ms, options_.event_attempts - 1));
     log::error("{}: {} refused an event (full?): it waits in {} and is tried again from there", options_.name, dead,
                wait);
     if (move(m, wait, headers) != Confirms::Copy::kRefused) return;

@@ -26,6 +26,7 @@ namespace tern::detail {
 struct SubscriberOptions {
   std::string name;               // the service
   int event_attempts = 5;         // tries in all before the dead-letter queue
+  int64_t event_retry_ms = 1000;  // the first retry's delay (names its queue)
   int event_timeout_ms = 30000;   // each handler run's deadline
   int max_deliveries = 5;         // crashes charged to an event before the dead-letter queue
 };

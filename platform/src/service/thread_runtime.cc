@@ -60,8 +60,8 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
   link_.on_consumer(topology::kCancelTag, [this](Message&& m) { cancellations_.cancel(m.body); });
   if (serving.subscriptions == nullptr || serving.subscriptions->empty()) return;
   subscriber_ = std::make_unique<Subscriber>(
-      link_, confirms_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, options_.event_timeout_ms,
-                                                      options_.max_deliveries},
+      link_, confirms_, spans_, *this, SubscriberOptions{spec_.service, options_.event_attempts, spec_.event_retry_ms,
+                                                      options_.event_timeout_ms, options_.max_deliveries},
       *serving.subscriptions, spec_.subscriptions);
   for (size_t i = 0; i < spec_.subscriptions.size(); ++i) {
     auto deliver = [this, i](Message&& m) {

@@ -15,8 +15,9 @@ std::string subscription_queue(std::string_view service, std::string_view exchan
   if (exchange == kEventExchange) return fmt::format("{}.on.{}", service, pattern);
   return fmt::format("{}.on.{}.{}", service, exchange, pattern);
 }
-std::string retry_queue(std::string_view subscription, int n) {
-  return fmt::format("{}.retry.{}", subscription, n);
+int64_t retry_delay_ms(int64_t base_ms, int n) { return base_ms << std::clamp(n - 1, 0, 20); }
+std::string retry_queue(std::string_view subscription, int64_t delay_ms) {
+  return fmt::format("{}.retry.{}ms", subscription, delay_ms);
 }
 std::string event_dead_letter_queue(std::string_view subscription) {
   return fmt::format("{}.dead-letter", subscription);
@@ -83,8 +84,8 @@ void declare_subscription(Declarer& d, const Spec& spec, const Subscription& sub
   // Retry n waits event_retry_ms * 2^(n-1) in its own queue, then goes
   // back to the subscription queue: FIFO per delay, no head-of-line wait.
   for (int n = 1; n < spec.event_attempts; ++n)
-    d.declare_queue(retry_queue(sub.queue, n),
-                    typed(spec.quorum_events, {{"x-message-ttl", spec.event_retry_ms << std::min(n - 1, 20)},
+    d.declare_queue(retry_queue(sub.queue, retry_delay_ms(spec.event_retry_ms, n)),
+                    typed(spec.quorum_events, {{"x-message-ttl", retry_delay_ms(spec.event_retry_ms, n)},
                                                {"x-dead-letter-exchange", std::string()},
                                                {"x-dead-letter-routing-key", sub.queue}}));
   d.declare_queue(dead, typed(spec.quorum_events, {}));

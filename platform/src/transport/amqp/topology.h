@@ -34,7 +34,11 @@ std::string dead_letter_queue(std::string_view service);    // "<service>.dead-l
 // "<service>.on.<pattern>", or "<service>.on.<exchange>.<pattern>" off tern.events.
 std::string subscription_queue(std::string_view service, std::string_view exchange,
                                std::string_view pattern);
-std::string retry_queue(std::string_view subscription, int n);   // "<queue>.retry.<n>"
+// Retry n's delay, base_ms * 2^(n-1), and its queue, named by the delay
+// ("<queue>.retry.<ms>ms"): instances configured with different delays
+// each get their own queues rather than one failing to declare the other's.
+int64_t retry_delay_ms(int64_t base_ms, int n);
+std::string retry_queue(std::string_view subscription, int64_t delay_ms);
 std::string event_dead_letter_queue(std::string_view subscription);   // "<queue>.dead-letter"
 // Where events in flight at a crash wait to be handled one at a time.
 std::string suspect_queue(std::string_view subscription);   // "<queue>.suspects"
