@@ -16,7 +16,8 @@
 # The paths and rabbitmqctl can be moved for a test against a private node
 # (tests/compose_users_test.sh): BROKER_USERS_LIB, BROKER_USERS_CREDENTIALS,
 # BROKER_USERS_SECRETS, BROKER_USERS_COOKIE (empty: use rabbitmqctl's own),
-# BROKER_USERS_CTL (a command run as rabbitmqctl).
+# BROKER_USERS_CTL (a command run as rabbitmqctl). A service's password file
+# belongs to the uid tern's image runs as, BROKER_USERS_OWNER (10001).
 set -euo pipefail
 source "${BROKER_USERS_LIB:-/tern/scripts/lib}/broker_users.sh"
 credentials=${BROKER_USERS_CREDENTIALS:-/credentials}
@@ -45,6 +46,6 @@ echo "broker-users: tern-admin (administrator; password on volume broker-credent
 for arg in "$@"; do
     folder=${arg%%:*} user=${arg##*:}
     mkdir -p "$secrets/$folder"
-    install -m 600 "$credentials/$user.password" "$secrets/$folder/password"
+    install -m 600 -o "${BROKER_USERS_OWNER:-10001}" "$credentials/$user.password" "$secrets/$folder/password"
     echo "broker-users: $user (${arg#*:}; its password on volume $folder-broker)"
 done

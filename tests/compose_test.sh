@@ -40,5 +40,25 @@ for name in ["rabbitmq", "prometheus", "trace"]:
 PY
 }
 check "RabbitMQ's ports, Prometheus and the trace pages are published on 127.0.0.1 only" loopback_ok
+shape_ok() {
+  /usr/bin/python3 - <<'PY'
+import yaml
+services = yaml.safe_load(open("docker-compose.yml"))["services"]
+for name, s in services.items():
+    image = s["image"]
+    assert image == "tern:local" or (":" in image and not image.endswith(":latest")), (name, image)
+tern = {n: s for n, s in services.items() if s["image"] == "tern:local" and n != "tern"}
+builders = [n for n, s in tern.items() if "build" in s]
+assert len(builders) == 1, builders          # one build, every service runs it
+for name, s in tern.items():
+    test = s["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "tern", "call"] and test[3] == s["environment"]["TERN_AMQP_USER"] \
+        and test[4] == "_health", (name, test)
+others = {n for n in tern if n != "gateway"}
+assert {n for n, c in services["gateway"]["depends_on"].items()
+        if c["condition"] == "service_healthy"} == others
+PY
+}
+check "pinned images, one build, a _health check per service, the gateway after all are healthy" shape_ok
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]
