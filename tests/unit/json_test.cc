@@ -1,3 +1,4 @@
+#include <cmath>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -218,4 +219,15 @@ TEST_CASE("to_json writes string fields, map keys and all through quote") {
   CHECK_THAT(json, Catch::Contains(R"("totals":{"k\ufffd":1})"));
   google::protobuf::Struct back;
   CHECK(google::protobuf::util::JsonStringToMessage(json, &back).ok());
+}
+
+// Found by the json_describe fuzzer: -0.0 was printed "-0", which parses back as +0.
+TEST_CASE("a negative zero double survives to_json and from_json with its sign") {
+  probe::JsonProbe m;
+  m.set_ratio(-0.0);
+  const std::string printed = tern::json::to_json(m);
+  probe::JsonProbe back;
+  REQUIRE(tern::json::from_json(printed, &back).ok());
+  CHECK(std::signbit(back.ratio()));
+  CHECK(back.SerializeAsString() == m.SerializeAsString());
 }

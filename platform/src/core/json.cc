@@ -43,6 +43,8 @@ void append_message(const pb::Message& m, std::string* out);
 void append_double(double v, std::string* out) {
   if (std::isnan(v)) out->append("\"NaN\"");
   else if (std::isinf(v)) out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  // "-0" would parse back as 0 (an integer): the fuzzer found the sign lost.
+  else if (v == 0 && std::signbit(v)) out->append("-0.0");
   else fmt::format_to(std::back_inserter(*out), "{}", v);
 }
 
