@@ -10,42 +10,20 @@ Prometheus's (127.0.0.1:9090).
     stack.py persisted STATE_FILE     after `down` and `up` without -v: the
         transaction and the balance STATE_FILE names are still there.
 """
-import hashlib
-import hmac
 import http.server
 import json
 import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "e2e"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "scripts", "lib"))
-from checks import check, report  # noqa: E402
+from checks import check, json_request as request, report  # noqa: E402
 from webhook_signature import verify  # noqa: E402
 
 GATEWAY = "http://127.0.0.1:8080"
 PROMETHEUS = "http://127.0.0.1:9090"
-
-
-def request(method, url, body=None, token=None):
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        text = e.read()
-        try:
-            return e.code, json.loads(text)
-        except ValueError:
-            return e.code, text
-    except (OSError, urllib.error.URLError) as e:
-        return None, str(e)
 
 
 def await_true(what, fn, timeout=60.0):

@@ -1,8 +1,11 @@
 """What the end-to-end scripts share: named checks that count, ports, and
 the broker user each service runs as."""
+import json
 import os
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 
 failures = []
 passed = 0
@@ -30,6 +33,26 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def json_request(method, url, body=None, token=None, timeout=30):
+    """An HTTP request with a JSON body (and a bearer token): (status, the
+    reply's JSON, or its bytes if not JSON), or (None, why) if nothing answered."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, text
+    except (OSError, urllib.error.URLError) as e:
+        return None, str(e)
 
 
 # Broker users. The services an end-to-end test starts log in each as its own
