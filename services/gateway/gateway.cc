@@ -203,8 +203,11 @@ Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
     r = rate_limited("address", wait);
   } else if (req.path == "/healthz") {
     r = Response::json(200, R"({"status":"SERVING"})");
+    r.route = "/healthz";
   } else {
-    r = route(ctx, req, request_id, address);
+    std::string route_template;
+    r = route(ctx, req, request_id, address, &route_template);
+    r.route = std::move(route_template);
   }
   r.headers.push_back({"X-Request-Id", request_id});
   r.headers.push_back({"X-Trace-Id", ctx.trace_id()});
@@ -213,7 +216,7 @@ Response Gateway::handle(tern::Context& ctx, tern::http::Request& req) {
 }
 
 Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const std::string& request_id,
-                        const std::string& address) {
+                        const std::string& address, std::string* route_template) {
   std::optional<Target> target = table_.resolve(req.path);
   if (!target) return error_response(Error{Code::kNotFound, fmt::format("no route for {}", req.path)});
 
@@ -246,6 +249,9 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
     ctx.set_metadata(auth::kAccountKey, account);
   }
   ctx.set_metadata("request_id", request_id);
+  // A W3C tracestate the HTTP server took from the request goes on too.
+  if (auto state = http_ctx.metadata().find("tracestate"); state != http_ctx.metadata().end())
+    ctx.set_metadata("tracestate", state->second);
   // The client's address, from the socket (never from a header a client
   // can write): service.auth counts failed logins per address.
   if (!address.empty()) ctx.set_metadata("client_address", address);
@@ -270,6 +276,9 @@ Response Gateway::route(tern::Context& http_ctx, tern::http::Request& req, const
       return error_response(Error{Code::kNotFound, fmt::format("no route for {} {}", req.method, req.path)});
     return error_response(match.error());
   }
+  // The route template names the request's span and labels its metrics:
+  // "/webhooks/:id", one name however many ids.
+  *route_template = match->route == "/" && !target->prefix.empty() ? target->prefix : target->prefix + match->route;
   const tern::DescribedService& svc = *(*described)->service;
   auto types = svc.endpoint(match->endpoint);
   if (!types.ok()) return error_response(types.error());

@@ -61,8 +61,9 @@ class Gateway {
   struct Described;
   tern::Result<std::shared_ptr<const Described>> describe(const tern::Context& ctx,
                                                           const std::string& service, bool refresh);
+  // *route_template: the route that matched ("/webhooks/:id"), once one has.
   tern::http::Response route(tern::Context& ctx, tern::http::Request& req, const std::string& request_id,
-                             const std::string& address);
+                             const std::string& address, std::string* route_template);
 
   const RouteTable table_;
   const Config config_;

@@ -64,7 +64,7 @@ std::optional<Target> RouteTable::resolve(std::string_view path) const {
     if (!whole) continue;
     std::string rest(prefix == "/" ? path : path.substr(prefix.size()));
     if (rest.empty()) rest = "/";
-    return Target{service, std::move(rest), true};
+    return Target{service, std::move(rest), true, prefix == "/" ? std::string() : prefix};
   }
   if (fallback_.empty()) return std::nullopt;
   std::vector<std::string> segments = split_path(path);
@@ -80,7 +80,7 @@ std::optional<Target> RouteTable::resolve(std::string_view path) const {
   // The rest starts where the name ends: after any slashes before it.
   std::string rest(path.substr(path.find_first_not_of('/') + name.size()));
   if (rest.empty()) rest = "/";
-  return Target{std::move(service), std::move(rest), false};
+  return Target{std::move(service), std::move(rest), false, "/" + name};
 }
 
 EndpointRoutes::EndpointRoutes(
@@ -121,7 +121,9 @@ tern::Result<EndpointRoutes::Match> EndpointRoutes::match(std::string_view metho
           .with_local({.allow = allow});
     return tern::Error{tern::Code::kNotFound, "no such route"};
   }
-  Match m{best->endpoint, {}};
+  Match m{best->endpoint, {}, {}};
+  for (const std::string& segment : best->segments) m.route += "/" + segment;
+  if (m.route.empty()) m.route = "/";
   for (size_t i = 0; i < segments.size(); ++i)
     if (best->segments[i].starts_with(':')) m.params[best->segments[i].substr(1)] = segments[i];
   return m;

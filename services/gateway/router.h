@@ -19,6 +19,7 @@ struct Target {
   std::string service;     // "api.webhook"
   std::string rest;        // the path past the prefix, at least "/"
   bool listed = false;     // from an explicit line, not the /{name} rule
+  std::string prefix;      // the path's part before rest: "/webhooks", "" for "/"
 };
 
 class RouteTable {
@@ -45,6 +46,7 @@ class EndpointRoutes {
   struct Match {
     std::string endpoint;
     std::map<std::string, std::string> params;   // ":id" segments by name
+    std::string route;                           // the route's own path: "/:id"
   };
   // The route for method and path; NOT_FOUND if no route has this path,
   // UNIMPLEMENTED (405) with param "allow" if only other methods do.

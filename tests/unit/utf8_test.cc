@@ -26,11 +26,14 @@ TEST_CASE("utf8: well-formed text passes, stray, truncated, overlong and surroga
 
 TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parses") {
   tern::detail::SpanBuffer buffer("test.utf8", true);
-  tern::v1::Span span;
-  span.set_name("GET /webhooks/\xFF");
-  span.set_error("bad byte \xC0 here");
-  (*span.mutable_tags())["http.path"] = "/\xFE";
-  buffer.record(std::move(span));
+  tern::detail::SpanRecord* span = buffer.open(tern::v1::Span::HTTP, std::chrono::steady_clock::now());
+  REQUIRE(span != nullptr);
+  span->trace_id = std::string(32, 'a');
+  span->name = "GET /webhooks/\xFF";
+  span->code = tern::Code::kNotFound;
+  span->error = "bad byte \xC0 here";
+  span->http_target = "/\xFE";
+  buffer.commit(span);
   size_t count = 0;
   const std::string wire = buffer.take_batch(std::chrono::steady_clock::now(), &count);
   REQUIRE(count == 1);
@@ -41,5 +44,5 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   REQUIRE(batch.spans_size() == 1);
   CHECK(batch.spans(0).name() == "GET /webhooks/\xEF\xBF\xBD");
   CHECK(utf8::valid(batch.spans(0).error()));
-  CHECK(batch.spans(0).tags().at("http.path") == "/\xEF\xBF\xBD");
+  CHECK(batch.spans(0).tags().at("http.target") == "/\xEF\xBF\xBD");
 }

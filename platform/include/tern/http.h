@@ -39,6 +39,9 @@ struct Response {
   int status = 200;
   std::vector<Header> headers;
   std::string body;
+  // The route template that matched ("/webhooks/{id}"), set by the handler:
+  // names the request's span and labels its metrics. Empty: no route.
+  std::string route;
 
   const std::string* header(std::string_view name) const { return find_header(headers, name); }
   // A response with Content-Type: application/json.

@@ -89,6 +89,15 @@ struct Options {
   // TERN_TRACING, --tracing: "on" records a span for every call, request
   // and event and sends them, batched, to the exchange tern.traces; "off".
   std::string tracing = "on";
+  // TERN_TRACE_SAMPLE, --trace-sample: the fraction of traces whose spans
+  // are kept (0 to 1, e.g. 0.1), decided by the trace id so every process
+  // keeps or drops the same traces. Failed and slow spans are always kept.
+  std::string trace_sample = "1";
+  // TERN_TRACE_SLOW_MS, --trace-slow-ms: a span at least this long is kept
+  // whatever TERN_TRACE_SAMPLE says.
+  int trace_slow_ms = 100;
+  // trace_sample as a number (validated by from_env and parse_args).
+  double trace_sample_rate() const;
   // TERN_METRICS_PORT, --metrics-port: serve Prometheus metrics at
   // http://<http_addr>:PORT/metrics (at most 65535); 0 (the default) serves none.
   int metrics_port = 0;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -46,6 +47,8 @@ const Field kFields[] = {
     {"event-timeout-ms", "TERN_EVENT_TIMEOUT_MS", "event handler deadline", nullptr, &Options::event_timeout_ms, 1},
     {"event-queue-type", "TERN_EVENT_QUEUE_TYPE", "classic or quorum", &Options::event_queue_type, nullptr},
     {"tracing", "TERN_TRACING", "on or off: spans to tern.traces", &Options::tracing, nullptr},
+    {"trace-sample", "TERN_TRACE_SAMPLE", "fraction of traces kept, 0 to 1", &Options::trace_sample, nullptr},
+    {"trace-slow-ms", "TERN_TRACE_SLOW_MS", "spans this long are always kept", nullptr, &Options::trace_slow_ms, 0},
     {"metrics-port", "TERN_METRICS_PORT", "Prometheus /metrics port (0: none)", nullptr, &Options::metrics_port, 0, 65535},
     {"http-addr", "TERN_HTTP_ADDR", "IPv4 address /metrics binds to", &Options::http_addr, nullptr},
     {"request-queue-type", "TERN_REQUEST_QUEUE_TYPE", "classic or quorum", &Options::request_queue_type,
@@ -133,6 +136,7 @@ void validate(const Options& o) {
   if (o.request_queue_type != "classic" && o.request_queue_type != "quorum")
     throw ConfigError(
         fmt::format("request queue type '{}' is neither classic nor quorum", o.request_queue_type));
+  (void)o.trace_sample_rate();
   in_addr ignored{};
   if (inet_pton(AF_INET, o.http_addr.c_str(), &ignored) != 1)
     throw ConfigError(fmt::format("http address '{}' is not an IPv4 address (127.0.0.1, 0.0.0.0...)", o.http_addr));
@@ -210,6 +214,15 @@ std::vector<std::string> Options::amqp_urls() const {
     if (comma == std::string_view::npos) return urls;
     rest.remove_prefix(comma + 1);
   }
+}
+
+double Options::trace_sample_rate() const {
+  const std::string_view text = trace_sample;
+  double rate = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
+  if (ec != std::errc{} || end != text.data() + text.size() || !(rate >= 0.0 && rate <= 1.0))
+    throw ConfigError(fmt::format("trace sample '{}' is not a fraction from 0 to 1 (e.g. 0.1)", trace_sample));
+  return rate;
 }
 
 int Options::resolved_threads() const {

@@ -20,11 +20,18 @@ Error Publisher::publish(const Context& ctx, std::string_view type, std::string_
   const std::string span_id = new_span_id();
   Error e = publish_confirmed(ctx, type, routing_key, std::move(body), span_id, event_id);
   metric::events_published(name_, type, e.ok()).inc();
-  if (spans_.tracing()) {
-    v1::Span span = make_span(v1::Span::PUBLISH, ctx.trace_id(), span_id, ctx.span_id(), std::string(type),
-                              clock, e.code, e.message);
-    if (auto it = e.params.find("outcome"); it != e.params.end()) (*span.mutable_tags())["outcome"] = it->second;
-    spans_.record(std::move(span));
+  if (SpanRecord* span = spans_.open(v1::Span::PUBLISH, clock.start)) {
+    span->trace_id = ctx.trace_id();
+    span->span_id = span_id;
+    span->parent_span_id = ctx.span_id();
+    span->name = type;
+    span->code = e.code;
+    if (!e.ok()) span->error = e.message;
+    if (auto it = e.params.find("outcome"); it != e.params.end()) {
+      span->tag_key = "outcome";
+      span->tag_value = it->second;
+    }
+    spans_.commit(span);
   }
   return e;
 }

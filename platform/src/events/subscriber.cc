@@ -65,13 +65,20 @@ void Subscriber::handle(Message&& m, size_t index) {
   }
   metric::events_consumed(options_.name, event.type(), err.code).inc();
   // Spans about spans would feed themselves.
-  if (spans_.tracing() && event.type() != v1::SpanBatch::descriptor()->full_name()) {
-    v1::Span span = make_span(v1::Span::CONSUME, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(), event.type(),
-                              clock, err.code, err.message);
-    span.set_attempt(ctx.attempt());
-    span.set_peer(event.source());
-    (*span.mutable_tags())["event_id"] = event.id();
-    spans_.record(std::move(span));
+  if (SpanRecord* span = event.type() != v1::SpanBatch::descriptor()->full_name()
+                             ? spans_.open(v1::Span::CONSUME, clock.start)
+                             : nullptr) {
+    span->trace_id = ctx.trace_id();
+    span->span_id = ctx.span_id();
+    span->parent_span_id = ctx.parent_span_id();
+    span->name = event.type();
+    span->code = err.code;
+    if (!err.ok()) span->error = err.message;
+    span->attempt = ctx.attempt();
+    span->peer = event.source();
+    span->tag_key = "event_id";
+    span->tag_value = event.id();
+    spans_.commit(span);
   }
   if (err.ok()) {
     link_.ack(m);

@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
+#include "core/trace_context.h"
 #include "observability/telemetry.h"
 #include "tern/env.h"
 #include "tern/json.h"
@@ -81,6 +83,22 @@ std::shared_ptr<tls::Context> HttpServer::tls_context(const http::ServerOptions&
     throw ConfigError(fmt::format("HTTPS: {}", e.what()));
   }
 }
+
+namespace {
+// The request's context: it continues the trace a W3C traceparent header
+// names (the caller's span as this one's parent, tracestate passed on in the
+// metadata), or starts one.
+Context context_for(const http::Request& req, std::chrono::milliseconds timeout) {
+  const std::string* header = req.header("traceparent");
+  std::optional<TraceParent> parent = header != nullptr ? parse_traceparent(*header) : std::nullopt;
+  if (!parent) return Context::with_timeout(timeout);
+  Context::Metadata metadata;
+  if (const std::string* state = req.header("tracestate"))
+    if (std::string_view valid = valid_tracestate(*state); !valid.empty()) metadata.emplace("tracestate", valid);
+  return Context::from_wire(to_unix_ms(Clock::now() + timeout), std::move(parent->trace_id), "",
+                            std::move(parent->parent_id), "", "", std::move(metadata));
+}
+}  // namespace
 
 HttpServer::HttpServer(Reactor& loop, Transport& transport, SpanBuffer& spans, int listen_fd,
                        const http::ServerOptions& options, const http::Handler& handler,
@@ -217,7 +235,7 @@ void HttpServer::serve(int fd, std::string peer) {
     active_->fetch_add(1, std::memory_order_acq_rel);
     http::Response resp;
     const SpanClock clock;
-    Context ctx = Context::with_timeout(options_.read_timeout);
+    Context ctx = context_for(req, options_.read_timeout);
     ctx.set_transport(&transport_);
     {
       ScopedCurrent current(&ctx);
@@ -229,13 +247,25 @@ void HttpServer::serve(int fd, std::string peer) {
         resp = http::Response::json(500, R"({"error":{"code":"INTERNAL","message":"internal error"}})");
       }
     }
-    if (spans_.tracing() && options_.trace) {
-      v1::Span span = make_span(v1::Span::HTTP, ctx.trace_id(), ctx.span_id(), "",
-                                fmt::format("{} {}", req.method, req.path), clock, code_of_status(resp.status));
-      span.set_peer(peer);
-      (*span.mutable_tags())["http.status"] = std::to_string(resp.status);
-      spans_.record(std::move(span));
+    if (SpanRecord* span = options_.trace ? spans_.open(v1::Span::HTTP, clock.start) : nullptr) {
+      span->trace_id = ctx.trace_id();
+      span->span_id = ctx.span_id();
+      span->parent_span_id = ctx.parent_span_id();
+      // Named by the route template that matched, never the raw path (one
+      // name per route, not one per id).
+      span->name.assign(req.method);
+      if (!resp.route.empty()) span->name.append(1, ' ').append(resp.route);
+      span->code = code_of_status(resp.status);
+      span->peer = peer;
+      span->http_status = resp.status;
+      span->http_method = req.method;
+      span->http_target = req.path;
+      spans_.commit(span);
     }
+    // The response says which span answered it, so a caller can find it.
+    if (resp.header("traceparent") == nullptr)
+      if (std::string tp = format_traceparent(ctx.trace_id(), ctx.span_id()); !tp.empty())
+        resp.headers.push_back({"traceparent", std::move(tp)});
     keep_alive = keep_alive && !stopped_;
     bool sent = s.write_all(serialize(resp, keep_alive), Clock::now() + options_.read_timeout);
     active_->fetch_sub(1, std::memory_order_acq_rel);

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "core/trace_context.h"
 #include "http/client_tls.h"
 #include "http/http_io.h"
 #include "tern/egress.h"
@@ -228,6 +229,15 @@ Result<Response> fetch(const Context& ctx, std::string_view url, Request req, co
   req.path = u.path;
   req.query = u.query;
   if (req.method.empty()) req.method = req.body.empty() ? "GET" : "POST";
+  // The receiver can continue this trace (W3C Trace Context): its parent is
+  // the span of the handler that fetches.
+  if (req.header("traceparent") == nullptr) {
+    if (std::string tp = detail::format_traceparent(ctx.trace_id(), ctx.span_id()); !tp.empty()) {
+      req.headers.push_back({"traceparent", std::move(tp)});
+      if (auto state = ctx.metadata().find("tracestate"); state != ctx.metadata().end())
+        req.headers.push_back({"tracestate", state->second});
+    }
+  }
   if (!s.write_all(detail::serialize(req, host), deadline)) {
     if (s.timed_out()) return Error{Code::kDeadlineExceeded, fmt::format("sending to {} took too long", url)};
     return stage(Error{Code::kUnavailable, fmt::format("connection to {} lost while sending", host)}, "response");

@@ -8,45 +8,121 @@
 
 namespace tern::detail {
 
-SpanBuffer::SpanBuffer(std::string service, bool tracing) : service_(std::move(service)), tracing_(tracing) {}
+using std::chrono::steady_clock;
 
-void SpanBuffer::record(v1::Span&& span) {
-  // What came from outside (an HTTP path in a name, an error text, a peer,
-  // tags) may not be UTF-8, which would make the whole batch unparseable.
-  utf8::make_valid(span.mutable_name());
-  utf8::make_valid(span.mutable_error());
-  utf8::make_valid(span.mutable_peer());
-  for (auto& [k, v] : *span.mutable_tags()) utf8::make_valid(&v);
-  span.set_service(service_);
-  span.set_instance(instance_id());
-  to_span_sink(span);
-  if (!tracing_) return;
-  if (spans_.size() >= kMaxSpans) {
-    ++dropped_;
-    return;
+bool trace_sampled(std::string_view trace_id, double rate) {
+  if (rate >= 1.0) return true;
+  if (rate <= 0.0) return false;
+  uint32_t v = 0;
+  const std::string_view tail = trace_id.substr(trace_id.size() > 8 ? trace_id.size() - 8 : 0);
+  for (char c : tail) {
+    uint32_t d;
+    if (c >= '0' && c <= '9') d = static_cast<uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') d = static_cast<uint32_t>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') d = static_cast<uint32_t>(c - 'A' + 10);
+    else d = static_cast<uint32_t>(static_cast<unsigned char>(c)) & 0xf;
+    v = (v << 4) | d;
   }
-  spans_.push_back(std::move(span));
+  return static_cast<double>(v) < rate * 4294967296.0;
 }
 
-bool SpanBuffer::due(std::chrono::steady_clock::time_point now, bool busy) const {
-  if (spans_.empty()) return false;
-  if (spans_.size() >= kBatch) return true;
+int64_t unix_minus_steady_us() {
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  const auto wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto mono = duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+  return wall - mono;
+}
+
+SpanBuffer::SpanBuffer(std::string service, bool tracing, SamplingOptions sampling)
+    : service_(std::move(service)), tracing_(tracing), sampling_(sampling) {}
+
+SpanRecord* SpanBuffer::open(v1::Span::Kind kind, steady_clock::time_point start) {
+  if (!tracing_) return nullptr;
+  if (used_ >= kMaxSpans) {
+    ++dropped_;
+    return nullptr;
+  }
+  if (used_ == slots_.size()) slots_.emplace_back();
+  SpanRecord* r = &slots_[used_];
+  r->kind = kind;
+  r->start = start;
+  r->code = Code::kOk;
+  r->attempt = 0;
+  r->http_status = 0;
+  r->tag_key = nullptr;
+  r->error.clear();
+  r->peer.clear();
+  r->parent_span_id.clear();
+  return r;
+}
+
+void SpanBuffer::commit(SpanRecord* r) {
+  r->duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - r->start).count();
+  const bool keep = r->code != Code::kOk || r->duration_us >= sampling_.slow.count() ||
+                    trace_sampled(r->trace_id, sampling_.rate);
+  if (!keep) return;
+  if (has_span_sink()) {
+    v1::Span s;
+    to_proto(*r, unix_minus_steady_us(), &s);
+    to_span_sink(s);
+  }
+  ++used_;
+}
+
+bool SpanBuffer::due(steady_clock::time_point now, bool busy) const {
+  if (used_ == 0) return false;
+  if (used_ >= kBatch) return true;
   return !busy && now - last_flush_ >= kFlushEvery;
 }
 
 void SpanBuffer::drop_all() {
-  dropped_ += spans_.size();
-  metric::spans_dropped(service_).inc(spans_.size());
-  spans_.clear();
+  dropped_ += used_;
+  metric::spans_dropped(service_).inc(used_);
+  used_ = 0;
 }
 
-std::string SpanBuffer::take_batch(std::chrono::steady_clock::time_point now, size_t* count) {
+void SpanBuffer::to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span* out) const {
+  v1::Span& s = *out;
+  s.set_kind(r.kind);
+  s.set_trace_id(r.trace_id);
+  s.set_span_id(r.span_id);
+  s.set_parent_span_id(r.parent_span_id);
+  s.set_name(r.name);
+  s.set_start_unix_us(
+      std::chrono::duration_cast<std::chrono::microseconds>(r.start.time_since_epoch()).count() + unix_offset_us);
+  s.set_duration_us(r.duration_us);
+  s.set_code(static_cast<v1::Code>(r.code));
+  if (r.code != Code::kOk) s.set_error(r.error);
+  s.set_attempt(r.attempt);
+  s.set_peer(r.peer);
+  s.set_service(service_);
+  s.set_instance(instance_id());
+  auto& tags = *s.mutable_tags();
+  if (r.tag_key != nullptr) tags[r.tag_key] = r.tag_value;
+  if (r.kind == v1::Span::HTTP) {
+    tags["http.method"] = r.http_method;
+    tags["http.target"] = r.http_target;
+    tags["http.status_code"] = std::to_string(r.http_status);
+  }
+  // What came from outside (an HTTP path, an error text, a peer, tags) may
+  // not be UTF-8, which would make the whole batch unparseable.
+  utf8::make_valid(s.mutable_name());
+  utf8::make_valid(s.mutable_error());
+  utf8::make_valid(s.mutable_peer());
+  for (auto& [k, v] : tags) utf8::make_valid(&v);
+}
+
+std::string SpanBuffer::take_batch(steady_clock::time_point now, size_t* count) {
   last_flush_ = now;
-  *count = spans_.size();
-  if (spans_.empty()) return {};
+  *count = used_;
+  if (used_ == 0) return {};
+  const int64_t offset = unix_minus_steady_us();
   v1::SpanBatch batch;
-  for (auto& s : spans_) *batch.add_spans() = std::move(s);
-  spans_.clear();
+  batch.mutable_spans()->Reserve(static_cast<int>(used_));
+  for (size_t i = 0; i < used_; ++i) to_proto(slots_[i], offset, batch.add_spans());
+  used_ = 0;
   batch.set_dropped(dropped_);
   if (dropped_ > 0) metric::spans_dropped(service_).inc(dropped_);
   dropped_ = 0;

@@ -1,17 +1,51 @@
-// Spans waiting to leave, per reactor thread: kept without locks and sent
-// about once a second as one tern.v1.SpanBatch. Past kMaxSpans waiting, with
-// tracing off, or with the broker pushing back, spans are dropped and
-// counted, never queued without bound. Reactor thread only.
+// Spans waiting to leave, per reactor thread: recorded without locks into
+// slots that are reused batch after batch (their strings keep their
+// capacity, so recording allocates nothing once warm), turned into protobuf
+// only when a batch is sent, about once a second, as one tern.v1.SpanBatch.
+// Past kMaxSpans waiting, with tracing off, or with the broker pushing back,
+// spans are dropped and counted, never queued without bound. Head sampling:
+// a span is kept if its trace id falls in the sampled fraction (the same
+// choice in every process for one trace), or it failed, or it was slow.
+// Reactor thread only.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "tern/error.h"
 #include "tern/trace.pb.h"
 
 namespace tern::detail {
+
+// One span as the request path records it. The strings are assigned, never
+// built: a slot's buffers are reused.
+struct SpanRecord {
+  v1::Span::Kind kind = v1::Span::KIND_UNSPECIFIED;
+  Code code = Code::kOk;
+  uint32_t attempt = 0;
+  int http_status = 0;                       // HTTP: the response status
+  std::chrono::steady_clock::time_point start;
+  int64_t duration_us = 0;
+  std::string trace_id, span_id, parent_span_id;
+  std::string name;   // CLIENT "service/endpoint", SERVER endpoint, HTTP "METHOD /route/{template}"
+  std::string peer;
+  std::string error;  // the message, when code is not OK
+  const char* tag_key = nullptr;             // one kind-specific tag (request_id, event_id, ...)
+  std::string tag_value;
+  std::string http_method, http_target;      // HTTP: the method and the raw path
+};
+
+struct SamplingOptions {
+  double rate = 1.0;                                 // TERN_TRACE_SAMPLE: fraction of traces kept
+  std::chrono::microseconds slow{100'000};           // TERN_TRACE_SLOW_MS: kept whatever the rate
+};
+
+// True if the trace `trace_id` (hex) is in the sampled fraction `rate`:
+// decided by its last 8 hex digits, so every process agrees.
+bool trace_sampled(std::string_view trace_id, double rate);
 
 class SpanBuffer {
  public:
@@ -20,11 +54,18 @@ class SpanBuffer {
   static constexpr auto kFlushEvery = std::chrono::seconds(1);
 
   // service: stamped on every span, with this process's instance id.
-  SpanBuffer(std::string service, bool tracing);
+  SpanBuffer(std::string service, bool tracing, SamplingOptions sampling = {});
 
   bool tracing() const { return tracing_; }
-  // Keeps `span` for the next batch. Never blocks.
-  void record(v1::Span&& span);
+
+  // The slot the next span goes into, to fill and then pass to commit()
+  // with no fiber switch in between; null when tracing is off or kMaxSpans
+  // wait (that span is counted as dropped). Never blocks, never allocates
+  // once warm.
+  SpanRecord* open(v1::Span::Kind kind, std::chrono::steady_clock::time_point start);
+  // Ends the span opened last: its duration (one clock read) and whether
+  // sampling keeps it.
+  void commit(SpanRecord* span);
 
   // A batch is due: kBatch spans wait, or some have waited kFlushEvery.
   bool due(std::chrono::steady_clock::time_point now, bool busy) const;
@@ -34,12 +75,22 @@ class SpanBuffer {
   // Drops what waits (the link is backed up): counted as dropped.
   void drop_all();
 
+  // `r` as a tern.v1.Span, into *out; `unix_offset_us`: wall clock minus
+  // steady clock.
+  void to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span* out) const;
+
  private:
   const std::string service_;
   const bool tracing_;
-  std::vector<v1::Span> spans_;
+  const SamplingOptions sampling_;
+  std::vector<SpanRecord> slots_;  // [0, used_) wait; the rest are spare buffers
+  size_t used_ = 0;
   uint64_t dropped_ = 0;   // since the last batch, reported in it
   std::chrono::steady_clock::time_point last_flush_{};
 };
+
+// Wall clock minus steady clock, in µs: a steady instant plus this is Unix
+// time. Read once per batch, not per span.
+int64_t unix_minus_steady_us();
 
 }  // namespace tern::detail

@@ -39,27 +39,13 @@ M& cached(const char* name, std::string_view a, std::string_view b, std::string_
 
 }  // namespace
 
-v1::Span make_span(v1::Span::Kind kind, const std::string& trace_id, const std::string& span_id,
-                   const std::string& parent_span_id, std::string name, const SpanClock& clock, Code code,
-                   const std::string& error) {
-  v1::Span s;
-  s.set_kind(kind);
-  s.set_trace_id(trace_id);
-  s.set_span_id(span_id);
-  s.set_parent_span_id(parent_span_id);
-  s.set_name(std::move(name));
-  s.set_start_unix_us(clock.start_unix_us);
-  s.set_duration_us(clock.elapsed_us());
-  s.set_code(static_cast<v1::Code>(code));
-  if (code != Code::kOk) s.set_error(error);
-  return s;
-}
-
 void set_span_sink(std::function<void(const v1::Span&)> fn) {
   std::lock_guard<std::mutex> lock(sink_mu());
   sink() = std::move(fn);
   g_has_sink.store(static_cast<bool>(sink()));
 }
+
+bool has_span_sink() { return g_has_sink.load(std::memory_order_relaxed); }
 
 void to_span_sink(const v1::Span& span) {
   if (!g_has_sink.load(std::memory_order_relaxed)) return;

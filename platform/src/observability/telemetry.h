@@ -11,28 +11,19 @@
 
 namespace tern::detail {
 
-// When something started: the steady clock for its duration, the wall
-// clock (Unix µs) for its place on a timeline.
+// When something started, on the steady clock: one clock read at each end.
 struct SpanClock {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  int64_t start_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
   int64_t elapsed_us() const {
     return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
         .count();
   }
 };
 
-// A finished span: kind, ids, name, timing and how it ended (`code`, and
-// `error`'s message unless the code is OK).
-v1::Span make_span(v1::Span::Kind kind, const std::string& trace_id, const std::string& span_id,
-                   const std::string& parent_span_id, std::string name, const SpanClock& clock, Code code,
-                   const std::string& error = {});
-
 // For tests: every span any loop records also goes to `sink` (null: none).
 void set_span_sink(std::function<void(const v1::Span&)> sink);
 void to_span_sink(const v1::Span& span);
+bool has_span_sink();
 
 // The platform's own metrics, in metrics::registry().
 namespace metric {

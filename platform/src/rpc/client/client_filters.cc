@@ -45,14 +45,18 @@ using Clock = std::chrono::steady_clock;
 }
 
 [[gnu::noinline]] void record_client_span(SpanBuffer& spans, const Context& ctx, const OutgoingCall& call,
-                                          const std::string& span_id, const SpanClock& clock,
-                                          const Result<std::string>& r) {
-  v1::Span span = make_span(v1::Span::CLIENT, ctx.trace_id(), span_id, ctx.span_id(),
-                            fmt::format("{}/{}", call.service, call.endpoint), clock, r.code(),
-                            r.ok() ? std::string() : r.error().message);
-  span.set_attempt(call.attempt);
-  span.set_peer(std::string(call.service));
-  spans.record(std::move(span));
+                                          const SpanClock& clock, const Result<std::string>& r) {
+  SpanRecord* span = spans.open(v1::Span::CLIENT, clock.start);
+  if (span == nullptr) return;
+  span->trace_id = ctx.trace_id();
+  span->span_id = call.span_id;
+  span->parent_span_id = ctx.span_id();
+  span->name.assign(call.service).append(1, '/').append(call.endpoint);
+  span->code = r.code();
+  if (!r.ok()) span->error = r.error().message;
+  span->attempt = call.attempt;
+  span->peer = call.service;
+  spans.commit(span);
 }
 
 }  // namespace
@@ -139,10 +143,9 @@ ClientFilter tracing(SpanBuffer& spans) {
   return [&spans](const Context& ctx, OutgoingCall& call, const ClientNext& next) {
     if (!spans.tracing()) return next(ctx, call);
     const SpanClock clock;
-    std::string span_id = new_span_id();
-    call.span_id = span_id;
+    call.span_id = new_span_id();
     Result<std::string> r = next(ctx, call);
-    record_client_span(spans, ctx, call, span_id, clock, r);
+    record_client_span(spans, ctx, call, clock, r);
     return r;
   };
 }

@@ -18,14 +18,20 @@ ServerFilter observe(const ServiceDefinition& def, SpanBuffer& spans) {
     const Code code = r.code();
     metric::server_requests(def.name, endpoint, code).inc();
     metric::server_latency(def.name, endpoint).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
-    if (spans.tracing()) {
-      v1::Span span = make_span(v1::Span::SERVER, ctx.trace_id(), ctx.span_id(), ctx.parent_span_id(),
-                                std::string(endpoint), clock, code, r.ok() ? std::string() : r.error().message);
-      span.set_attempt(ctx.attempt());
-      span.set_peer(ctx.declared_caller());
-      auto request_id = ctx.metadata().find("request_id");
-      if (request_id != ctx.metadata().end()) (*span.mutable_tags())["request_id"] = request_id->second;
-      spans.record(std::move(span));
+    if (SpanRecord* span = spans.open(v1::Span::SERVER, clock.start)) {
+      span->trace_id = ctx.trace_id();
+      span->span_id = ctx.span_id();
+      span->parent_span_id = ctx.parent_span_id();
+      span->name = endpoint;
+      span->code = code;
+      if (!r.ok()) span->error = r.error().message;
+      span->attempt = ctx.attempt();
+      span->peer = ctx.declared_caller();
+      if (auto id = ctx.metadata().find("request_id"); id != ctx.metadata().end()) {
+        span->tag_key = "request_id";
+        span->tag_value = id->second;
+      }
+      spans.commit(span);
     }
     return r;
   };
