@@ -26,6 +26,8 @@ tern::Error Collector::on_batch(tern::Context&, const tern::v1::SpanBatch& batch
   } catch (const std::exception& e) {
     return tern::Error{tern::Code::kUnavailable, e.what()};
   }
+  // Only once kept: a batch redelivered after a failed add is exported once.
+  if (exporter_ != nullptr) exporter_->add(batch);
   return tern::ok();
 }
 

@@ -12,6 +12,8 @@
 
 namespace {
 
+// How often spans waiting for TERN_TRACE_EXPORT_URL are pushed.
+constexpr std::chrono::milliseconds kExportPeriod{500};
 // How often retention is enforced.
 constexpr std::chrono::seconds kPrunePeriod{10};
 // The longest TERN_TRACE_RETENTION_S: ten years (in microseconds it still
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   std::optional<trace::Store> store;
   trace::Retention retention;
   tern::http::ServerOptions http;
+  std::optional<trace::Exporter> exporter;
   try {
     // TERN_DATA_DIR: where service.trace.db lives.
     store.emplace(common::data_file(tern::env::string("TERN_DATA_DIR", "./data"), "service.trace"));
@@ -43,11 +46,23 @@ int main(int argc, char** argv) {
     // TERN_TRACE_HTTP_ADDRESS, else TERN_HTTP_ADDR (the platform's
     // observability address), else loopback: traces are not public by default.
     http.address = tern::env::string("TERN_TRACE_HTTP_ADDRESS", tern::env::string("TERN_HTTP_ADDR", "127.0.0.1"));
+    // TERN_TRACE_EXPORT_URL: push every span on to a Zipkin v2 collector
+    // (http://zipkin:9411/api/v2/spans) or an OTLP/HTTP JSON one
+    // (http://otel-collector:4318/v1/traces); TERN_TRACE_EXPORT_FORMAT says
+    // which if the path does not.
+    if (std::string url = tern::env::string("TERN_TRACE_EXPORT_URL", ""); !url.empty()) {
+      trace::Exporter::Options eo;
+      eo.format = trace::export_format(url, tern::env::string("TERN_TRACE_EXPORT_FORMAT", ""));
+      eo.max_queued = static_cast<size_t>(tern::env::integer("TERN_TRACE_EXPORT_MAX_QUEUED",
+                                                             static_cast<int64_t>(eo.max_queued), 1, 10'000'000));
+      eo.url = std::move(url);
+      exporter.emplace(std::move(eo));
+    }
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;
   }
-  trace::Collector collector{*store};
+  trace::Collector collector{*store, exporter ? &*exporter : nullptr};
   tern::Service svc{"service.trace"};
   svc.handle("get_trace", [&](tern::Context& ctx, const trace::GetTraceRequest& req) {
     return collector.get_trace(ctx, req);
@@ -59,6 +74,7 @@ int main(int argc, char** argv) {
       tern::kTraceExchange, "#",
       [&](tern::Context& ctx, const tern::v1::SpanBatch& batch) { return collector.on_batch(ctx, batch); });
   svc.serve_http(http, [&](tern::Context& ctx, tern::http::Request& req) { return collector.http(ctx, req); });
+  if (exporter) svc.every(kExportPeriod, [&](tern::Context& ctx) { exporter->flush(ctx); });
   svc.every(kPrunePeriod, [&](tern::Context&) {
     if (int64_t n = store->prune(retention, now_unix_us()); n > 0)
       tern::log::info("retention: deleted {} spans", n);

@@ -2,6 +2,7 @@
 // which Zipkin and Jaeger both read.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,5 +18,11 @@ namespace trace {
 // code's name) when the code is not OK. A duration under 1 µs is 1.
 // Strings are written by tern::json::quote: valid UTF-8 JSON for any bytes.
 std::string to_zipkin_json(const std::vector<tern::v1::Span>& spans);
+
+// A span's tags as exported: its own (http.method, http.path, http.route,
+// http.status_code on HTTP spans), rpc.system/rpc.service/rpc.method on
+// CLIENT and SERVER spans, messaging.system on PUBLISH and CONSUME, tern.*
+// (code, kind, attempt, instance, peer of HTTP spans) and "error" unless OK.
+std::map<std::string, std::string> conventional_tags(const tern::v1::Span& s);
 
 }  // namespace trace

@@ -225,3 +225,155 @@ TEST_CASE("the metrics endpoint is Prometheus text whose counters match the call
   CHECK(values["tern_client_calls_total{service=\"metrics-client\",downstream=\"" + name + "\",code=\"OK\"}"] == 3);
   CHECK(values["tern_client_calls_total{service=\"metrics-client\",downstream=\"" + name + "\",code=\"NOT_FOUND\"}"] == 2);
 }
+
+namespace {
+// The value of `name` among `lines` of Prometheus text, or -1.
+double metric_value(const std::string& text, const std::string& name) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("an HTTP request with a W3C traceparent continues that trace through calls and fetch, and the response names its span") {
+  Spans spans;
+  const std::string b = unique_service("tp-b");
+  ChainService sb(b);
+  // A receiver, as a webhook endpoint would be: it keeps the traceparent it got.
+  std::mutex mu;
+  std::string received;
+  tern::Service receiver(unique_service("tp-receiver"));
+  tern::http::ServerOptions rh;
+  rh.port = 0;
+  receiver.serve_http(rh, [&](tern::Context&, tern::http::Request& req) {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string* tp = req.header("traceparent");
+    received = tp != nullptr ? *tp : "(none)";
+    return tern::http::Response::json(200, "{}");
+  });
+  receiver.start(broker_options());
+  // The service under test: GET /hop/{id} calls b and fetches the receiver.
+  const std::string a = unique_service("tp-a");
+  tern::Service svc(a);
+  tern::http::ServerOptions ah;
+  ah.port = 0;
+  const std::string receiver_url = "http://127.0.0.1:" + std::to_string(receiver.http_port()) + "/seen";
+  svc.serve_http(ah, [&](tern::Context& ctx, tern::http::Request&) {
+    if (!tern::call<ProbeResponse>(ctx, b, "probe", ProbeRequest{}).ok())
+      return tern::http::Response::json(500, "{}");
+    auto seen = tern::http::fetch(ctx, receiver_url, {});
+    tern::http::Response r = tern::http::Response::json(seen.ok() ? 200 : 502, "{}");
+    r.route = "/hop/{id}";
+    return r;
+  });
+  tern::Options o = broker_options();
+  o.metrics_port = free_port();
+  svc.start(o);
+  const std::string base = "http://127.0.0.1:" + std::to_string(svc.http_port());
+
+  const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", parent = "00f067aa0ba902b7";
+  tern::Client client(broker_options(), "tp-client");
+  auto get = [&](const std::string& path, std::vector<tern::http::Header> headers) {
+    return client.run([&] {
+      tern::http::Request req;
+      req.headers = std::move(headers);
+      return tern::http::fetch(tern::Context::with_timeout(5s), base + path, std::move(req));
+    });
+  };
+  auto r = get("/hop/1", {{"traceparent", "00-" + trace_id + "-" + parent + "-01"}, {"tracestate", "congo=t61rcWkgMzE"}});
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+
+  // The HTTP span continues the caller's trace, under the caller's span.
+  auto trace = spans.await(trace_id, 3);
+  const Span* http = find(trace, Span::HTTP, a);
+  const Span* call_b = find(trace, Span::CLIENT, a);
+  const Span* serve_b = find(trace, Span::SERVER, b);
+  REQUIRE(http);
+  REQUIRE(call_b);
+  REQUIRE(serve_b);
+  CHECK(http->parent_span_id() == parent);
+  CHECK(call_b->parent_span_id() == http->span_id());
+  CHECK(serve_b->parent_span_id() == call_b->span_id());
+  // Named by its route template, with the conventional tags.
+  CHECK(http->name() == "GET /hop/{id}");
+  CHECK(http->tags().at("http.route") == "/hop/{id}");
+  CHECK(http->tags().at("http.path") == "/hop/1");
+  CHECK(http->tags().at("http.method") == "GET");
+  CHECK(http->tags().at("http.status_code") == "200");
+  // The response names the span that answered; fetch passed the trace on
+  // with the handler's span as the receiver's parent.
+  const std::string* answered = r->header("traceparent");
+  REQUIRE(answered != nullptr);
+  CHECK(*answered == "00-" + trace_id + "-" + http->span_id() + "-01");
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(received == "00-" + trace_id + "-" + http->span_id() + "-01");
+  }
+
+  // A malformed traceparent is ignored: a trace of its own starts.
+  auto fresh = get("/hop/2", {{"traceparent", "00-" + trace_id + "-" + parent + "-01-extra"}});
+  REQUIRE(fresh.ok());
+  const std::string* fresh_tp = fresh->header("traceparent");
+  REQUIRE(fresh_tp != nullptr);
+  CHECK(fresh_tp->size() == 55);
+  CHECK(fresh_tp->substr(3, 32) != trace_id);
+
+  // The HTTP metrics count requests by route template, not by raw path.
+  auto m = client.run([&] {
+    return tern::http::fetch(tern::Context::with_timeout(5s),
+                             "http://127.0.0.1:" + std::to_string(svc.metrics_port()) + "/metrics", {});
+  });
+  svc.stop();
+  receiver.stop();
+  REQUIRE(m.ok());
+  CHECK(metric_value(m->body, "tern_http_requests_total{service=\"" + a +
+                                  "\",route=\"/hop/{id}\",method=\"GET\",status=\"200\"}") == 2);
+  CHECK(metric_value(m->body, "tern_http_request_duration_seconds_count{service=\"" + a +
+                                  "\",route=\"/hop/{id}\"}") == 2);
+  CHECK(m->body.find("/hop/1") == std::string::npos);
+}
+
+TEST_CASE("head sampling keeps whole traces by trace id, and failed calls whatever the rate") {
+  Spans spans;
+  const std::string name = unique_service("sampled");
+  tern::Service svc(name);
+  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
+    if (req.fail()) return tern::Error{tern::Code::kNotFound, "asked to fail"};
+    return ProbeResponse{};
+  });
+  tern::Options o = broker_options();
+  o.trace_sample = "0.5";
+  svc.start(o);
+  tern::Client client(o, "sampled-client");
+  std::vector<std::string> traces;
+  for (int i = 0; i < 200; ++i) {
+    auto ctx = tern::Context::with_timeout(5s);
+    REQUIRE(client.call<ProbeResponse>(ctx, name, "probe", ProbeRequest{}).ok());
+    traces.push_back(ctx.trace_id());
+  }
+  ProbeRequest fail;
+  fail.set_fail(true);
+  auto failed = tern::Context::with_timeout(5s);
+  // A trace the rate drops (its last 8 hex digits at or past 0x80000000).
+  while (std::stoul(failed.trace_id().substr(24), nullptr, 16) < 0x80000000u) failed = tern::Context::with_timeout(5s);
+  REQUIRE(client.call<ProbeResponse>(failed, name, "probe", fail).code() == tern::Code::kNotFound);
+  // The failed call's two spans arrive last; then every kept span is in.
+  REQUIRE(spans.await(failed.trace_id(), 2).size() == 2);
+  std::this_thread::sleep_for(100ms);   // (a server span lands just after its reply)
+  svc.stop();
+  size_t kept = 0;
+  for (const auto& id : traces) {
+    const size_t n = spans.of_trace(id).size();
+    // By the trace id, the same choice in caller and service: both spans or none.
+    const bool in_sample = std::stoul(id.substr(24), nullptr, 16) < 0x80000000u;
+    INFO(id << ": " << n << " spans");
+    CHECK(n == (in_sample ? 2u : 0u));
+    kept += n == 2;
+  }
+  // 200 random trace ids at one half: far from none and far from all.
+  CHECK(kept > 50);
+  CHECK(kept < 150);
+}

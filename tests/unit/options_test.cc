@@ -219,3 +219,20 @@ TEST_CASE("no error message and no --help text shows a URL's password") {
     CHECK(what.find("hunter2") == std::string::npos);
   }
 }
+
+TEST_CASE("the trace sample is a fraction from 0 to 1, from the environment or a flag") {
+  CHECK(tern::Options{}.trace_sample_rate() == 1.0);
+  CHECK(parse({"--trace-sample=0.25"}).trace_sample_rate() == 0.25);
+  CHECK(parse({"--trace-sample", "0"}).trace_sample_rate() == 0.0);
+  {
+    EnvVar sample("TERN_TRACE_SAMPLE", "0.1");
+    CHECK(tern::Options::from_env().trace_sample_rate() == 0.1);
+  }
+  for (const char* bad : {"--trace-sample=1.5", "--trace-sample=-0.1", "--trace-sample=half", "--trace-sample=0.5x",
+                          "--trace-sample="}) {
+    INFO(bad);
+    CHECK_THROWS_AS(parse({bad}), tern::ConfigError);
+  }
+  EnvVar bad("TERN_TRACE_SAMPLE", "10%");
+  CHECK_THROWS_AS(tern::Options::from_env(), tern::ConfigError);
+}

@@ -32,7 +32,7 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   span->name = "GET /webhooks/\xFF";
   span->code = tern::Code::kNotFound;
   span->error = "bad byte \xC0 here";
-  span->http_target = "/\xFE";
+  span->http_path = "/\xFE";
   buffer.commit(span);
   size_t count = 0;
   const std::string wire = buffer.take_batch(std::chrono::steady_clock::now(), &count);
@@ -44,5 +44,5 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   REQUIRE(batch.spans_size() == 1);
   CHECK(batch.spans(0).name() == "GET /webhooks/\xEF\xBF\xBD");
   CHECK(utf8::valid(batch.spans(0).error()));
-  CHECK(batch.spans(0).tags().at("http.target") == "/\xEF\xBF\xBD");
+  CHECK(batch.spans(0).tags().at("http.path") == "/\xEF\xBF\xBD");
 }

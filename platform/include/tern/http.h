@@ -63,7 +63,7 @@ struct ServerOptions {
   // answered 503 (Retry-After: 1) and closed at once, counted in
   // tern_http_connections_refused_total; open ones in tern_http_connections.
   int max_connections = 10000;
-  bool trace = true;                // record a span per request (when tracing is on)
+  bool trace = true;                // a span per request (when tracing is on), and tern_http_* metrics
   // HTTPS: PEM files of the server's certificate (then any intermediates)
   // and its key, both or neither; Service::start throws ConfigError naming
   // the file if one cannot be loaded or they do not match. With them every

@@ -247,6 +247,10 @@ void HttpServer::serve(int fd, std::string peer) {
         resp = http::Response::json(500, R"({"error":{"code":"INTERNAL","message":"internal error"}})");
       }
     }
+    if (options_.trace) {
+      metric::http_requests(spans_.service(), resp.route, req.method, resp.status).inc();
+      metric::http_latency(spans_.service(), resp.route).observe_us(static_cast<uint64_t>(clock.elapsed_us()));
+    }
     if (SpanRecord* span = options_.trace ? spans_.open(v1::Span::HTTP, clock.start) : nullptr) {
       span->trace_id = ctx.trace_id();
       span->span_id = ctx.span_id();
@@ -259,7 +263,8 @@ void HttpServer::serve(int fd, std::string peer) {
       span->peer = peer;
       span->http_status = resp.status;
       span->http_method = req.method;
-      span->http_target = req.path;
+      span->http_path = req.path;
+      span->http_route = resp.route;
       spans_.commit(span);
     }
     // The response says which span answered it, so a caller can find it.

@@ -102,8 +102,10 @@ void SpanBuffer::to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span*
   auto& tags = *s.mutable_tags();
   if (r.tag_key != nullptr) tags[r.tag_key] = r.tag_value;
   if (r.kind == v1::Span::HTTP) {
+    // The names Zipkin and OpenTelemetry both use.
     tags["http.method"] = r.http_method;
-    tags["http.target"] = r.http_target;
+    tags["http.path"] = r.http_path;
+    if (!r.http_route.empty()) tags["http.route"] = r.http_route;
     tags["http.status_code"] = std::to_string(r.http_status);
   }
   // What came from outside (an HTTP path, an error text, a peer, tags) may

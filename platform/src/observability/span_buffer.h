@@ -35,7 +35,7 @@ struct SpanRecord {
   std::string error;  // the message, when code is not OK
   const char* tag_key = nullptr;             // one kind-specific tag (request_id, event_id, ...)
   std::string tag_value;
-  std::string http_method, http_target;      // HTTP: the method and the raw path
+  std::string http_method, http_path, http_route;   // HTTP: method, raw path, route template
 };
 
 struct SamplingOptions {
@@ -57,6 +57,7 @@ class SpanBuffer {
   SpanBuffer(std::string service, bool tracing, SamplingOptions sampling = {});
 
   bool tracing() const { return tracing_; }
+  const std::string& service() const { return service_; }
 
   // The slot the next span goes into, to fill and then pass to commit()
   // with no fiber switch in between; null when tracing is off or kMaxSpans

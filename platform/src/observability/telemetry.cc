@@ -2,7 +2,10 @@
 
 #include "tern/testing.h"
 
+#include <algorithm>
 #include <mutex>
+
+#include <fmt/format.h>
 #include <unordered_map>
 
 namespace tern::detail {
@@ -125,6 +128,29 @@ metrics::Counter& spans_sent(std::string_view service) {
   return cached<metrics::Counter>("tern_spans_sent_total", service, std::string(), std::string(),
       +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_spans_sent_total", "Spans sent to tern.traces", l); },
       [&] { return metrics::Labels{{"service", std::string(service)}}; });
+}
+metrics::Counter& http_requests(std::string_view service, std::string_view route, std::string_view method, int status) {
+  // The method is one of a handful, or "other": a client cannot make labels.
+  static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+  std::string_view m = "other";
+  for (std::string_view known : kMethods)
+    if (method == known) m = known;
+  char code[8];
+  const auto n = fmt::format_to_n(code, sizeof code, "{}", status).size;
+  const std::string_view status_text(code, std::min(n, sizeof code));
+  const std::string_view r = route.empty() ? std::string_view("(unmatched)") : route;
+  // The cache key holds route and method apart; the status goes third.
+  thread_local std::string rm;
+  rm.assign(r).append(1, ' ').append(m);
+  return cached<metrics::Counter>("tern_http_requests_total", service, rm, status_text,
+      +[](const metrics::Labels& l) -> metrics::Counter& { return registry().counter("tern_http_requests_total", "HTTP requests answered, by route template, method and status", l); },
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"route", std::string(r)}, {"method", std::string(m)}, {"status", std::string(status_text)}}; });
+}
+metrics::Histogram& http_latency(std::string_view service, std::string_view route) {
+  const std::string_view r = route.empty() ? std::string_view("(unmatched)") : route;
+  return cached<metrics::Histogram>("tern_http_request_duration_seconds", service, r, std::string(),
+      +[](const metrics::Labels& l) -> metrics::Histogram& { return registry().histogram("tern_http_request_duration_seconds", "Time from a request's last byte to its response, by route template", l); },
+      [&] { return metrics::Labels{{"service", std::string(service)}, {"route", std::string(r)}}; });
 }
 }  // namespace metric
 

@@ -43,6 +43,10 @@ metrics::Counter& dead_letters_refused(std::string_view service, std::string_vie
 metrics::Counter& reconnects(std::string_view service);
 metrics::Counter& spans_dropped(std::string_view service);
 metrics::Counter& spans_sent(std::string_view service);
+// HTTP requests a service answered (serve_http), by route template ("" is
+// counted as "(unmatched)"), method and status.
+metrics::Counter& http_requests(std::string_view service, std::string_view route, std::string_view method, int status);
+metrics::Histogram& http_latency(std::string_view service, std::string_view route);
 }  // namespace metric
 
 }  // namespace tern::detail
