@@ -75,6 +75,12 @@ void add_body(CLI::App* cmd, Args* f) {
   cmd->add_option("-d,--data", f->data, "the request: JSON, @FILE, or @- for stdin")->excludes(json);
 }
 
+// -H key:value, repeatable; each takes one value (CLI11 lets a list flag
+// take every word after it, so -H k:v SERVICE ENDPOINT would eat both).
+void add_headers(CLI::App* cmd, Args* f) {
+  cmd->add_option("-H,--header", f->headers, "call metadata key:value (repeatable)")->allow_extra_args(false);
+}
+
 // The broker connection settings: the environment (TERN_AMQP_*), then --amqp-url.
 tern::Result<tern::Options> broker_options(const Args& f) {
   try {
@@ -131,7 +137,7 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
   call->add_option("service", f.service, "the service, e.g. service.greeter")->required();
   call->add_option("endpoint", f.endpoint, "its endpoint, e.g. hello")->required();
   add_body(call, &f);
-  call->add_option("-H,--header", f.headers, "call metadata key:value (repeatable)");
+  add_headers(call, &f);
   add_timeout(call, &f);
   add_errors(call, &f);
   add_amqp_url(call, &f);
@@ -141,7 +147,7 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
   bench->add_option("service", f.service, "the service")->required();
   bench->add_option("endpoint", f.endpoint, "its endpoint")->required();
   add_body(bench, &f);
-  bench->add_option("-H,--header", f.headers, "call metadata key:value (repeatable)");
+  add_headers(bench, &f);
   bench->add_option("-n", f.bench.requests, "calls to make")->check(CLI::PositiveNumber)->capture_default_str();
   bench->add_option("-c", f.bench.concurrency, "fibers calling at once")->check(CLI::PositiveNumber)->capture_default_str();
   bench->add_option("--duration", f.bench_duration, "run this long instead of -n calls")->check(duration(true));

@@ -103,6 +103,8 @@ check "-H account_id: (empty) reaches the handler" test "$rc:$err" = "1:UNAUTHEN
 err=$("$tern" call api.balance get -H 'Account_ID: acc_cli' -H x-other:1 --timeout 1s 2>&1 >/dev/null); rc=$?
 check "-H Account_ID: acc_cli passes its authentication (then service.balance is not there)" \
   test "$rc" = 1 -a "${err%%:*}" != UNAUTHENTICATED -a -n "$err"
+err=$("$tern" call -H account_id: api.balance get --timeout 2s 2>&1 >/dev/null); rc=$?
+check "-H before the arguments takes one value (not SERVICE ENDPOINT too)" test "$rc:$err" = "1:UNAUTHENTICATED: an empty account"
 "$tern" call api.balance get -H novalue >/dev/null 2>&1; rc=$?
 check "-H without a colon exits 2" test "$rc" = 2
 set -e
@@ -139,6 +141,8 @@ check "describe --json exits 2" test "$rc" = 2
 check "tail --timeout exits 2" test "$rc" = 2
 "$tern" new service.x --timeout 1s >/dev/null 2>&1; rc=$?
 check "new --timeout exits 2" test "$rc" = 2
+"$tern" tail 'x.#' -n 0 >/dev/null 2>&1; rc=$?
+check "tail -n 0 exits 2 (-n is a count, not a sentinel)" test "$rc" = 2
 "$tern" call service.greeter hello --timeout 0 >/dev/null 2>&1; rc=$?
 check "--timeout 0 exits 2" test "$rc" = 2
 "$tern" >/dev/null 2>&1; rc=$?
