@@ -179,9 +179,11 @@ int cmd_publish(Client& client, const Args& args) {
 
 #ifdef TERN_CLI_TRACE
 int cmd_trace(Client& client, const Args& args) {
-  return print_trace(client, args.what, args.json_out, to_ms(args.timeout));
+  return print_trace(client, args.what, args.json_out, to_ms(args.timeout), args.failure());
 }
-int cmd_traces(Client& client, const Args& args) { return print_traces(client, args.traces, to_ms(args.timeout)); }
+int cmd_traces(Client& client, const Args& args) {
+  return print_traces(client, args.traces, to_ms(args.timeout), args.failure());
+}
 #else
 int cmd_trace(Client&, const Args& args) { return fail_usage("this tern was built without services/trace", args.failure()); }
 int cmd_traces(Client&, const Args& args) { return fail_usage("this tern was built without services/trace", args.failure()); }

@@ -206,6 +206,7 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
   trace->add_option("trace_id", f.what, "the trace's id (X-Trace-Id)")->required();
   trace->add_flag("--json", f.json_out, "get_trace's reply as JSON, every span with its ids");
   add_timeout(trace, &f);
+  add_errors(trace, &f);
   add_amqp_url(trace, &f);
   on(trace, with_client(cmd_trace));
 
@@ -215,6 +216,7 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
       ->check(CLI::PositiveNumber);
   traces->add_option("-n", f.traces.limit, "how many")->check(CLI::PositiveNumber)->capture_default_str();
   add_timeout(traces, &f);
+  add_errors(traces, &f);
   add_amqp_url(traces, &f);
   on(traces, with_client(cmd_traces));
 

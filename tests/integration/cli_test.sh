@@ -127,6 +127,9 @@ check "--format-error json: a usage error is INVALID_ARGUMENT JSON, exit 2" \
 err=$("$tern" call service.greeter hello --amqp-url amqp://127.0.0.1:1/ --format-error json 2>&1 >/dev/null); rc=$?
 check "no broker exits 3, UNAVAILABLE as JSON" \
   test "$rc:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["code"])' "$err")" = "3:UNAVAILABLE"
+err=$("$tern" traces --timeout 1s --format-error json 2>&1 >/dev/null); rc=$?
+check "traces --format-error json (no service.trace here: UNAVAILABLE or DEADLINE_EXCEEDED)" \
+  test "$rc:$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["code"])' "$err" 2>&1 | sed 's/DEADLINE_EXCEEDED/UNAVAILABLE/')" = "1:UNAVAILABLE"
 set -e
 out=$("$tern" help exit-codes) || true
 check "tern help exit-codes lists every code's status" grep -qE '^  80 +UNAUTHENTICATED$' <<<"$out"
