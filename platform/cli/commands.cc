@@ -1,18 +1,18 @@
 #include "commands.h"
 
+#include <fmt/format.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
+#include <boost/fiber/all.hpp>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
-#include <boost/fiber/all.hpp>
-#include <fmt/format.h>
-#include <google/protobuf/message.h>
-#include <google/protobuf/util/json_util.h>
 
 #include "describe_cmd.h"
 #include "dynamic.h"
@@ -36,10 +36,14 @@ bool parse_duration(const std::string& s, std::chrono::milliseconds* out) {
     return false;
   }
   const std::string unit = s.substr(used);
-  if (unit == "ms") *out = std::chrono::milliseconds(n);
-  else if (unit == "s" || unit.empty()) *out = std::chrono::seconds(n);
-  else if (unit == "m") *out = std::chrono::minutes(n);
-  else return false;
+  if (unit == "ms")
+    *out = std::chrono::milliseconds(n);
+  else if (unit == "s" || unit.empty())
+    *out = std::chrono::seconds(n);
+  else if (unit == "m")
+    *out = std::chrono::minutes(n);
+  else
+    return false;
   return true;
 }
 
@@ -51,15 +55,19 @@ std::chrono::milliseconds to_ms(const std::string& s) {
 
 namespace {
 
-bool given(const Args& args, const char* name) { return args.command != nullptr && args.command->count(name) > 0; }
+bool given(const Args& args, const char* name) {
+  return args.command != nullptr && args.command->count(name) > 0;
+}
 
 // The request (or event) as JSON: the JSON argument, -d JSON, -d @FILE or
 // -d @- (all of stdin); `fallback` if neither was given. INVALID_ARGUMENT
 // if a file cannot be read.
 Result<std::string> body(const Args& args, const char* fallback) {
   std::string text = args.json;
-  if (given(args, "--data")) text = args.data;
-  else if (!given(args, "json")) return std::string(fallback);
+  if (given(args, "--data"))
+    text = args.data;
+  else if (!given(args, "json"))
+    return std::string(fallback);
   if (!text.starts_with('@')) return text;
   const std::string path = text.substr(1);
   std::ostringstream all;
@@ -82,7 +90,8 @@ Result<Context::Metadata> metadata(const Args& args) {
     if (colon == std::string::npos || colon == 0)
       return Error{Code::kInvalidArgument, fmt::format("-H takes key:value, not '{}'", h)};
     std::string key = h.substr(0, colon);
-    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     std::string value = h.substr(colon + 1);
     value.erase(0, value.find_first_not_of(' '));
     out[key] = value;
@@ -121,7 +130,8 @@ int cmd_call(Client& client, const Args& args) {
   auto ctx = Context::with_timeout(timeout);
   for (const auto& [key, value] : p.metadata) ctx.set_metadata(key, value);
   Error err = client.run([&] {
-    return call_message(ctx, args.service, args.endpoint, *p.request, resp.get(), CallOptions{.timeout = timeout});
+    return call_message(ctx, args.service, args.endpoint, *p.request, resp.get(),
+                        CallOptions{.timeout = timeout});
   });
   if (!err.ok()) return fail_call(err, args.failure());
   fmt::print("{}\n", json::to_json(*resp));
@@ -142,7 +152,9 @@ int cmd_bench(Client& client, const Args& args) {
 
 int cmd_describe(Client& client, const Args& args) {
   const auto timeout = to_ms(args.timeout);
-  auto described = client.run([&] { return DescribedService::fetch(Context::with_timeout(timeout), args.service, timeout); });
+  auto described = client.run([&] {
+    return DescribedService::fetch(Context::with_timeout(timeout), args.service, timeout);
+  });
   if (!described.ok()) return fail_call(described.error(), args.failure());
   if (args.endpoint.empty()) {
     fmt::print("{}", render_endpoints(**described));
@@ -158,18 +170,24 @@ int cmd_describe(Client& client, const Args& args) {
 // define (the CLI links their messages).
 int cmd_publish(Client& client, const Args& args) {
   const Failure how = args.failure();
-  const auto* type = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(args.what);
+  const auto* type =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(args.what);
   if (type == nullptr)
     return fail_usage(
-        fmt::format("unknown message type '{}' (the CLI knows the services' .proto types)", args.what), how);
-  if (!given(args, "json") && !given(args, "--data")) return fail_usage("publish takes the event as JSON or -d", how);
+        fmt::format("unknown message type '{}' (the CLI knows the services' .proto types)",
+                    args.what),
+        how);
+  if (!given(args, "json") && !given(args, "--data"))
+    return fail_usage("publish takes the event as JSON or -d", how);
   auto json = body(args, "{}");
   if (!json.ok()) return fail_usage(json.error().message, how);
   std::unique_ptr<google::protobuf::Message> event(
       google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
   auto status = google::protobuf::util::JsonStringToMessage(*json, event.get());
   if (!status.ok())
-    return fail_usage(fmt::format("the JSON is not a {}: {}", type->full_name(), std::string(status.message())), how);
+    return fail_usage(
+        fmt::format("the JSON is not a {}: {}", type->full_name(), std::string(status.message())),
+        how);
   auto ctx = Context::with_timeout(to_ms(args.timeout));
   Error e = client.run([&] { return publish(ctx, *event); });
   if (!e.ok()) return fail_call(e, how);
@@ -185,8 +203,12 @@ int cmd_traces(Client& client, const Args& args) {
   return print_traces(client, args.traces, to_ms(args.timeout), args.failure());
 }
 #else
-int cmd_trace(Client&, const Args& args) { return fail_usage("this tern was built without services/trace", args.failure()); }
-int cmd_traces(Client&, const Args& args) { return fail_usage("this tern was built without services/trace", args.failure()); }
+int cmd_trace(Client&, const Args& args) {
+  return fail_usage("this tern was built without services/trace", args.failure());
+}
+int cmd_traces(Client&, const Args& args) {
+  return fail_usage("this tern was built without services/trace", args.failure());
+}
 #endif
 
 std::vector<std::string> service_names(const std::vector<std::string>& extra) {
@@ -204,11 +226,12 @@ std::vector<std::string> service_names(const std::vector<std::string>& extra) {
   return out;
 }
 
-int print_list(Client& client, const std::vector<QueueState>& queues, const std::vector<std::string>& asked,
-               std::chrono::milliseconds timeout) {
+int print_list(Client& client, const std::vector<QueueState>& queues,
+               const std::vector<std::string>& asked, std::chrono::milliseconds timeout) {
   std::vector<const QueueState*> shown;
   for (const auto& q : queues)
-    if (q.exists || std::find(asked.begin(), asked.end(), q.name) != asked.end()) shown.push_back(&q);
+    if (q.exists || std::find(asked.begin(), asked.end(), q.name) != asked.end())
+      shown.push_back(&q);
   // Each service with instances is asked for its _health, all at once.
   std::vector<std::string> health(shown.size());
   client.run([&] {
@@ -219,7 +242,8 @@ int print_list(Client& client, const std::vector<QueueState>& queues, const std:
         auto ctx = Context::with_timeout(timeout);
         auto r = call<v1::HealthResponse>(ctx, shown[i]->name, "_health", v1::HealthRequest{},
                                           CallOptions{.timeout = timeout, .max_attempts = 1});
-        health[i] = r.ok() ? fmt::format("{} ({})", r->status(), r->instance()) : std::string(code_name(r.code()));
+        health[i] = r.ok() ? fmt::format("{} ({})", r->status(), r->instance())
+                           : std::string(code_name(r.code()));
       });
     }
     for (auto& f : fibers) f.join();
@@ -231,14 +255,15 @@ int print_list(Client& client, const std::vector<QueueState>& queues, const std:
   fmt::print("{:<{}}  {:>9}  {:>6}  {}\n", "service", width, "consumers", "queued", "health");
   for (size_t i = 0; i < shown.size(); ++i) {
     const QueueState& q = *shown[i];
-    std::string state = !q.error.empty() ? "broker refused: " + q.error
-                        : !q.exists      ? "no request queue"
+    std::string state = !q.error.empty()   ? "broker refused: " + q.error
+                        : !q.exists        ? "no request queue"
                         : q.consumers == 0 ? "no instance consuming"
                                            : health[i];
     fmt::print("{:<{}}  {:>9}  {:>6}  {}\n", q.name, width, q.consumers, q.messages, state);
   }
   fmt::print(stderr,
-             "(asked the broker about {} name(s): the services tern was built with and any named; AMQP cannot "
+             "(asked the broker about {} name(s): the services tern was built with and any named; "
+             "AMQP cannot "
              "list queues, so name others: tern list service.x)\n",
              queues.size());
   return kExitOk;

@@ -20,17 +20,17 @@ namespace tern::cli {
 
 // What the parser fills in; only the command that runs reads its part.
 struct Args {
-  const CLI::App* command = nullptr;   // the command that runs: which flags it was given
-  std::string amqp_url;              // --amqp-url (default: TERN_AMQP_URL)
-  std::string timeout = "2s";        // --timeout
-  std::string format_error = "text";  // --format-error text|json
+  const CLI::App* command = nullptr;    // the command that runs: which flags it was given
+  std::string amqp_url;                 // --amqp-url (default: TERN_AMQP_URL)
+  std::string timeout = "2s";           // --timeout
+  std::string format_error = "text";    // --format-error text|json
   std::string exit_status = "generic";  // --exit-status generic|per-code
   // call, bench, publish: the request or event.
   std::string service, endpoint, json, data;
   std::vector<std::string> headers;  // -H key:value
   BenchOptions bench;
   std::string bench_duration = "0s";
-  bool json_out = false;             // bench, trace: --json
+  bool json_out = false;  // bench, trace: --json
   // list, tail, trace, dlq, new, help.
   std::vector<std::string> names;
   std::string pattern, subscription, what, dir = ".";
@@ -59,8 +59,9 @@ int cmd_traces(Client& client, const Args& args);
 std::vector<std::string> service_names(const std::vector<std::string>& extra);
 // Prints the services whose request queue exists, or that were asked for
 // by name, with their request queue's consumers (each instance's threads),
-// queued requests and what _health answers (SERVING and the instance that answered). Returns the exit status (0).
-int print_list(Client& client, const std::vector<QueueState>& queues, const std::vector<std::string>& asked,
-               std::chrono::milliseconds timeout);
+// queued requests and what _health answers (SERVING and the instance that
+// answered). Returns the exit status (0).
+int print_list(Client& client, const std::vector<QueueState>& queues,
+               const std::vector<std::string>& asked, std::chrono::milliseconds timeout);
 
 }  // namespace tern::cli

@@ -1,8 +1,8 @@
 #include "completion.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <map>
 #include <vector>
@@ -30,7 +30,8 @@ void collect(const CLI::App& app, const std::string& path, Table* table) {
     commands.push_back(sub->get_name());
     collect(*sub, path + " " + sub->get_name(), table);
   }
-  for (const CLI::Option* opt : app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
+  for (const CLI::Option* opt :
+       app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
     std::vector<std::string> names;
     for (const auto& l : opt->get_lnames()) names.push_back("--" + l);
     for (const auto& s : opt->get_snames()) names.push_back("-" + s);
@@ -62,8 +63,9 @@ std::string bash_completion(const CLI::App& app) {
       "# bash completion for {0}, made by `{0} completion bash` from its parser's table.\n"
       "_{0}_complete() {{\n",
       name);
-  for (const auto& [array, entries] : {std::pair{"commands", &table.commands}, std::pair{"flags", &table.flags},
-                                        std::pair{"values", &table.values}}) {
+  for (const auto& [array, entries] :
+       {std::pair{"commands", &table.commands}, std::pair{"flags", &table.flags},
+        std::pair{"values", &table.values}}) {
     out += fmt::format("  local -A {}=(\n", array);
     for (const auto& [key, list] : *entries) out += fmt::format("    [\"{}\"]={}\n", key, list);
     out += "  )\n";

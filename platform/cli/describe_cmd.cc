@@ -1,9 +1,9 @@
 #include "describe_cmd.h"
 
+#include <fmt/format.h>
+
 #include <deque>
 #include <set>
-
-#include <fmt/format.h>
 
 namespace tern::cli {
 namespace {
@@ -11,7 +11,8 @@ namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 
-std::string endpoint_line(const DescribedService& service, const v1::DescribeResponse::Endpoint& e) {
+std::string endpoint_line(const DescribedService& service,
+                          const v1::DescribeResponse::Endpoint& e) {
   std::string out = fmt::format("{}  {} -> {}\n", e.name(), e.request_type(), e.response_type());
   for (const auto& r : service.description().routes())
     if (r.endpoint() == e.name()) out += fmt::format("  http: {} {}\n", r.method(), r.path());
@@ -27,7 +28,8 @@ bool within(const Descriptor* type, const Descriptor* outer) {
 
 // Every message type `type` refers to through its fields (and its nested
 // types' fields) that its own source does not show.
-void referenced(const Descriptor* type, const Descriptor* outer, std::deque<const Descriptor*>* out) {
+void referenced(const Descriptor* type, const Descriptor* outer,
+                std::deque<const Descriptor*>* out) {
   for (int i = 0; i < type->field_count(); ++i) {
     const Descriptor* m = type->field(i)->message_type();
     if (m != nullptr && !within(m, outer)) out->push_back(m);
@@ -55,7 +57,9 @@ Result<std::string> render_endpoint(const DescribedService& service, const std::
     const Descriptor* type = todo.front();
     todo.pop_front();
     if (type == nullptr || !shown.insert(type).second) continue;
-    const char* role = type == types->request ? "request" : type == types->response ? "response" : "uses";
+    const char* role = type == types->request    ? "request"
+                       : type == types->response ? "response"
+                                                 : "uses";
     out += fmt::format("\n// {}: {}\n{}", role, type->full_name(), type->DebugString());
     referenced(type, type, &todo);
   }

@@ -1,8 +1,8 @@
 #include "exit_status.h"
 
-#include <cstdio>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 
 #include "tern/json.h"
 
@@ -21,7 +21,8 @@ std::string exit_status_table() {
       "  {:<3} no broker: no node of --amqp-url answered\n"
       "  with --exit-status per-code a failed call exits {} + its code instead of 1:\n",
       kExitOk, kExitCallFailed, kExitUsage, kExitNoBroker, kExitCodeBase);
-  for (int c = static_cast<int>(Code::kCancelled); c <= static_cast<int>(Code::kUnauthenticated); ++c)
+  for (int c = static_cast<int>(Code::kCancelled); c <= static_cast<int>(Code::kUnauthenticated);
+       ++c)
     out += fmt::format("  {:<3} {}\n", exit_status(static_cast<Code>(c), ExitStatus::kPerCode),
                        code_name(static_cast<Code>(c)));
   return out;
@@ -48,8 +49,10 @@ std::string error_json(const Error& e) {
 namespace {
 
 void print(const Error& e, ErrorFormat format) {
-  if (format == ErrorFormat::kJson) fmt::print(stderr, "{}\n", error_json(e));
-  else fmt::print(stderr, "{}: {}\n", code_name(e.code), e.message);
+  if (format == ErrorFormat::kJson)
+    fmt::print(stderr, "{}\n", error_json(e));
+  else
+    fmt::print(stderr, "{}: {}\n", code_name(e.code), e.message);
 }
 
 }  // namespace
@@ -60,8 +63,10 @@ int fail_call(const Error& e, const Failure& how) {
 }
 
 int fail_usage(std::string_view why, const Failure& how) {
-  if (how.format == ErrorFormat::kJson) print(Error{Code::kInvalidArgument, std::string(why)}, how.format);
-  else fmt::print(stderr, "tern: {}\n", why);
+  if (how.format == ErrorFormat::kJson)
+    print(Error{Code::kInvalidArgument, std::string(why)}, how.format);
+  else
+    fmt::print(stderr, "tern: {}\n", why);
   return kExitUsage;
 }
 

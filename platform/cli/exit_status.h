@@ -18,7 +18,7 @@ inline constexpr int kExitNoBroker = 3;    // no node of --amqp-url answered
 // 69 NOT_FOUND, 78 UNAVAILABLE, 80 UNAUTHENTICATED.
 inline constexpr int kExitCodeBase = 64;
 
-enum class ErrorFormat { kText, kJson };   // --format-error
+enum class ErrorFormat { kText, kJson };       // --format-error
 enum class ExitStatus { kGeneric, kPerCode };  // --exit-status
 
 struct Failure {

@@ -8,9 +8,9 @@
 //
 // JSON is turned into the endpoint's request type using the service's
 // _describe endpoint, so the CLI needs no generated code for the service.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,7 +34,8 @@ using tern::cli::Args;
 using tern::cli::Failure;
 
 constexpr const char* kLogin =
-    "login: TERN_AMQP_USER and TERN_AMQP_PASSWORD_FILE (or TERN_AMQP_PASSWORD) from the environment,\n"
+    "login: TERN_AMQP_USER and TERN_AMQP_PASSWORD_FILE (or TERN_AMQP_PASSWORD) from the "
+    "environment,\n"
     "       never a flag (scripts/up writes .tern/cli.env, for user tern-cli)\n";
 
 // Checks a duration flag's value at parse time (a usage error, exit 2).
@@ -55,15 +56,19 @@ void add_amqp_url(CLI::App* cmd, Args* f) {
 }
 
 void add_timeout(CLI::App* cmd, Args* f) {
-  cmd->add_option("--timeout", f->timeout, "per call, e.g. 500ms, 2s, 1m")->check(duration(false))->capture_default_str();
+  cmd->add_option("--timeout", f->timeout, "per call, e.g. 500ms, 2s, 1m")
+      ->check(duration(false))
+      ->capture_default_str();
 }
 
 void add_errors(CLI::App* cmd, Args* f) {
-  cmd->add_option("--format-error", f->format_error, "a failed call's error on stderr: text (CODE: message) or json")
+  cmd->add_option("--format-error", f->format_error,
+                  "a failed call's error on stderr: text (CODE: message) or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  cmd->add_option("--exit-status", f->exit_status,
-                  "a failed call exits 1 (generic) or 64 + its code (per-code; tern help exit-codes)")
+  cmd->add_option(
+         "--exit-status", f->exit_status,
+         "a failed call exits 1 (generic) or 64 + its code (per-code; tern help exit-codes)")
       ->check(CLI::IsMember({"generic", "per-code"}))
       ->capture_default_str();
 }
@@ -72,13 +77,15 @@ void add_errors(CLI::App* cmd, Args* f) {
 // argument, or -d JSON|@FILE|@- (stdin).
 void add_body(CLI::App* cmd, Args* f) {
   auto* json = cmd->add_option("json", f->json, "the request as JSON (default {})");
-  cmd->add_option("-d,--data", f->data, "the request: JSON, @FILE, or @- for stdin")->excludes(json);
+  cmd->add_option("-d,--data", f->data, "the request: JSON, @FILE, or @- for stdin")
+      ->excludes(json);
 }
 
 // -H key:value, repeatable; each takes one value (CLI11 lets a list flag
 // take every word after it, so -H k:v SERVICE ENDPOINT would eat both).
 void add_headers(CLI::App* cmd, Args* f) {
-  cmd->add_option("-H,--header", f->headers, "call metadata key:value (repeatable)")->allow_extra_args(false);
+  cmd->add_option("-H,--header", f->headers, "call metadata key:value (repeatable)")
+      ->allow_extra_args(false);
 }
 
 // The broker connection settings: the environment (TERN_AMQP_*), then --amqp-url.
@@ -148,25 +155,34 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
   bench->add_option("endpoint", f.endpoint, "its endpoint")->required();
   add_body(bench, &f);
   add_headers(bench, &f);
-  bench->add_option("-n", f.bench.requests, "calls to make")->check(CLI::PositiveNumber)->capture_default_str();
-  bench->add_option("-c", f.bench.concurrency, "fibers calling at once")->check(CLI::PositiveNumber)->capture_default_str();
-  bench->add_option("--duration", f.bench_duration, "run this long instead of -n calls")->check(duration(true));
+  bench->add_option("-n", f.bench.requests, "calls to make")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("-c", f.bench.concurrency, "fibers calling at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--duration", f.bench_duration, "run this long instead of -n calls")
+      ->check(duration(true));
   bench->add_flag("--json", f.json_out, "the report as one line of JSON");
   add_timeout(bench, &f);
   add_amqp_url(bench, &f);
   on(bench, with_client(cmd_bench));
 
-  auto* describe = app.add_subcommand("describe", "a service's endpoints and HTTP routes; an endpoint's types");
+  auto* describe =
+      app.add_subcommand("describe", "a service's endpoints and HTTP routes; an endpoint's types");
   describe->add_option("service", f.service, "the service")->required();
-  describe->add_option("endpoint", f.endpoint, "print this endpoint's request and reply types (.proto)");
+  describe->add_option("endpoint", f.endpoint,
+                       "print this endpoint's request and reply types (.proto)");
   add_timeout(describe, &f);
   add_errors(describe, &f);
   add_amqp_url(describe, &f);
   on(describe, with_client(cmd_describe));
 
   auto* list = app.add_subcommand(
-      "list", "the services on the bus: instances, queued requests, health (the built-in names, or these)");
-  list->add_option("services", f.names, "services to ask about besides the ones tern was built with");
+      "list",
+      "the services on the bus: instances, queued requests, health (the built-in names, or these)");
+  list->add_option("services", f.names,
+                   "services to ask about besides the ones tern was built with");
   add_timeout(list, &f);
   add_amqp_url(list, &f);
   on(list, [&f, with_urls, with_client] {
@@ -181,7 +197,8 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
     })();
   });
 
-  auto* publish = app.add_subcommand("publish", "publish an event of a message type the services define");
+  auto* publish =
+      app.add_subcommand("publish", "publish an event of a message type the services define");
   publish->add_option("type", f.what, "the message type, e.g. greeter.HelloRequest")->required();
   add_body(publish, &f);
   add_timeout(publish, &f);
@@ -192,17 +209,19 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
   auto* tail = app.add_subcommand("tail", "print events matching PATTERN as JSON lines");
   tail->add_option("pattern", f.pattern, "a topic pattern, e.g. 'transaction.#'")->required();
   tail->add_option("-n", f.tail_count, "stop after N events (default: no limit)")
-                         ->check(CLI::PositiveNumber);
-  tail->add_option("--duration", f.tail_duration, "stop after this long (default: no limit)")->check(duration(true));
+      ->check(CLI::PositiveNumber);
+  tail->add_option("--duration", f.tail_duration, "stop after this long (default: no limit)")
+      ->check(duration(true));
   add_amqp_url(tail, &f);
   on(tail, with_urls([&f](const std::vector<std::string>& urls) {
-    std::optional<long> count;
-    if (f.command->count("-n") > 0) count = f.tail_count;
-    return tail_events(urls, f.pattern, count, to_ms(f.tail_duration));
-  }));
+       std::optional<long> count;
+       if (f.command->count("-n") > 0) count = f.tail_count;
+       return tail_events(urls, f.pattern, count, to_ms(f.tail_duration));
+     }));
 
   auto* trace = app.add_subcommand(
-      "trace", "a trace's call tree from service.trace: start and duration (ms), kind, name, service, code");
+      "trace",
+      "a trace's call tree from service.trace: start and duration (ms), kind, name, service, code");
   trace->add_option("trace_id", f.what, "the trace's id (X-Trace-Id)")->required();
   trace->add_flag("--json", f.json_out, "get_trace's reply as JSON, every span with its ids");
   add_timeout(trace, &f);
@@ -212,9 +231,12 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
 
   auto* traces = app.add_subcommand("traces", "recent traces from service.trace");
   traces->add_flag("--errors", f.traces.errors_only, "only failed ones");
-  traces->add_option("--slow", f.traces.min_duration_ms, "only ones at least MS long, slowest first")
+  traces
+      ->add_option("--slow", f.traces.min_duration_ms, "only ones at least MS long, slowest first")
       ->check(CLI::PositiveNumber);
-  traces->add_option("-n", f.traces.limit, "how many")->check(CLI::PositiveNumber)->capture_default_str();
+  traces->add_option("-n", f.traces.limit, "how many")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_timeout(traces, &f);
   add_errors(traces, &f);
   add_amqp_url(traces, &f);
@@ -222,17 +244,20 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
 
   auto* dlq = app.add_subcommand("dlq", "a subscription's dead-letter queue");
   dlq->require_subcommand(1);
-  auto* dlq_ls = dlq->add_subcommand("list", "the events in SUBSCRIPTION's dead-letter queue, left there");
+  auto* dlq_ls =
+      dlq->add_subcommand("list", "the events in SUBSCRIPTION's dead-letter queue, left there");
   auto* dlq_re = dlq->add_subcommand("replay", "move them back to SUBSCRIPTION");
   for (auto* sub : {dlq_ls, dlq_re}) {
-    sub->add_option("subscription", f.subscription, "e.g. service.balance.on.transaction.created")->required();
+    sub->add_option("subscription", f.subscription, "e.g. service.balance.on.transaction.created")
+        ->required();
     add_amqp_url(sub, &f);
   }
   on(dlq_ls, with_urls([&f](const auto& urls) { return dlq_list(urls, f.subscription); }));
   on(dlq_re, with_urls([&f](const auto& urls) { return dlq_replay(urls, f.subscription); }));
 
   auto* create = app.add_subcommand(
-      "new", "create services/NAME/ (api.: NAME-api/) with a proto, handlers, main, test and CMake line");
+      "new",
+      "create services/NAME/ (api.: NAME-api/) with a proto, handlers, main, test and CMake line");
   create->add_option("name", f.what, "service.NAME or api.NAME")->required();
   create->add_option("--dir", f.dir, "the repository root")->capture_default_str();
   on(create, [&f] { return new_service(f.what, f.dir); });
@@ -244,7 +269,8 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
     return 0;
   });
 
-  auto* help = app.add_subcommand("help", "this text; help COMMAND: the command's; help exit-codes");
+  auto* help =
+      app.add_subcommand("help", "this text; help COMMAND: the command's; help exit-codes");
   help->add_option("topic", f.help_topic, "a command, or exit-codes");
   on(help, [&app, &f] {
     if (f.help_topic == "exit-codes") {
@@ -260,7 +286,8 @@ void define(CLI::App& app, Args& f, std::function<int()>* run) {
         fmt::print("{}", sub->help(app.get_name()));
         return 0;
       }
-    return fail_usage(fmt::format("no command '{}' (tern help lists them)", f.help_topic), Failure{});
+    return fail_usage(fmt::format("no command '{}' (tern help lists them)", f.help_topic),
+                      Failure{});
   });
 }
 
@@ -271,16 +298,18 @@ int main(int argc, char** argv) {
   CLI::App app{"tern: call, load and inspect the services on the bus, or create one", "tern"};
   app.set_version_flag("--version", "tern " TERN_VERSION, "print the version and exit");
   app.require_subcommand(1);
-  app.footer(fmt::format("{}exit status (tern help exit-codes for every code):\n  0 ok, 1 the call failed, "
-                         "2 usage, 3 no broker\n",
-                         kLogin));
+  app.footer(fmt::format(
+      "{}exit status (tern help exit-codes for every code):\n  0 ok, 1 the call failed, "
+      "2 usage, 3 no broker\n",
+      kLogin));
   Args flags;
   std::function<int()> run;
   define(app, flags, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);   // --help, --version
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success))
+      return app.exit(e);  // --help, --version
     std::string where;
     for (const CLI::App* sub = &app; sub != nullptr;) {
       auto selected = sub->get_subcommands();
