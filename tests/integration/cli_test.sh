@@ -170,6 +170,10 @@ check "list shows the greeter consumed, nothing queued, SERVING" grep -qE '^serv
 check "list shows api.balance consumed, SERVING" grep -qE '^api\.balance +[1-9][0-9]* +0 +SERVING ' <<<"$out"
 out=$("$tern" list service.nobody 2>/dev/null) || true
 check "list of a name with no queue says so" grep -qE '^service\.nobody +0 +0 +no request queue$' <<<"$out"
+set +e
+"$tern" list --amqp-url amqp://127.0.0.1:1/ >/dev/null 2>&1; rc=$?
+check "list with no broker exits 3" test "$rc" = 3
+set -e
 
 # tern describe SERVICE ENDPOINT: routes and the types as .proto source.
 out=$("$tern" describe service.greeter hello) || true
