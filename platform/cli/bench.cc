@@ -39,6 +39,7 @@ Tally load(const std::string& service, const std::string& endpoint, const std::s
       while (more()) {
         ++issued;
         auto ctx = Context::with_timeout(opts.timeout);
+        for (const auto& [key, value] : opts.metadata) ctx.set_metadata(key, value);
         auto t0 = Clock::now();
         auto r = call_bytes(ctx, service, endpoint, body, CallOptions{.timeout = opts.timeout});
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "tern/client.h"
@@ -15,6 +16,7 @@ struct BenchOptions {
   std::chrono::milliseconds duration{0};      // --duration: run this long instead of -n calls
   std::chrono::milliseconds timeout{2000};    // --timeout: per call
   bool json = false;                          // --json: one line of JSON
+  std::map<std::string, std::string> metadata;  // -H: sent with every call
 };
 
 // Calls service/endpoint with the serialized request `body`, first a short

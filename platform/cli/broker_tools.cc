@@ -38,11 +38,21 @@ class Conn {
     throw std::runtime_error(errors);
   }
   ~Conn() {
-    amqp_channel_close(c_, 1, AMQP_REPLY_SUCCESS);
+    amqp_channel_close(c_, channel_, AMQP_REPLY_SUCCESS);
     amqp_connection_close(c_, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c_);
   }
   amqp_connection_state_t get() const { return c_; }
+  amqp_channel_t channel() const { return channel_; }
+  // After the broker closed the channel (a failed passive declare): says
+  // close-ok and opens the next channel number.
+  void reopen() {
+    amqp_channel_close_ok_t ok{};
+    amqp_send_method(c_, channel_, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    ++channel_;
+    amqp_channel_open(c_, channel_);
+    check(amqp_get_rpc_reply(c_), "channel.open");
+  }
   static void check(const amqp_rpc_reply_t& r, const char* what) {
     if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
@@ -69,6 +79,7 @@ class Conn {
   }
 
   amqp_connection_state_t c_ = nullptr;
+  amqp_channel_t channel_ = 1;
 };
 
 struct Got {
@@ -118,7 +129,7 @@ std::string describe(const std::string& body, const std::string& error = {}) {
 
 }  // namespace
 
-int tail_events(const std::vector<std::string>& urls, const std::string& pattern, long count,
+int tail_events(const std::vector<std::string>& urls, const std::string& pattern, std::optional<long> count,
                 std::chrono::milliseconds duration) {
   Conn conn(urls);
   amqp_exchange_declare(conn.get(), 1, amqp_cstring_bytes(kEventExchange), amqp_cstring_bytes("topic"), 0, 1, 0,
@@ -135,7 +146,7 @@ int tail_events(const std::vector<std::string>& urls, const std::string& pattern
   fmt::print(stderr, "tail: events matching '{}' (Ctrl-C stops)\n", pattern);
   const auto until = std::chrono::steady_clock::now() + duration;
   long printed = 0;
-  while (count == 0 || printed < count) {
+  while (!count || printed < *count) {
     timeval tv{0, 200000};
     amqp_envelope_t envelope;
     amqp_maybe_release_buffers(conn.get());
@@ -152,6 +163,32 @@ int tail_events(const std::vector<std::string>& urls, const std::string& pattern
     if (duration.count() > 0 && std::chrono::steady_clock::now() >= until) break;
   }
   return 0;
+}
+
+std::vector<QueueState> probe_queues(const std::vector<std::string>& urls,
+                                     const std::vector<std::string>& names) {
+  Conn conn(urls);
+  std::vector<QueueState> out;
+  for (const std::string& name : names) {
+    QueueState q{.name = name};
+    auto* ok = amqp_queue_declare(conn.get(), conn.channel(), amqp_cstring_bytes(name.c_str()), /*passive=*/1,
+                                  0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn.get());
+    if (r.reply_type == AMQP_RESPONSE_NORMAL && ok != nullptr) {
+      q.exists = true;
+      q.messages = ok->message_count;
+      q.consumers = ok->consumer_count;
+    } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+      // 404 NOT_FOUND: no such queue (403: this user may not see it).
+      auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+      if (m->reply_code != AMQP_NOT_FOUND) q.error = fmt::format("{} {}", m->reply_code, str(m->reply_text));
+      conn.reopen();
+    } else {
+      throw std::runtime_error(fmt::format("queue.declare {} failed", name));
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
 }
 
 int dlq_list(const std::vector<std::string>& urls, const std::string& subscription) {

@@ -1,288 +1,324 @@
-// The tern command line: call and load any service by hand, or create one.
+// The tern command line: call, load and inspect any service on the bus by
+// hand, or create one. `tern --help` and `tern COMMAND --help` list it all;
+// docs/cli.md is the reference.
 //
-//   tern call SERVICE ENDPOINT ['<json>'] [--timeout 2s]
-//   tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]
-//   tern describe SERVICE
-//   tern trace TRACE_ID [--json] | tern traces [--errors] [--slow MS] [-n N]
-//   tern new service.NAME|api.NAME [--dir ROOT]
+// The parser (CLI11) is the one table of commands and flags: each flag
+// belongs to the commands that use it and any other command refuses it
+// (exit 2), and `tern completion bash` is made from the same table.
 //
 // JSON is turned into the endpoint's request type using the service's
 // _describe endpoint, so the CLI needs no generated code for the service.
-#include <charconv>
-#include <cstdio>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
 #include <fmt/format.h>
 
-#include <google/protobuf/message.h>
-#include <google/protobuf/util/json_util.h>
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
-#include "bench.h"
 #include "broker_tools.h"
-#include "dynamic.h"
+#include "commands.h"
+#include "completion.h"
+#include "exit_status.h"
 #include "new_service.h"
-#include "tern/json.h"
 #include "tern/tern.h"
-#ifdef TERN_CLI_TRACE
-#include "trace_cmd.h"
+
+#ifndef TERN_VERSION
+#define TERN_VERSION "unknown"
 #endif
 
 namespace {
 
-using tern::cli::DynamicEndpoint;
+using tern::cli::Args;
+using tern::cli::Failure;
 
-constexpr int kExitCallFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitNoBroker = 3;
+constexpr const char* kLogin =
+    "login: TERN_AMQP_USER and TERN_AMQP_PASSWORD_FILE (or TERN_AMQP_PASSWORD) from the "
+    "environment,\n"
+    "       never a flag (scripts/up writes .tern/cli.env, for user tern-cli)\n";
 
-constexpr const char* kUsage =
-    "usage:\n"
-    "  tern call SERVICE ENDPOINT ['<json>']    call an endpoint, print the reply as JSON\n"
-    "  tern bench SERVICE ENDPOINT ['<json>'] [-n N] [-c C] [--duration 10s] [--json]\n"
-    "                                           load an endpoint, print throughput and latency\n"
-    "  tern describe SERVICE                    list a service's endpoints and types\n"
-    "  tern publish TYPE '<json>'               publish an event of a message type the services define\n"
-    "  tern tail PATTERN [-n N] [--duration 10s]  print events matching PATTERN as JSON lines\n"
-    "  tern trace TRACE_ID [--json]             a trace's call tree from service.trace: start and\n"
-    "                                           duration (ms), kind, name, service and code per span\n"
-    "  tern traces [--errors] [--slow MS] [-n N]  recent traces (failed ones; at least MS long)\n"
-    "  tern dlq list SUBSCRIPTION               events in SUBSCRIPTION's dead-letter queue\n"
-    "  tern dlq replay SUBSCRIPTION             move them back to SUBSCRIPTION\n"
-    "  tern new service.NAME|api.NAME [--dir ROOT]\n"
-    "                                           create services/NAME/ (api.: NAME-api/) with a\n"
-    "                                           proto, handlers, main, test and CMake line\n"
-    "  tern help                                this text\n"
-    "flags: --timeout DURATION per call (default 2s; e.g. 500ms, 2s), --amqp-url URL[,URL...]\n"
-    "       (default TERN_AMQP_URL; a cluster's nodes comma-separated), --dir ROOT (tern new; default: .)\n"
-    "login: TERN_AMQP_USER and TERN_AMQP_PASSWORD_FILE (or TERN_AMQP_PASSWORD) from the environment,\n"
-    "       never a flag (scripts/up writes .tern/cli.env, for user tern-cli)\n"
-    "exit status: 0 ok, 1 the call failed (CODE: message on stderr), 2 usage, 3 no broker\n";
-
-struct Args {
-  std::vector<std::string> positional;
-  std::chrono::milliseconds timeout{2000};
-  tern::cli::BenchOptions bench;
-  tern::Options options;
-  std::string dir = ".";  // tern new: the repository root
-  bool errors = false;    // tern traces --errors
-  long long slow_ms = 0;  // tern traces --slow MS
-};
-
-bool parse_duration(std::string_view s, std::chrono::milliseconds* out) {
-  long long n = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (ec != std::errc() || n < 0) return false;
-  std::string_view unit(end, static_cast<size_t>(s.data() + s.size() - end));
-  if (unit == "ms") *out = std::chrono::milliseconds(n);
-  else if (unit == "s" || unit.empty()) *out = std::chrono::seconds(n);
-  else if (unit == "m") *out = std::chrono::minutes(n);
-  else return false;
-  return true;
+// Checks a duration flag's value at parse time (a usage error, exit 2).
+CLI::Validator duration(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& s) -> std::string {
+        std::chrono::milliseconds d{};
+        if (!tern::cli::parse_duration(s, &d)) return "not a duration (e.g. 500ms, 2s, 1m): " + s;
+        if (!zero_ok && d.count() == 0) return "must be more than 0";
+        return {};
+      },
+      "DURATION");
 }
 
-template <class T>
-bool parse_number(std::string_view s, T* out) {
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size() && *out > 0;
+void add_amqp_url(CLI::App* cmd, Args* f) {
+  cmd->add_option("--amqp-url", f->amqp_url,
+                  "the broker, URL[,URL...] a cluster's nodes (default: TERN_AMQP_URL)");
 }
 
-int fail_usage(std::string_view why) {
-  fmt::print(stderr, "tern: {}\n{}", why, kUsage);
-  return kExitUsage;
+void add_timeout(CLI::App* cmd, Args* f) {
+  cmd->add_option("--timeout", f->timeout, "per call, e.g. 500ms, 2s, 1m")
+      ->check(duration(false))
+      ->capture_default_str();
 }
 
-int fail_call(const tern::Error& e) {
-  fmt::print(stderr, "{}: {}\n", tern::code_name(e.code), e.message);
-  return kExitCallFailed;
+void add_errors(CLI::App* cmd, Args* f) {
+  cmd->add_option("--format-error", f->format_error,
+                  "a failed call's error on stderr: text (CODE: message) or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->add_option(
+         "--exit-status", f->exit_status,
+         "a failed call exits 1 (generic) or 64 + its code (per-code; tern help exit-codes)")
+      ->check(CLI::IsMember({"generic", "per-code"}))
+      ->capture_default_str();
 }
 
-int cmd_describe(tern::Client& client, const Args& args) {
-  if (args.positional.size() != 2) return fail_usage("describe takes SERVICE");
-  auto d = tern::cli::describe(client, args.positional[1], args.timeout);
-  if (!d.ok()) return fail_call(d.error());
-  for (const auto& e : d->endpoints())
-    fmt::print("{}  {} -> {}\n", e.name(), e.request_type(), e.response_type());
-  return 0;
+// The request of call and bench, the event of publish: JSON as the last
+// argument, or -d JSON|@FILE|@- (stdin).
+void add_body(CLI::App* cmd, Args* f) {
+  auto* json = cmd->add_option("json", f->json, "the request as JSON (default {})");
+  cmd->add_option("-d,--data", f->data, "the request: JSON, @FILE, or @- for stdin")
+      ->excludes(json);
 }
 
-// call and bench: SERVICE ENDPOINT ['<json>'].
-int cmd_endpoint(tern::Client& client, const Args& args) {
-  const std::string& cmd = args.positional[0];
-  if (args.positional.size() < 3 || args.positional.size() > 4)
-    return fail_usage(fmt::format("{} takes SERVICE ENDPOINT ['<json>']", cmd));
-  const std::string& service = args.positional[1];
-  const std::string& endpoint = args.positional[2];
-  const std::string json = args.positional.size() == 4 ? args.positional[3] : "{}";
+// -H key:value, repeatable; each takes one value (CLI11 lets a list flag
+// take every word after it, so -H k:v SERVICE ENDPOINT would eat both).
+void add_headers(CLI::App* cmd, Args* f) {
+  cmd->add_option("-H,--header", f->headers, "call metadata key:value (repeatable)")
+      ->allow_extra_args(false);
+}
 
-  auto ep = DynamicEndpoint::resolve(client, service, endpoint, args.timeout);
-  if (!ep.ok()) return fail_call(ep.error());
-  auto req = (*ep)->request_from_json(json);
-  if (!req.ok()) return fail_usage(req.error().message);
-
-  if (cmd == "bench") {
-    tern::cli::BenchOptions opts = args.bench;
-    opts.timeout = args.timeout;
-    return tern::cli::run_bench(client, service, endpoint, (*req)->SerializeAsString(), opts);
+// The broker connection settings: the environment (TERN_AMQP_*), then --amqp-url.
+tern::Result<tern::Options> broker_options(const Args& f) {
+  try {
+    tern::Options options = tern::Options::from_env();
+    options.threads = 1;
+    if (!f.amqp_url.empty()) options.amqp_url = f.amqp_url;
+    (void)options.amqp_urls();
+    return options;
+  } catch (const tern::ConfigError& e) {
+    return tern::Error{tern::Code::kInvalidArgument, e.what()};
   }
-  auto resp = (*ep)->new_response();
-  auto ctx = tern::Context::with_timeout(args.timeout);
-  tern::Error err = client.run([&] {
-    return tern::call_message(ctx, service, endpoint, **req, resp.get(),
-                              tern::CallOptions{.timeout = args.timeout});
-  });
-  if (err.code != tern::Code::kOk) return fail_call(err);
-  fmt::print("{}\n", tern::json::to_json(*resp));
-  return 0;
 }
 
-// publish TYPE '<json>': the type must be one the services under services/
-// define (the CLI links their messages).
-int cmd_publish(tern::Client& client, const Args& args) {
-  if (args.positional.size() != 3) return fail_usage("publish takes TYPE '<json>'");
-  const auto* type =
-      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(args.positional[1]);
-  if (type == nullptr)
-    return fail_usage(fmt::format("unknown message type '{}' (the CLI knows the services' .proto types)",
-                                  args.positional[1]));
-  std::unique_ptr<google::protobuf::Message> event(
-      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
-  auto status = google::protobuf::util::JsonStringToMessage(args.positional[2], event.get());
-  if (!status.ok())
-    return fail_usage(fmt::format("the JSON is not a {}: {}", type->full_name(), std::string(status.message())));
-  auto ctx = tern::Context::with_timeout(args.timeout);
-  tern::Error e = client.run([&] { return tern::publish(ctx, *event); });
-  if (!e.ok()) return fail_call(e);
-  fmt::print("published {} with routing key {}\n", type->full_name(), tern::event_routing_key(type));
-  return 0;
+// Builds the parser: every command, its arguments and flags, and what it
+// runs once parsed (into *run).
+void define(CLI::App& app, Args& f, std::function<int()>* run) {
+  using namespace tern::cli;
+  // Runs `fn` with a client connected as tern.cli; exit 3 if no node answers.
+  auto with_client = [&f](std::function<int(tern::Client&, const Args&)> fn) {
+    return [&f, fn] {
+      auto options = broker_options(f);
+      if (!options.ok()) return fail_usage(options.error().message, f.failure());
+      std::unique_ptr<tern::Client> client;
+      try {
+        client = std::make_unique<tern::Client>(*options, "tern.cli");
+      } catch (const std::exception& e) {
+        return fail_no_broker(fmt::format("cannot reach the broker: {}", e.what()), f.failure());
+      }
+      return fn(*client, f);
+    };
+  };
+  // Runs `fn` with the broker's URLs, for the commands that speak AMQP
+  // themselves; exit 3 if no node answers.
+  auto with_urls = [&f](std::function<int(const std::vector<std::string>&)> fn) {
+    return [&f, fn] {
+      auto options = broker_options(f);
+      if (!options.ok()) return fail_usage(options.error().message, f.failure());
+      try {
+        return fn(options->amqp_urls());
+      } catch (const std::exception& e) {
+        return fail_no_broker(e.what(), f.failure());
+      }
+    };
+  };
+  // What `cmd` runs, once parsed; args.command is then `cmd`.
+  auto on = [&f, run](CLI::App* cmd, std::function<int()> fn) {
+    cmd->callback([&f, run, cmd, fn] {
+      f.command = cmd;
+      *run = fn;
+    });
+  };
+
+  auto* call = app.add_subcommand("call", "call an endpoint, print the reply as JSON");
+  call->add_option("service", f.service, "the service, e.g. service.greeter")->required();
+  call->add_option("endpoint", f.endpoint, "its endpoint, e.g. hello")->required();
+  add_body(call, &f);
+  add_headers(call, &f);
+  add_timeout(call, &f);
+  add_errors(call, &f);
+  add_amqp_url(call, &f);
+  on(call, with_client(cmd_call));
+
+  auto* bench = app.add_subcommand("bench", "load an endpoint, print throughput and latency");
+  bench->add_option("service", f.service, "the service")->required();
+  bench->add_option("endpoint", f.endpoint, "its endpoint")->required();
+  add_body(bench, &f);
+  add_headers(bench, &f);
+  bench->add_option("-n", f.bench.requests, "calls to make")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("-c", f.bench.concurrency, "fibers calling at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--duration", f.bench_duration, "run this long instead of -n calls")
+      ->check(duration(true));
+  bench->add_flag("--json", f.json_out, "the report as one line of JSON");
+  add_timeout(bench, &f);
+  add_amqp_url(bench, &f);
+  on(bench, with_client(cmd_bench));
+
+  auto* describe =
+      app.add_subcommand("describe", "a service's endpoints and HTTP routes; an endpoint's types");
+  describe->add_option("service", f.service, "the service")->required();
+  describe->add_option("endpoint", f.endpoint,
+                       "print this endpoint's request and reply types (.proto)");
+  add_timeout(describe, &f);
+  add_errors(describe, &f);
+  add_amqp_url(describe, &f);
+  on(describe, with_client(cmd_describe));
+
+  auto* list = app.add_subcommand(
+      "list",
+      "the services on the bus: instances, queued requests, health (the built-in names, or these)");
+  list->add_option("services", f.names,
+                   "services to ask about besides the ones tern was built with");
+  add_timeout(list, &f);
+  add_amqp_url(list, &f);
+  on(list, [&f, with_urls, with_client] {
+    std::vector<QueueState> queues;
+    int rc = with_urls([&](const std::vector<std::string>& urls) {
+      queues = probe_queues(urls, service_names(f.names));
+      return 0;
+    })();
+    if (rc != 0) return rc;
+    return with_client([&queues](tern::Client& client, const Args& fl) {
+      return print_list(client, queues, fl.names, to_ms(fl.timeout));
+    })();
+  });
+
+  auto* publish =
+      app.add_subcommand("publish", "publish an event of a message type the services define");
+  publish->add_option("type", f.what, "the message type, e.g. greeter.HelloRequest")->required();
+  add_body(publish, &f);
+  add_timeout(publish, &f);
+  add_errors(publish, &f);
+  add_amqp_url(publish, &f);
+  on(publish, with_client(cmd_publish));
+
+  auto* tail = app.add_subcommand("tail", "print events matching PATTERN as JSON lines");
+  tail->add_option("pattern", f.pattern, "a topic pattern, e.g. 'transaction.#'")->required();
+  tail->add_option("-n", f.tail_count, "stop after N events (default: no limit)")
+      ->check(CLI::PositiveNumber);
+  tail->add_option("--duration", f.tail_duration, "stop after this long (default: no limit)")
+      ->check(duration(true));
+  add_amqp_url(tail, &f);
+  on(tail, with_urls([&f](const std::vector<std::string>& urls) {
+       std::optional<long> count;
+       if (f.command->count("-n") > 0) count = f.tail_count;
+       return tail_events(urls, f.pattern, count, to_ms(f.tail_duration));
+     }));
+
+  auto* trace = app.add_subcommand(
+      "trace",
+      "a trace's call tree from service.trace: start and duration (ms), kind, name, service, code");
+  trace->add_option("trace_id", f.what, "the trace's id (X-Trace-Id)")->required();
+  trace->add_flag("--json", f.json_out, "get_trace's reply as JSON, every span with its ids");
+  add_timeout(trace, &f);
+  add_errors(trace, &f);
+  add_amqp_url(trace, &f);
+  on(trace, with_client(cmd_trace));
+
+  auto* traces = app.add_subcommand("traces", "recent traces from service.trace");
+  traces->add_flag("--errors", f.traces.errors_only, "only failed ones");
+  traces
+      ->add_option("--slow", f.traces.min_duration_ms, "only ones at least MS long, slowest first")
+      ->check(CLI::PositiveNumber);
+  traces->add_option("-n", f.traces.limit, "how many")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_timeout(traces, &f);
+  add_errors(traces, &f);
+  add_amqp_url(traces, &f);
+  on(traces, with_client(cmd_traces));
+
+  auto* dlq = app.add_subcommand("dlq", "a subscription's dead-letter queue");
+  dlq->require_subcommand(1);
+  auto* dlq_ls =
+      dlq->add_subcommand("list", "the events in SUBSCRIPTION's dead-letter queue, left there");
+  auto* dlq_re = dlq->add_subcommand("replay", "move them back to SUBSCRIPTION");
+  for (auto* sub : {dlq_ls, dlq_re}) {
+    sub->add_option("subscription", f.subscription, "e.g. service.balance.on.transaction.created")
+        ->required();
+    add_amqp_url(sub, &f);
+  }
+  on(dlq_ls, with_urls([&f](const auto& urls) { return dlq_list(urls, f.subscription); }));
+  on(dlq_re, with_urls([&f](const auto& urls) { return dlq_replay(urls, f.subscription); }));
+
+  auto* create = app.add_subcommand(
+      "new",
+      "create services/NAME/ (api.: NAME-api/) with a proto, handlers, main, test and CMake line");
+  create->add_option("name", f.what, "service.NAME or api.NAME")->required();
+  create->add_option("--dir", f.dir, "the repository root")->capture_default_str();
+  on(create, [&f] { return new_service(f.what, f.dir); });
+
+  auto* completion = app.add_subcommand("completion", "a shell completion script");
+  completion->require_subcommand(1);
+  on(completion->add_subcommand("bash", "for bash: source <(tern completion bash)"), [&app] {
+    fmt::print("{}", bash_completion(app));
+    return 0;
+  });
+
+  auto* help =
+      app.add_subcommand("help", "this text; help COMMAND: the command's; help exit-codes");
+  help->add_option("topic", f.help_topic, "a command, or exit-codes");
+  on(help, [&app, &f] {
+    if (f.help_topic == "exit-codes") {
+      fmt::print("exit status:\n{}", exit_status_table());
+      return 0;
+    }
+    if (f.help_topic.empty()) {
+      fmt::print("{}", app.help());
+      return 0;
+    }
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+      if (sub->get_name() == f.help_topic && f.help_topic != "help") {
+        fmt::print("{}", sub->help(app.get_name()));
+        return 0;
+      }
+    return fail_usage(fmt::format("no command '{}' (tern help lists them)", f.help_topic),
+                      Failure{});
+  });
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   tern::log::set_process_name("tern");
-  Args args;
+  CLI::App app{"tern: call, load and inspect the services on the bus, or create one", "tern"};
+  app.set_version_flag("--version", "tern " TERN_VERSION, "print the version and exit");
+  app.require_subcommand(1);
+  app.footer(fmt::format(
+      "{}exit status (tern help exit-codes for every code):\n  0 ok, 1 the call failed, "
+      "2 usage, 3 no broker\n",
+      kLogin));
+  Args flags;
+  std::function<int()> run;
+  define(app, flags, &run);
   try {
-    args.options = tern::Options::from_env();
-  } catch (const tern::ConfigError& e) {
-    return fail_usage(e.what());
-  }
-  args.options.threads = 1;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    // The value of a flag given as "--flag value" or "--flag=value".
-    auto value = [&](std::string_view flag) -> std::optional<std::string_view> {
-      if (a == flag) {
-        if (i + 1 < argc) return std::string_view(argv[++i]);
-        return std::nullopt;
-      }
-      if (a.starts_with(flag) && a.size() > flag.size() && a[flag.size()] == '=')
-        return a.substr(flag.size() + 1);
-      return std::nullopt;
-    };
-    auto is = [&](std::string_view flag) {
-      return a == flag || (a.starts_with(flag) && a.size() > flag.size() && a[flag.size()] == '=');
-    };
-    if (a == "--help" || a == "-h") {
-      fmt::print("{}", kUsage);
-      return 0;
-    } else if (a == "--errors") {
-      args.errors = true;
-    } else if (is("--slow")) {
-      auto v = value("--slow");
-      if (!v || !parse_number(*v, &args.slow_ms)) return fail_usage("bad --slow");
-    } else if (a == "--json") {
-      args.bench.json = true;
-    } else if (is("--timeout")) {
-      auto v = value("--timeout");
-      if (!v || !parse_duration(*v, &args.timeout) || args.timeout.count() == 0)
-        return fail_usage("bad --timeout");
-    } else if (is("--duration")) {
-      auto v = value("--duration");
-      if (!v || !parse_duration(*v, &args.bench.duration)) return fail_usage("bad --duration");
-    } else if (is("-n")) {
-      auto v = value("-n");
-      if (!v || !parse_number(*v, &args.bench.requests)) return fail_usage("bad -n");
-    } else if (is("-c")) {
-      auto v = value("-c");
-      if (!v || !parse_number(*v, &args.bench.concurrency)) return fail_usage("bad -c");
-    } else if (is("--amqp-url")) {
-      auto v = value("--amqp-url");
-      if (!v) return fail_usage("--amqp-url needs a value");
-      args.options.amqp_url = std::string(*v);
-    } else if (is("--dir")) {
-      auto v = value("--dir");
-      if (!v) return fail_usage("--dir needs a value");
-      args.dir = std::string(*v);
-    } else if (a.starts_with("-") && a.size() > 1) {
-      return fail_usage(fmt::format("unknown flag {}", a));
-    } else {
-      args.positional.emplace_back(a);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success))
+      return app.exit(e);  // --help, --version
+    std::string where;
+    for (const CLI::App* sub = &app; sub != nullptr;) {
+      auto selected = sub->get_subcommands();
+      if (selected.empty()) break;
+      sub = selected.front();
+      where += " " + sub->get_name();
     }
+    fmt::print(stderr, "tern{}: {}\nrun 'tern{} --help' for usage\n", where, e.what(), where);
+    return tern::cli::kExitUsage;
   }
-  try {
-    (void)args.options.amqp_urls();
-  } catch (const tern::ConfigError& e) {
-    return fail_usage(e.what());
-  }
-  if (args.positional.empty()) return fail_usage("no command");
-  const std::string& cmd = args.positional[0];
-  if (cmd == "help") {
-    fmt::print("{}", kUsage);
-    return 0;
-  }
-  if (cmd == "new") {
-    if (args.positional.size() != 2) return fail_usage("new takes service.NAME or api.NAME");
-    return tern::cli::new_service(args.positional[1], args.dir);
-  }
-  if (cmd != "call" && cmd != "describe" && cmd != "bench" && cmd != "tail" && cmd != "dlq" &&
-      cmd != "publish" && cmd != "trace" && cmd != "traces")
-    return fail_usage(fmt::format("unknown command '{}'", cmd));
-  try {
-    if (cmd == "tail") {
-      if (args.positional.size() != 2) return fail_usage("tail takes PATTERN");
-      long count = args.bench.requests == 1000 ? 0 : static_cast<long>(args.bench.requests);
-      return tern::cli::tail_events(args.options.amqp_urls(), args.positional[1], count,
-                                    args.bench.duration);
-    }
-    if (cmd == "dlq") {
-      if (args.positional.size() != 3 || (args.positional[1] != "list" && args.positional[1] != "replay"))
-        return fail_usage("dlq takes list|replay SUBSCRIPTION");
-      const auto urls = args.options.amqp_urls();
-      return args.positional[1] == "list" ? tern::cli::dlq_list(urls, args.positional[2])
-                                          : tern::cli::dlq_replay(urls, args.positional[2]);
-    }
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "UNAVAILABLE: {}\n", e.what());
-    return kExitNoBroker;
-  }
-
-  std::unique_ptr<tern::Client> client;
-  try {
-    client = std::make_unique<tern::Client>(args.options, "tern.cli");
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "UNAVAILABLE: cannot reach the broker: {}\n", e.what());
-    return kExitNoBroker;
-  }
-  if (cmd == "publish") return cmd_publish(*client, args);
-  if (cmd == "trace" || cmd == "traces") {
-#ifdef TERN_CLI_TRACE
-    if (cmd == "trace") {
-      if (args.positional.size() != 2) return fail_usage("trace takes TRACE_ID");
-      return tern::cli::print_trace(*client, args.positional[1], args.bench.json, args.timeout);
-    }
-    if (args.positional.size() != 1) return fail_usage("traces takes no arguments");
-    tern::cli::TracesOptions opts;
-    if (args.bench.requests != tern::cli::BenchOptions{}.requests)
-      opts.limit = static_cast<uint32_t>(args.bench.requests);
-    opts.errors_only = args.errors;
-    opts.min_duration_ms = args.slow_ms;
-    return tern::cli::print_traces(*client, opts, args.timeout);
-#else
-    return fail_usage("this tern was built without services/trace");
-#endif
-  }
-  return cmd == "describe" ? cmd_describe(*client, args) : cmd_endpoint(*client, args);
+  return run ? run() : tern::cli::kExitUsage;
 }

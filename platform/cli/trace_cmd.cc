@@ -10,23 +10,14 @@
 
 namespace tern::cli {
 
-namespace {
-
-int fail(const Error& e) {
-  fmt::print(stderr, "{}: {}\n", code_name(e.code), e.message);
-  return 1;
-}
-
-}  // namespace
-
 int print_trace(Client& client, const std::string& trace_id, bool json,
-                std::chrono::milliseconds timeout) {
+                std::chrono::milliseconds timeout, const Failure& how) {
   ::trace::GetTraceRequest req;
   req.set_trace_id(trace_id);
   auto ctx = Context::with_timeout(timeout);
   auto resp = client.call<::trace::GetTraceResponse>(ctx, "service.trace", "get_trace", req,
                                                      CallOptions{.timeout = timeout});
-  if (!resp.ok()) return fail(resp.error());
+  if (!resp.ok()) return fail_call(resp.error(), how);
   if (json) {
     fmt::print("{}\n", json::to_json(*resp));
     return 0;
@@ -36,7 +27,8 @@ int print_trace(Client& client, const std::string& trace_id, bool json,
   return 0;
 }
 
-int print_traces(Client& client, const TracesOptions& options, std::chrono::milliseconds timeout) {
+int print_traces(Client& client, const TracesOptions& options, std::chrono::milliseconds timeout,
+                 const Failure& how) {
   ::trace::RecentRequest req;
   req.set_limit(options.limit);
   req.set_errors_only(options.errors_only);
@@ -45,7 +37,7 @@ int print_traces(Client& client, const TracesOptions& options, std::chrono::mill
   auto ctx = Context::with_timeout(timeout);
   auto resp = client.call<::trace::RecentResponse>(ctx, "service.trace", "recent", req,
                                                    CallOptions{.timeout = timeout});
-  if (!resp.ok()) return fail(resp.error());
+  if (!resp.ok()) return fail_call(resp.error(), how);
   fmt::print("{:<23} {:>10} {:>5} {:<5} {:<32} {}\n", "started (UTC)", "ms", "spans", "", "trace",
              "root");
   for (const auto& t : resp->traces()) {
