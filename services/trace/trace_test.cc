@@ -1,5 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <tern/options.h>
+
+#include "export.h"
 #include "handlers.h"
 #include "pages.h"
 #include "store.h"
@@ -199,6 +205,61 @@ TEST_CASE("zipkin JSON maps kinds and ids and escapes strings") {
   CHECK(json.find(R"("kind":"PRODUCER")") != std::string::npos);
   CHECK(json.find(R"("kind":"CONSUMER")") != std::string::npos);
   CHECK(json.find(R"("duration":1,)") != std::string::npos);
+}
+
+TEST_CASE("OTLP JSON groups spans by service with hex ids, nanosecond times, kinds and an error status") {
+  auto spans = chain();
+  spans[1].set_service("service.y");
+  spans[1].set_kind(tern::v1::Span::CLIENT);
+  spans[1].set_name("service.z/probe");
+  spans[1].set_code(tern::v1::NOT_FOUND);
+  spans[1].set_error("no such \"thing\"");
+  google::protobuf::Struct doc;
+  const std::string json = trace::to_otlp_json({spans[0], spans[1]});
+  INFO(json);
+  REQUIRE(google::protobuf::util::JsonStringToMessage(json, &doc).ok());   // well-formed JSON
+  const auto& resources = doc.fields().at("resourceSpans").list_value();
+  REQUIRE(resources.values_size() == 2);
+  std::map<std::string, google::protobuf::Struct> by_service;
+  for (const auto& r : resources.values()) {
+    const auto& attr = r.struct_value().fields().at("resource").struct_value().fields().at("attributes").list_value().values(0).struct_value();
+    CHECK(attr.fields().at("key").string_value() == "service.name");
+    const auto& scope = r.struct_value().fields().at("scopeSpans").list_value().values(0).struct_value();
+    REQUIRE(scope.fields().at("spans").list_value().values_size() == 1);
+    by_service[attr.fields().at("value").struct_value().fields().at("stringValue").string_value()] =
+        scope.fields().at("spans").list_value().values(0).struct_value();
+  }
+  REQUIRE(by_service.count("service.x") == 1);
+  REQUIRE(by_service.count("service.y") == 1);
+  const auto& server = by_service["service.x"].fields();
+  CHECK(server.at("traceId").string_value() == kTrace);
+  CHECK(server.at("spanId").string_value() == spans[0].span_id());
+  CHECK(server.count("parentSpanId") == 0);
+  CHECK(server.at("kind").number_value() == 2);   // SPAN_KIND_SERVER
+  CHECK(server.at("startTimeUnixNano").string_value() == std::to_string(spans[0].start_unix_us() * 1000));
+  CHECK(server.at("endTimeUnixNano").string_value() ==
+        std::to_string((spans[0].start_unix_us() + spans[0].duration_us()) * 1000));
+  CHECK(server.at("status").struct_value().fields().at("code").number_value() == 1);   // OK
+  const auto& client = by_service["service.y"].fields();
+  CHECK(client.at("kind").number_value() == 3);   // SPAN_KIND_CLIENT
+  CHECK(client.at("parentSpanId").string_value() == spans[1].parent_span_id());
+  CHECK(client.at("status").struct_value().fields().at("code").number_value() == 2);   // ERROR
+  CHECK(client.at("status").struct_value().fields().at("message").string_value() == "no such \"thing\"");
+  std::map<std::string, std::string> attrs;
+  for (const auto& a : client.at("attributes").list_value().values())
+    attrs[a.struct_value().fields().at("key").string_value()] =
+        a.struct_value().fields().at("value").struct_value().fields().at("stringValue").string_value();
+  CHECK(attrs.at("rpc.system") == "tern");
+  CHECK(attrs.at("rpc.service") == "service.z");
+  CHECK(attrs.at("rpc.method") == "probe");
+  CHECK(attrs.at("tern.code") == "NOT_FOUND");
+}
+
+TEST_CASE("the export format follows the URL's path unless TERN_TRACE_EXPORT_FORMAT says") {
+  CHECK(trace::export_format("http://127.0.0.1:4318/v1/traces", "") == trace::ExportFormat::kOtlp);
+  CHECK(trace::export_format("http://127.0.0.1:9411/api/v2/spans", "") == trace::ExportFormat::kZipkin);
+  CHECK(trace::export_format("http://127.0.0.1:9411/api/v2/spans", "otlp") == trace::ExportFormat::kOtlp);
+  CHECK_THROWS_AS(trace::export_format("http://x/", "jaeger"), tern::ConfigError);
 }
 
 TEST_CASE("html is escaped in every page") {

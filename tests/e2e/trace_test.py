@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """service.trace end to end: spans in over tern.traces, out through
-`tern trace`, the HTTP pages, Zipkin JSON and headless Chromium.
+`tern trace`, the HTTP pages, Zipkin JSON, headless Chromium, and pushed on
+to a Zipkin-compatible receiver (TERN_TRACE_EXPORT_URL).
 
     trace_test.py BIN_DIR REPO_ROOT [--screenshot PNG]
 
@@ -8,6 +9,9 @@ Part 1 publishes SpanBatch events itself (with pika, as any process may) and
 checks what comes out, exactly. Part 2 makes one HTTP call through the gateway and two
 chain services (gateway -> test.chain.a -> test.chain.b) and checks the trace
 the processes themselves recorded: one trace, parent-linked, nested in time.
+Part 3 sends a W3C traceparent with the HTTP call and checks the trace
+continues it, in the response, in tern trace, and in the Zipkin v2 JSON a
+local receiver (this script, on 127.0.0.1) got from service.trace's exporter.
 """
 import json
 import os
@@ -20,7 +24,9 @@ import sys
 import tempfile
 import time
 import urllib.error
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pika
 
@@ -38,6 +44,15 @@ def get(url, method="GET", body=None):
         return e.code, dict(e.headers), e.read()
 
 
+def get_with(url, body, headers):
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
 def wait_http(url, timeout_s=30):
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -48,6 +63,56 @@ def wait_http(url, timeout_s=30):
             pass
         time.sleep(0.1)
     return False
+
+
+class Receiver:
+    """A Zipkin-compatible collector on 127.0.0.1: keeps each POST /api/v2/spans body."""
+
+    def __init__(self):
+        posts = self.posts = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                posts.append((self.path, self.headers.get("Content-Type", ""), body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self):
+        out = []
+        for path, ctype, body in list(self.posts):
+            out.extend(json.loads(body))
+        return out
+
+
+HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def zipkin_shape(s):
+    """What's wrong with s as a Zipkin v2 span (https://zipkin.io/zipkin-api/), or ''."""
+    if not (isinstance(s.get("traceId"), str) and len(s["traceId"]) == 32 and HEX.match(s["traceId"])):
+        return "traceId"
+    if not (isinstance(s.get("id"), str) and len(s["id"]) == 16 and HEX.match(s["id"])):
+        return "id"
+    if "parentId" in s and not (len(s["parentId"]) == 16 and HEX.match(s["parentId"])):
+        return "parentId"
+    if not isinstance(s.get("name"), str) or s.get("kind") not in ("CLIENT", "SERVER", "PRODUCER", "CONSUMER"):
+        return "name/kind"
+    if not (isinstance(s.get("timestamp"), int) and isinstance(s.get("duration"), int) and s["duration"] > 0):
+        return "timestamp/duration"
+    if not isinstance(s.get("localEndpoint", {}).get("serviceName"), str):
+        return "localEndpoint"
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in s.get("tags", {}).items()):
+        return "tags"
+    return ""
 
 
 def generate_modules(repo_root, out_dir):
@@ -165,12 +230,15 @@ def main():
     tern_bin = os.path.join(bin_dir, "tern")
     work = tempfile.mkdtemp(prefix="trace-test-")
     env_pb, trace_pb = generate_modules(repo_root, os.path.join(work, "py"))
-    trace_port, gateway_port = free_port(), free_port()
+    trace_port, gateway_port, gateway_metrics = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{trace_port}"
+    receiver = Receiver()
     env = dict(os.environ, TERN_DATA_DIR=os.path.join(work, "data"), TERN_TRACE_HTTP_PORT=str(trace_port),
                TERN_TRACE_HTTP_ADDRESS="127.0.0.1", TERN_THREADS="2")
+    trace_env = dict(env, TERN_TRACE_EXPORT_URL=f"http://127.0.0.1:{receiver.port}/api/v2/spans")
     # Each process as its own broker user, as scripts/up runs them.
     envs = service_envs(["trace", "gateway"], env)
+    envs["trace"] = dict(envs["trace"], TERN_TRACE_EXPORT_URL=trace_env["TERN_TRACE_EXPORT_URL"])
     chains = add_service_users(["test.chain.a", "test.chain.b"])
     procs = [subprocess.Popen([os.path.join(bin_dir, "trace")], env=envs["trace"])]
     try:
@@ -218,7 +286,7 @@ def main():
         for name in ["test.chain.a", "test.chain.b"]:
             procs.append(subprocess.Popen([chain], env=dict(as_user(env, name, chains[name]), CHAIN_SERVICE=name)))
         gw_env = dict(envs["gateway"], TERN_GATEWAY_PORT=str(gateway_port), TERN_GATEWAY_ADDRESS="127.0.0.1",
-                      TERN_GATEWAY_ROUTES=routes)
+                      TERN_GATEWAY_ROUTES=routes, TERN_METRICS_PORT=str(gateway_metrics))
         procs.append(subprocess.Popen([os.path.join(bin_dir, "gateway")], env=gw_env))
         gw = f"http://127.0.0.1:{gateway_port}"
         check("the gateway starts", wait_http(f"{gw}/healthz"))
@@ -254,6 +322,56 @@ def main():
         check("tern trace prints the call's tree", rc == 0 and "SERVER probe [test.chain.b] OK" in out, out)
         check_pages(base, tern_bin, real, len(got), ["test.chain.b"])
         shot_id = real
+        # Part 3: a trace begun elsewhere (W3C traceparent) continues here
+        # and leaves for a Zipkin-compatible receiver.
+        w3c_trace, w3c_parent = secrets.token_hex(16), secrets.token_hex(8)
+        status, headers, reply = get_with(f"{gw}/a/probe", body,
+                                          {"traceparent": f"00-{w3c_trace}-{w3c_parent}-01",
+                                           "tracestate": "vendor=opaque"})
+        check("a POST with a traceparent succeeds", status == 200, f"{status} {reply[:200]}")
+        answered = headers.get("traceparent", "")
+        check("the response's traceparent continues the caller's trace with the gateway's span",
+              re.match(rf"^00-{w3c_trace}-[0-9a-f]{{16}}-01$", answered) and w3c_parent not in answered, answered)
+        check("X-Trace-Id is the caller's trace", headers.get("X-Trace-Id") == w3c_trace, f"{headers}")
+        got = poll_trace(tern_bin, w3c_trace, complete, timeout_s=30)
+        http_spans = [s for s in got if s["kind"] == "HTTP"]
+        check("tern trace shows the continued trace", complete(got), f"{[(s['kind'], s['service']) for s in got]}")
+        check("its HTTP span's parent is the caller's span, named by the route template",
+              len(http_spans) == 1 and http_spans[0]["parentSpanId"] == w3c_parent
+              and http_spans[0]["name"] == "POST /a/probe", f"{http_spans}")
+        if http_spans:
+            check("the HTTP span's id is the one the response named", answered[36:52] == http_spans[0]["spanId"])
+
+        def exported():
+            return [s for s in receiver.spans() if s.get("traceId") == w3c_trace]
+
+        end = time.monotonic() + 30
+        while len(exported()) < len(got) and time.monotonic() < end:
+            time.sleep(0.2)
+        out = exported()
+        print(f"exported: {json.dumps(out)[:1500]}")
+        check("service.trace pushed every span of the trace to the receiver", len(out) == len(got) and out,
+              f"{len(out)} exported, {len(got)} in the trace")
+        check("the receiver got POSTs of application/json to /api/v2/spans",
+              receiver.posts and all(p == "/api/v2/spans" and c.startswith("application/json")
+                                     for p, c, _ in receiver.posts), f"{[(p, c) for p, c, _ in receiver.posts]}")
+        bad = [(zipkin_shape(s), s) for s in receiver.spans() if zipkin_shape(s)]
+        check("every exported span has the Zipkin v2 shape", not bad, f"{bad[:3]}")
+        root = [s for s in out if s.get("parentId") == w3c_parent]
+        check("the exported root is the gateway's SERVER span under the caller's span, with HTTP tags",
+              len(root) == 1 and root[0]["kind"] == "SERVER" and root[0]["name"] == "POST /a/probe"
+              and root[0]["localEndpoint"]["serviceName"] == "service.gateway"
+              and root[0]["tags"].get("http.status_code") == "200" and root[0]["tags"].get("http.route") == "/a/probe"
+              and root[0]["tags"].get("http.method") == "POST", f"{root}")
+        rpc = [s for s in out if s["kind"] == "CLIENT" and s["localEndpoint"]["serviceName"] == "service.gateway"]
+        check("the gateway's call is a CLIENT span with rpc.service and rpc.method",
+              len(rpc) == 1 and rpc[0]["tags"].get("rpc.service") == "test.chain.a"
+              and rpc[0]["tags"].get("rpc.method") == "probe", f"{rpc}")
+        _, _, metrics = get(f"http://127.0.0.1:{gateway_metrics}/metrics")
+        requests = re.findall(rb'^tern_http_requests_total\{service="service.gateway",route="/a/probe",'
+                              rb'method="POST",status="200"\} (\d+)', metrics, re.M)
+        check("the gateway counts its HTTP requests by route template",
+              requests and int(requests[0]) >= 2, f"{requests}")
         if screenshot:
             p = chromium([f"--screenshot={os.path.abspath(screenshot)}", "--window-size=1200,600",
                           "--hide-scrollbars", f"{base}/trace/{shot_id}"])
@@ -266,6 +384,7 @@ def main():
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        receiver.server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     return report()
 
