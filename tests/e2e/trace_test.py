@@ -330,6 +330,7 @@ def main():
                                            "tracestate": "vendor=opaque"})
         check("a POST with a traceparent succeeds", status == 200, f"{status} {reply[:200]}")
         answered = headers.get("traceparent", "")
+        print(f"sent traceparent 00-{w3c_trace}-{w3c_parent}-01, answered {answered}")
         check("the response's traceparent continues the caller's trace with the gateway's span",
               re.match(rf"^00-{w3c_trace}-[0-9a-f]{{16}}-01$", answered) and w3c_parent not in answered, answered)
         check("X-Trace-Id is the caller's trace", headers.get("X-Trace-Id") == w3c_trace, f"{headers}")
@@ -358,6 +359,7 @@ def main():
         bad = [(zipkin_shape(s), s) for s in receiver.spans() if zipkin_shape(s)]
         check("every exported span has the Zipkin v2 shape", not bad, f"{bad[:3]}")
         root = [s for s in out if s.get("parentId") == w3c_parent]
+        print(f"exported root: {json.dumps(root)}")
         check("the exported root is the gateway's SERVER span under the caller's span, with HTTP tags",
               len(root) == 1 and root[0]["kind"] == "SERVER" and root[0]["name"] == "POST /a/probe"
               and root[0]["localEndpoint"]["serviceName"] == "service.gateway"
