@@ -3,7 +3,8 @@
 # sources of platform/ and services/ read has a row in it; (b) every TERN_*
 # it names is read somewhere (platform/, services/, scripts/); (c) its
 # platform section is exactly the kFields table `greeter --help` prints:
-# the same variables, flags and order.
+# the same variables, flags and order; (d) gateway, trace, webhook and
+# greeter --help list the variables of their own the doc gives them.
 # Usage: config_doc_test.sh REPO_ROOT BIN_DIR
 set -euo pipefail
 root=$1
@@ -81,9 +82,23 @@ else
   fi
 fi
 
+# (d) a service's --help lists what it reads of its own: each variable of
+# its section of the doc that its main reads at start-up.
+own_help() {   # BINARY PATTERN: the doc's variables matching PATTERN must be in BINARY --help
+  local out name
+  out=$(timeout 20 "$bin/$1" --help 2>&1 || true)
+  for name in $(grep -oE '`TERN_[A-Z0-9_]+`' "$doc" | tr -d '`' | grep -E "$2" | sort -u); do
+    grep -q "^  $name " <<<"$out" || fail "$1 --help does not list $name (its own variables come after the platform's)"
+  done
+}
+own_help gateway '^TERN_GATEWAY_'
+own_help trace '^TERN_TRACE_(RETENTION_S|MAX_SPANS|HTTP_|EXPORT_)'
+own_help webhook '^TERN_WEBHOOK_|^TERN_OUTBOX_RELAY_MS$|^TERN_DATA_DIR$'
+own_help greeter '^TERN_LOG_'
+
 if ((failed)); then
   echo "0 passed, 1 failed"
   exit 1
 fi
-echo "ok: docs/configuration.md has the $(wc -l <<<"$read_cxx") TERN_* variables platform/ and services/ read, names nothing unread, and its platform table is the $(wc -l <<<"$help_rows") of --help"
+echo "ok: docs/configuration.md has the $(wc -l <<<"$read_cxx") TERN_* variables platform/ and services/ read, names nothing unread, its platform table is the $(wc -l <<<"$help_rows") of --help, and the services' --help list their own"
 echo "1 passed, 0 failed"

@@ -50,14 +50,12 @@ int main(int argc, char** argv) {
     // (http://zipkin:9411/api/v2/spans) or an OTLP/HTTP JSON one
     // (http://otel-collector:4318/v1/traces); TERN_TRACE_EXPORT_FORMAT says
     // which if the path does not.
-    if (std::string url = tern::env::string("TERN_TRACE_EXPORT_URL", ""); !url.empty()) {
-      trace::Exporter::Options eo;
-      eo.format = trace::export_format(url, tern::env::string("TERN_TRACE_EXPORT_FORMAT", ""));
-      eo.max_queued = static_cast<size_t>(tern::env::integer("TERN_TRACE_EXPORT_MAX_QUEUED",
-                                                             static_cast<int64_t>(eo.max_queued), 1, 10'000'000));
-      eo.url = std::move(url);
-      exporter.emplace(std::move(eo));
-    }
+    trace::Exporter::Options eo;
+    eo.url = tern::env::string("TERN_TRACE_EXPORT_URL", "");
+    eo.format = trace::export_format(eo.url, tern::env::string("TERN_TRACE_EXPORT_FORMAT", ""));
+    eo.max_queued = static_cast<size_t>(tern::env::integer("TERN_TRACE_EXPORT_MAX_QUEUED",
+                                                           static_cast<int64_t>(eo.max_queued), 1, 10'000'000));
+    if (!eo.url.empty()) exporter.emplace(std::move(eo));
   } catch (const std::exception& e) {
     tern::log::error("cannot start: {}", e.what());
     return 2;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace tern {
@@ -39,6 +40,15 @@ int64_t integer(const char* name, int64_t fallback, int64_t min, int64_t max);
 // syntax as integer: "1500", not "1.5s"), for variables named *_MS.
 std::chrono::milliseconds duration_ms(const char* name, std::chrono::milliseconds fallback,
                                       std::chrono::milliseconds min, std::chrono::milliseconds max);
+
+// Every variable string/integer/duration_ms have been asked for so far, in
+// order, each once, with the fallback it was given (as text): what a
+// process's --help lists as read by it.
+struct Variable {
+  std::string name;
+  std::string fallback;
+};
+std::vector<Variable> read_so_far();
 
 // The parser behind integer(), for text from elsewhere (a flag): `source`
 // names it in the message, as "--threads" in "--threads='x' is not a number".

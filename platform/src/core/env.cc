@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -14,7 +15,27 @@ std::string_view raw(const char* name) {
   return v == nullptr ? std::string_view{} : std::string_view{v};
 }
 
+std::mutex& reads_mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::vector<Variable>& reads() {
+  static std::vector<Variable> v;
+  return v;
+}
+void note(const char* name, std::string fallback) {
+  std::lock_guard<std::mutex> lock(reads_mu());
+  for (const Variable& r : reads())
+    if (r.name == name) return;
+  reads().push_back({name, std::move(fallback)});
+}
+
 }  // namespace
+
+std::vector<Variable> read_so_far() {
+  std::lock_guard<std::mutex> lock(reads_mu());
+  return reads();
+}
 
 int64_t parse_integer(std::string_view source, std::string_view text, int64_t min, int64_t max) {
   int64_t v = 0;
@@ -27,11 +48,13 @@ int64_t parse_integer(std::string_view source, std::string_view text, int64_t mi
 }
 
 std::string string(const char* name, std::string fallback) {
+  note(name, fallback);
   const std::string_view v = raw(name);
   return v.empty() ? fallback : std::string(v);
 }
 
 int64_t integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  note(name, std::to_string(fallback));
   const std::string_view v = raw(name);
   return v.empty() ? fallback : parse_integer(name, v, min, max);
 }

@@ -2,6 +2,8 @@
 // they look like.
 #include "tern/log.h"
 
+#include "tern/env.h"
+
 #include <spdlog/formatter.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -29,13 +31,14 @@ struct Settings {
 Settings read_settings() {
   Settings s;
   s.format = isatty(STDERR_FILENO) ? Format::kText : Format::kJson;
-  if (const char* v = std::getenv("TERN_LOG_LEVEL"); v != nullptr && *v != '\0') {
+  // Through tern::env, so a service's --help lists them.
+  if (const std::string v = env::string("TERN_LOG_LEVEL", "info"); !v.empty()) {
     if (auto level = detail::parse_level(v))
       s.level = *level;
     else
       s.bad_level = v;
   }
-  if (const char* v = std::getenv("TERN_LOG_FORMAT"); v != nullptr && *v != '\0') {
+  if (const std::string v = env::string("TERN_LOG_FORMAT", ""); !v.empty()) {
     if (auto format = detail::parse_format(v))
       s.format = *format;
     else

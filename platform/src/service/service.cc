@@ -2,6 +2,7 @@
 // lifecycle: start the thread runtimes and their HTTP and metrics servers,
 // drain and stop. Everything a request meets lives in rpc/server/.
 #include "tern/service.h"
+#include "tern/env.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -314,6 +315,15 @@ int Service::run(int argc, char** argv) {
     std::string_view what = e.what();
     if (what.starts_with("usage:")) {
       fmt::print("{}", what);
+      // What this service's own code read before run(): listed by name and
+      // default, so --help shows every variable that applies to it.
+      std::string own;
+      for (const env::Variable& v : env::read_so_far())
+        if (what.find(v.name) == std::string_view::npos)
+          own += fmt::format("  {:<32} default: {}\n", v.name, v.fallback.empty() ? "(none)" : v.fallback);
+      if (!own.empty())
+        fmt::print("  read by {} too (environment only; docs/configuration.md says what each does):\n{}",
+                   core_->def.name, own);
       return 0;
     }
     log::error("{}", what);
