@@ -257,13 +257,14 @@ void HttpServer::serve(int fd, std::string peer) {
       span->parent_span_id = ctx.parent_span_id();
       // Named by the route template that matched, never the raw path (one
       // name per route, not one per id).
-      span->name.assign(req.method);
+      span->name.assign(req.method, 0, 64);
       if (!resp.route.empty()) span->name.append(1, ' ').append(resp.route);
       span->code = code_of_status(resp.status);
       span->peer = peer;
       span->http_status = resp.status;
       span->http_method = req.method;
-      span->http_path = req.path;
+      // At most 1 KiB of the path: a span says which request, not all of it.
+      span->http_path.assign(req.path, 0, 1024);
       span->http_route = resp.route;
       spans_.commit(span);
     }

@@ -34,6 +34,22 @@ int64_t unix_minus_steady_us() {
   return wall - mono;
 }
 
+namespace {
+// A slot keeps its strings' capacity from batch to batch, but not past
+// kKeptCapacity: one long error or path must not stay resident in every
+// slot it ever passed through.
+constexpr size_t kKeptCapacity = 256;
+void release(std::string& s) {
+  if (s.capacity() > kKeptCapacity) std::string().swap(s);
+}
+}  // namespace
+
+void SpanBuffer::release_large(SpanRecord& r) {
+  for (std::string* s : {&r.trace_id, &r.span_id, &r.parent_span_id, &r.name, &r.peer, &r.error, &r.tag_value,
+                         &r.http_method, &r.http_path, &r.http_route})
+    release(*s);
+}
+
 SpanBuffer::SpanBuffer(std::string service, bool tracing, SamplingOptions sampling)
     : service_(std::move(service)), tracing_(tracing), sampling_(sampling) {}
 
@@ -78,6 +94,7 @@ bool SpanBuffer::due(steady_clock::time_point now, bool busy) const {
 }
 
 void SpanBuffer::drop_all() {
+  for (size_t i = 0; i < used_; ++i) release_large(slots_[i]);
   dropped_ += used_;
   metric::spans_dropped(service_).inc(used_);
   used_ = 0;
@@ -123,7 +140,10 @@ std::string SpanBuffer::take_batch(steady_clock::time_point now, size_t* count) 
   const int64_t offset = unix_minus_steady_us();
   v1::SpanBatch batch;
   batch.mutable_spans()->Reserve(static_cast<int>(used_));
-  for (size_t i = 0; i < used_; ++i) to_proto(slots_[i], offset, batch.add_spans());
+  for (size_t i = 0; i < used_; ++i) {
+    to_proto(slots_[i], offset, batch.add_spans());
+    release_large(slots_[i]);
+  }
   used_ = 0;
   batch.set_dropped(dropped_);
   if (dropped_ > 0) metric::spans_dropped(service_).inc(dropped_);

@@ -81,6 +81,8 @@ class SpanBuffer {
   void to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span* out) const;
 
  private:
+  static void release_large(SpanRecord& r);
+
   const std::string service_;
   const bool tracing_;
   const SamplingOptions sampling_;
