@@ -74,6 +74,14 @@ const Span* find(const std::vector<Span>& spans, Span::Kind kind, const std::str
   return nullptr;
 }
 
+// probe answers OK, or NOT_FOUND when asked to fail.
+void handle_failable_probe(tern::Service& svc) {
+  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
+    if (req.fail()) return tern::Error{tern::Code::kNotFound, "asked to fail"};
+    return ProbeResponse{};
+  });
+}
+
 int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -182,10 +190,7 @@ TEST_CASE("an event's publish and consume spans are in the publisher's trace") {
 TEST_CASE("the metrics endpoint is Prometheus text whose counters match the calls made") {
   const std::string name = unique_service("metrics");
   tern::Service svc(name);
-  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
-    if (req.fail()) return tern::Error{tern::Code::kNotFound, "asked to fail"};
-    return ProbeResponse{};
-  });
+  handle_failable_probe(svc);
   tern::Options o = broker_options();
   o.metrics_port = free_port();
   svc.start(o);
@@ -340,10 +345,7 @@ TEST_CASE("head sampling keeps whole traces by trace id, and failed calls whatev
   Spans spans;
   const std::string name = unique_service("sampled");
   tern::Service svc(name);
-  svc.handle("probe", [](tern::Context&, const ProbeRequest& req) -> tern::Result<ProbeResponse> {
-    if (req.fail()) return tern::Error{tern::Code::kNotFound, "asked to fail"};
-    return ProbeResponse{};
-  });
+  handle_failable_probe(svc);
   tern::Options o = broker_options();
   o.trace_sample = "0.5";
   svc.start(o);
@@ -360,19 +362,19 @@ TEST_CASE("head sampling keeps whole traces by trace id, and failed calls whatev
   // A trace the rate drops (its last 8 hex digits at or past 0x80000000).
   while (std::stoul(failed.trace_id().substr(24), nullptr, 16) < 0x80000000u) failed = tern::Context::with_timeout(5s);
   REQUIRE(client.call<ProbeResponse>(failed, name, "probe", fail).code() == tern::Code::kNotFound);
-  // The failed call's two spans arrive last; then every kept span is in.
+  // The failed call's two spans are kept, though its trace is not sampled.
   REQUIRE(spans.await(failed.trace_id(), 2).size() == 2);
-  std::this_thread::sleep_for(100ms);   // (a server span lands just after its reply)
-  svc.stop();
   size_t kept = 0;
   for (const auto& id : traces) {
-    const size_t n = spans.of_trace(id).size();
-    // By the trace id, the same choice in caller and service: both spans or none.
+    // By the trace id, the same choice in caller and service: both spans or
+    // none. A server span lands just after its reply: await the kept ones.
     const bool in_sample = std::stoul(id.substr(24), nullptr, 16) < 0x80000000u;
+    const size_t n = in_sample ? spans.await(id, 2).size() : spans.of_trace(id).size();
     INFO(id << ": " << n << " spans");
     CHECK(n == (in_sample ? 2u : 0u));
     kept += n == 2;
   }
+  svc.stop();
   // 200 random trace ids at one half: far from none and far from all.
   CHECK(kept > 50);
   CHECK(kept < 150);
