@@ -671,9 +671,12 @@ def main():
         rss_after = proc_status(gateway.pid, "VmRSS")
         print(f"gateway VmRSS: {rss_before} KiB before the hostile phase, after each of three rounds "
               f"{rss_rounds} KiB, at the end {rss_after} KiB (+{(rss_after - rss_before) / 1024:.1f} MiB)")
-        check("the gateway's memory grew by under 32 MiB", rss_after - rss_before < 32 * 1024,
+        # Seen: +2.5 MiB with tracing off, +4.5 MiB on, a third round
+        # under 0.3 MiB. (+31 MiB when one pipelining connection could hold
+        # its thread for 8,192 spans.)
+        check("the gateway's memory grew by under 16 MiB", rss_after - rss_before < 16 * 1024,
               f"{rss_before} -> {rss_after} KiB")
-        check("...and by under 8 MiB in the third round", rss_rounds[2] - rss_rounds[1] < 8 * 1024,
+        check("...and by under 4 MiB in the third round", rss_rounds[2] - rss_rounds[1] < 4 * 1024,
               f"{rss_rounds}")
 
         # The gateway's span of a request whose path is not UTF-8 reaches the

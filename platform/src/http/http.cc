@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include <boost/fiber/operations.hpp>
 #include <fmt/format.h>
 
 #include "core/trace_context.h"
@@ -276,6 +277,10 @@ void HttpServer::serve(int fd, std::string peer) {
     bool sent = s.write_all(serialize(resp, keep_alive), Clock::now() + options_.read_timeout);
     active_->fetch_sub(1, std::memory_order_acq_rel);
     if (!sent) return;
+    // A pipelining client's next request may already be buffered, and
+    // answering it need not suspend: let the thread's other fibers (and
+    // the broker link, and span batches) run between requests.
+    boost::this_fiber::yield();
   }
 }
 

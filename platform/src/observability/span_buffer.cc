@@ -98,6 +98,15 @@ void SpanBuffer::drop_all() {
   dropped_ += used_;
   metric::spans_dropped(service_).inc(used_);
   used_ = 0;
+  trim();
+}
+
+void SpanBuffer::trim() {
+  // A burst's slots beyond kKeptSlots go: what a thread keeps warm is what
+  // a batch holds, not the most that ever waited.
+  if (slots_.size() <= kKeptSlots) return;
+  slots_.resize(kKeptSlots);
+  slots_.shrink_to_fit();
 }
 
 void SpanBuffer::to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span* out) const {
@@ -145,6 +154,7 @@ std::string SpanBuffer::take_batch(steady_clock::time_point now, size_t* count) 
     release_large(slots_[i]);
   }
   used_ = 0;
+  trim();
   batch.set_dropped(dropped_);
   if (dropped_ > 0) metric::spans_dropped(service_).inc(dropped_);
   dropped_ = 0;

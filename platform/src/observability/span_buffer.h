@@ -51,6 +51,7 @@ class SpanBuffer {
  public:
   static constexpr size_t kBatch = 512;
   static constexpr size_t kMaxSpans = 8192;
+  static constexpr size_t kKeptSlots = 2 * kBatch;   // slots kept warm between batches
   static constexpr auto kFlushEvery = std::chrono::seconds(1);
 
   // service: stamped on every span, with this process's instance id.
@@ -82,6 +83,7 @@ class SpanBuffer {
 
  private:
   static void release_large(SpanRecord& r);
+  void trim();
 
   const std::string service_;
   const bool tracing_;
