@@ -1,6 +1,12 @@
 // W3C traceparent parsing and writing, and head sampling by trace id.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdlib>
+
+#include "tern/envelope.pb.h"
+#include "tern/trace.pb.h"
+
 #include "core/trace_context.h"
 #include "observability/span_buffer.h"
 
@@ -102,4 +108,84 @@ TEST_CASE("sampling: unsampled spans are not kept unless they failed or were slo
   record(tern::Code::kInternal, Clock::now());
   buffer.take_batch(Clock::now(), &count);
   CHECK(count == 1);
+}
+
+TEST_CASE("span batch: spans encoded by hand parse back with every field as recorded") {
+  // The batch is written to the wire format directly, not through protobuf
+  // objects: protobuf's own parser must read every field back.
+  using tern::detail::SpanBuffer;
+  using tern::detail::SpanRecord;
+  using Clock = std::chrono::steady_clock;
+  SpanBuffer buffer("test.encode", true);
+  const auto start = Clock::now() - std::chrono::milliseconds(3);
+  SpanRecord* http = buffer.open(tern::v1::Span::HTTP, start);
+  REQUIRE(http != nullptr);
+  http->trace_id = kTrace;
+  http->span_id = kParent;
+  http->parent_span_id = "1111111111111111";
+  http->name = "POST /greeter/{endpoint}";
+  http->code = tern::Code::kNotFound;
+  http->error = "no such thing";
+  http->peer = "127.0.0.1:5000";
+  http->http_status = 404;
+  http->http_method = "POST";
+  http->http_path = "/greeter/" + std::string(300, 'p');   // a length of two varint bytes
+  http->http_route = "/greeter/{endpoint}";
+  buffer.commit(http);
+  SpanRecord* server = buffer.open(tern::v1::Span::SERVER, start);
+  REQUIRE(server != nullptr);
+  server->trace_id = kTrace;
+  server->span_id = "2222222222222222";
+  server->name = "hello";
+  server->attempt = 3;
+  server->tag_key = "request_id";
+  server->tag_value = "r-1";
+  buffer.commit(server);
+
+  size_t count = 0;
+  const auto now = Clock::now();
+  const std::string wire = buffer.take_batch(now, &count);
+  REQUIRE(count == 2);
+  tern::v1::Event event;
+  REQUIRE(event.ParseFromString(wire));
+  CHECK(event.type() == "tern.v1.SpanBatch");
+  CHECK(event.source() == "test.encode");
+  CHECK(event.id().size() == 32);
+  CHECK(event.time_unix_ms() > 1'700'000'000'000);
+  tern::v1::SpanBatch batch;
+  REQUIRE(batch.ParseFromString(event.body()));
+  REQUIRE(batch.spans_size() == 2);
+  CHECK(batch.dropped() == 0);
+
+  const tern::v1::Span& h = batch.spans(0);
+  CHECK(h.trace_id() == kTrace);
+  CHECK(h.span_id() == kParent);
+  CHECK(h.parent_span_id() == "1111111111111111");
+  CHECK(h.service() == "test.encode");
+  CHECK(h.name() == "POST /greeter/{endpoint}");
+  CHECK(h.kind() == tern::v1::Span::HTTP);
+  CHECK(h.code() == tern::v1::NOT_FOUND);
+  CHECK(h.error() == "no such thing");
+  CHECK(h.peer() == "127.0.0.1:5000");
+  CHECK_FALSE(h.instance().empty());
+  CHECK(h.duration_us() >= 3000);
+  // Wall-clock start: within a second of now, as the system clock says.
+  const int64_t wall_now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(std::abs(wall_now_us - h.start_unix_us()) < 1'000'000);
+  CHECK(h.tags().size() == 4);
+  CHECK(h.tags().at("http.method") == "POST");
+  CHECK(h.tags().at("http.path") == "/greeter/" + std::string(300, 'p'));
+  CHECK(h.tags().at("http.route") == "/greeter/{endpoint}");
+  CHECK(h.tags().at("http.status_code") == "404");
+
+  const tern::v1::Span& s = batch.spans(1);
+  CHECK(s.kind() == tern::v1::Span::SERVER);
+  CHECK(s.span_id() == "2222222222222222");
+  CHECK(s.parent_span_id().empty());
+  CHECK(s.code() == tern::v1::OK);
+  CHECK(s.error().empty());
+  CHECK(s.attempt() == 3);
+  CHECK(s.tags().size() == 1);
+  CHECK(s.tags().at("request_id") == "r-1");
 }

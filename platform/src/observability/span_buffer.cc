@@ -1,5 +1,7 @@
 #include "observability/span_buffer.h"
 
+#include <charconv>
+
 #include "core/ids.h"
 #include "core/utf8.h"
 #include "core/wire.h"
@@ -35,6 +37,48 @@ int64_t unix_minus_steady_us() {
 }
 
 namespace {
+// Protobuf's wire format, written directly: a batch's spans go from their
+// slots to bytes with no protobuf objects in between (building, then
+// freeing, a v1::Span and its tag map cost more than recording the span).
+// Field numbers are tern/trace.proto's and tern/envelope.proto's; proto3
+// leaves fields at their defaults out, as protobuf's serializer does.
+namespace pb {
+constexpr uint32_t kVarint = 0, kBytes = 2;
+void varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void key(std::string& out, uint32_t field, uint32_t type) { varint(out, uint64_t{field} << 3 | type); }
+void bytes(std::string& out, uint32_t field, std::string_view s) {
+  key(out, field, kBytes);
+  varint(out, s.size());
+  out.append(s);
+}
+void string(std::string& out, uint32_t field, std::string_view s) {
+  if (!s.empty()) bytes(out, field, s);
+}
+void number(std::string& out, uint32_t field, uint64_t v) {
+  if (v == 0) return;
+  key(out, field, kVarint);
+  varint(out, v);
+}
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
+// A map<string, string> entry: a message of key (1) and value (2).
+void map_entry(std::string& out, uint32_t field, std::string_view k, std::string_view v) {
+  key(out, field, kBytes);
+  varint(out, 1 + varint_size(k.size()) + k.size() + 1 + varint_size(v.size()) + v.size());
+  bytes(out, 1, k);
+  bytes(out, 2, v);
+}
+}  // namespace pb
+
 // A slot keeps its strings' capacity from batch to batch, but not past
 // kKeptCapacity: one long error or path must not stay resident in every
 // slot it ever passed through.
@@ -142,29 +186,68 @@ void SpanBuffer::to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span*
   for (auto& [k, v] : tags) utf8::make_valid(&v);
 }
 
+void SpanBuffer::encode(SpanRecord& r, int64_t unix_offset_us, std::string* out) const {
+  // What came from outside (an HTTP path, an error text, a peer, tags) may
+  // not be UTF-8, which would make the whole batch unparseable: mended in
+  // the slot, which is done with.
+  for (std::string* s : {&r.trace_id, &r.span_id, &r.parent_span_id, &r.name, &r.peer, &r.error, &r.tag_value,
+                         &r.http_method, &r.http_path})
+    utf8::make_valid(s);
+  std::string& o = *out;
+  pb::string(o, 1, r.trace_id);
+  pb::string(o, 2, r.span_id);
+  pb::string(o, 3, r.parent_span_id);
+  pb::string(o, 4, service_);
+  pb::string(o, 5, r.name);
+  pb::number(o, 6, static_cast<uint64_t>(r.kind));
+  const int64_t start_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(r.start.time_since_epoch()).count() + unix_offset_us;
+  pb::number(o, 7, static_cast<uint64_t>(start_us));
+  pb::number(o, 8, static_cast<uint64_t>(r.duration_us));
+  pb::number(o, 9, static_cast<uint64_t>(r.code));
+  if (r.code != Code::kOk) pb::string(o, 10, r.error);
+  pb::number(o, 11, r.attempt);
+  pb::string(o, 12, r.peer);
+  pb::string(o, 13, instance_id());
+  if (r.tag_key != nullptr) pb::map_entry(o, 14, r.tag_key, r.tag_value);
+  if (r.kind == v1::Span::HTTP) {
+    pb::map_entry(o, 14, "http.method", r.http_method);
+    pb::map_entry(o, 14, "http.path", r.http_path);
+    if (!r.http_route.empty()) pb::map_entry(o, 14, "http.route", r.http_route);
+    char status[12];
+    const auto end = std::to_chars(status, status + sizeof status, r.http_status).ptr;
+    pb::map_entry(o, 14, "http.status_code", std::string_view(status, static_cast<size_t>(end - status)));
+  }
+}
+
 std::string SpanBuffer::take_batch(steady_clock::time_point now, size_t* count) {
   last_flush_ = now;
   *count = used_;
   if (used_ == 0) return {};
   const int64_t offset = unix_minus_steady_us();
-  v1::SpanBatch batch;
-  batch.mutable_spans()->Reserve(static_cast<int>(used_));
+  // tern.v1.SpanBatch: each span (field 1) encoded in `span_`, then framed.
+  batch_.clear();
   for (size_t i = 0; i < used_; ++i) {
-    to_proto(slots_[i], offset, batch.add_spans());
+    span_.clear();
+    encode(slots_[i], offset, &span_);
+    pb::bytes(batch_, 1, span_);
     release_large(slots_[i]);
   }
   used_ = 0;
   trim();
-  batch.set_dropped(dropped_);
+  pb::number(batch_, 2, dropped_);
   if (dropped_ > 0) metric::spans_dropped(service_).inc(dropped_);
   dropped_ = 0;
-  v1::Event event;
-  event.set_id(new_trace_id());
-  event.set_type(v1::SpanBatch::descriptor()->full_name());
-  event.set_source(service_);
-  event.set_time_unix_ms(to_unix_ms(now));
-  batch.SerializeToString(event.mutable_body());
-  return event.SerializeAsString();
+  // The tern.v1.Event it travels in.
+  std::string event;
+  event.reserve(batch_.size() + 128);
+  pb::string(event, 1, new_trace_id());
+  pb::string(event, 2, v1::SpanBatch::descriptor()->full_name());
+  pb::string(event, 3, service_);
+  pb::number(event, 4, static_cast<uint64_t>(to_unix_ms(now)));
+  pb::bytes(event, 7, batch_);
+  if (batch_.capacity() > kKeptBatchBytes) std::string().swap(batch_);
+  return event;
 }
 
 }  // namespace tern::detail

@@ -1,7 +1,8 @@
 // Spans waiting to leave, per reactor thread: recorded without locks into
 // slots that are reused batch after batch (their strings keep their
-// capacity, so recording allocates nothing once warm), turned into protobuf
-// only when a batch is sent, about once a second, as one tern.v1.SpanBatch.
+// capacity, so recording allocates nothing once warm), encoded straight to
+// protobuf's wire format only when a batch is sent, about once a second, as
+// one tern.v1.SpanBatch.
 // Past kMaxSpans waiting, with tracing off, or with the broker pushing back,
 // spans are dropped and counted, never queued without bound. Head sampling:
 // a span is kept if its trace id falls in the sampled fraction (the same
@@ -82,14 +83,19 @@ class SpanBuffer {
   void to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span* out) const;
 
  private:
+  static constexpr size_t kKeptBatchBytes = 256 * 1024;   // the encoding buffer kept between batches
   static void release_large(SpanRecord& r);
   void trim();
+  // `r` as the bytes of a tern.v1.Span, appended to *out (mends r's
+  // strings to valid UTF-8 first).
+  void encode(SpanRecord& r, int64_t unix_offset_us, std::string* out) const;
 
   const std::string service_;
   const bool tracing_;
   const SamplingOptions sampling_;
   std::vector<SpanRecord> slots_;  // [0, used_) wait; the rest are spare buffers
   size_t used_ = 0;
+  std::string batch_, span_;   // take_batch's buffers, reused
   uint64_t dropped_ = 0;   // since the last batch, reported in it
   std::chrono::steady_clock::time_point last_flush_{};
 };

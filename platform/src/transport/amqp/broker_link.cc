@@ -103,10 +103,10 @@ void BrokerLink::install(Connected&& c) {
 
 void BrokerLink::setup() { install(connect_any(options_, spec_, url_index_, !consume_cancelled_)); }
 
-std::vector<AmqpConnection*> BrokerLink::connections() const {
-  std::vector<AmqpConnection*> all;
-  if (publisher_) all.push_back(publisher_.get());   // first: replies leave before their acks
-  if (consumer_) all.push_back(consumer_.get());
+BrokerLink::Connections BrokerLink::connections() const {
+  Connections all;
+  if (publisher_) all.at[all.n++] = publisher_.get();   // first: replies leave before their acks
+  if (consumer_) all.at[all.n++] = consumer_.get();
   return all;
 }
 

@@ -134,7 +134,15 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   Clock::time_point heartbeat_due() const;
   bool ack_flush_due() const;
   void wake_io(bool input) noexcept;
-  std::vector<AmqpConnection*> connections() const;
+  // The connections there are, publisher first; on the stack, since the
+  // reactor asks several times per wake-up.
+  struct Connections {
+    AmqpConnection* at[2] = {nullptr, nullptr};
+    size_t n = 0;
+    AmqpConnection* const* begin() const { return at; }
+    AmqpConnection* const* end() const { return at + n; }
+  };
+  Connections connections() const;
 
   Reactor& reactor_;
   const LinkOptions options_;
