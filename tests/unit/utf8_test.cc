@@ -17,6 +17,16 @@ TEST_CASE("utf8: well-formed text passes, stray, truncated, overlong and surroga
   CHECK_FALSE(utf8::valid("\xC0\xAF"));           // overlong '/'
   CHECK_FALSE(utf8::valid("\xED\xA0\x80"));       // a surrogate
   CHECK_FALSE(utf8::valid("\xF4\x90\x80\x80"));   // past U+10FFFF
+  // ASCII is read 8 bytes at a time: a bad byte anywhere in a word, or
+  // in the tail after the last whole word, is still found.
+  for (size_t at = 0; at < 19; ++at) {
+    std::string t(19, 'a');
+    t[at] = '\xFF';
+    CHECK_FALSE(utf8::valid(t));
+    t[at] = 'b';
+    CHECK(utf8::valid(t));
+  }
+  CHECK(utf8::valid("0123456789abcdef\xC3\xA9tail"));
   std::string s = "/webhooks/\xFF\xFEok\xC3\xA9";
   CHECK(utf8::make_valid(&s));
   CHECK(s == "/webhooks/\xEF\xBF\xBD\xEF\xBF\xBDok\xC3\xA9");

@@ -1,5 +1,8 @@
 #include "core/utf8.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace tern::detail::utf8 {
 
 size_t sequence_length(std::string_view s, size_t i) {
@@ -29,6 +32,11 @@ size_t sequence_length(std::string_view s, size_t i) {
 
 bool valid(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
+    // ASCII, 8 bytes at a time: what ids, names and most paths are.
+    if (uint64_t word; i + 8 <= s.size() && (std::memcpy(&word, s.data() + i, 8), (word & 0x8080808080808080u) == 0)) {
+      i += 8;
+      continue;
+    }
     if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
