@@ -95,6 +95,8 @@ own_help gateway '^TERN_GATEWAY_'
 own_help trace '^TERN_TRACE_(RETENTION_S|MAX_SPANS|HTTP_|EXPORT_)'
 own_help webhook '^TERN_WEBHOOK_|^TERN_OUTBOX_RELAY_MS$|^TERN_DATA_DIR$'
 own_help greeter '^TERN_LOG_'
+# With nothing set: --help prints before any check (no TERN_AUTH_ACCOUNTS).
+own_help auth '^TERN_AUTH_(DEV|ACCOUNTS|SECRET|SECRET_FILE|CREATE_SECRET_FILE|TOKEN_TTL_S|MAX_FAILURES|FAILURE_WINDOW_S)$'
 
 if ((failed)); then
   echo "0 passed, 1 failed"

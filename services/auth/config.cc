@@ -47,20 +47,34 @@ std::vector<std::string> secrets_from_file(const std::string& path) {
 
 }  // namespace
 
+Config::Raw Config::read_env() {
+  Raw r;
+  r.dev = tern::env::string("TERN_AUTH_DEV", "0");
+  r.accounts = tern::env::string("TERN_AUTH_ACCOUNTS", "");
+  r.secret = tern::env::string("TERN_AUTH_SECRET", "");
+  r.secret_file = tern::env::string("TERN_AUTH_SECRET_FILE", "");
+  r.create_secret_file = tern::env::string("TERN_AUTH_CREATE_SECRET_FILE", "0");
+  const Config defaults;
+  r.token_ttl_s = tern::env::integer("TERN_AUTH_TOKEN_TTL_S", defaults.token_ttl.count(), 1, kMaxTokenTtl.count());
+  r.max_failures = tern::env::integer("TERN_AUTH_MAX_FAILURES", defaults.limits.max_failures, 1, 1000000);
+  r.failure_window_s = tern::env::integer("TERN_AUTH_FAILURE_WINDOW_S", 900, 1, 86400);
+  return r;
+}
+
 Config Config::from_env(std::string dev_accounts_file) {
+  const Raw r = read_env();
   Config c;
-  const std::string dev = tern::env::string("TERN_AUTH_DEV", "0");
-  if (dev != "0" && dev != "1") throw tern::ConfigError("TERN_AUTH_DEV: '" + dev + "' is neither 0 nor 1");
-  c.dev = dev == "1";
-  c.accounts_file = tern::env::string("TERN_AUTH_ACCOUNTS", c.dev ? dev_accounts_file : "");
+  if (r.dev != "0" && r.dev != "1") throw tern::ConfigError("TERN_AUTH_DEV: '" + r.dev + "' is neither 0 nor 1");
+  c.dev = r.dev == "1";
+  c.accounts_file = r.accounts.empty() && c.dev ? dev_accounts_file : r.accounts;
   if (c.accounts_file.empty())
     throw tern::ConfigError("TERN_AUTH_ACCOUNTS is required (the accounts file), or TERN_AUTH_DEV=1 for development");
-  const std::string secret = tern::env::string("TERN_AUTH_SECRET", "");
-  const std::string file = tern::env::string("TERN_AUTH_SECRET_FILE", "");
+  const std::string& secret = r.secret;
+  const std::string& file = r.secret_file;
   if (!secret.empty() && !file.empty())
     throw tern::ConfigError("TERN_AUTH_SECRET and TERN_AUTH_SECRET_FILE are both set: give one");
   if (!secret.empty()) c.secrets = {secret};
-  const std::string create = tern::env::string("TERN_AUTH_CREATE_SECRET_FILE", "0");
+  const std::string& create = r.create_secret_file;
   if (create != "0" && create != "1")
     throw tern::ConfigError("TERN_AUTH_CREATE_SECRET_FILE: '" + create + "' is neither 0 nor 1");
   if (create == "1" && file.empty())
@@ -85,11 +99,9 @@ Config Config::from_env(std::string dev_accounts_file) {
   } else if (c.dev) {
     tern::log::warn("development mode (TERN_AUTH_DEV=1): plain-text passwords allowed in {}", c.accounts_file);
   }
-  c.token_ttl = std::chrono::seconds(
-      tern::env::integer("TERN_AUTH_TOKEN_TTL_S", c.token_ttl.count(), 1, kMaxTokenTtl.count()));
-  c.limits.max_failures =
-      static_cast<int>(tern::env::integer("TERN_AUTH_MAX_FAILURES", c.limits.max_failures, 1, 1000000));
-  c.limits.window = std::chrono::seconds(tern::env::integer("TERN_AUTH_FAILURE_WINDOW_S", 900, 1, 86400));
+  c.token_ttl = std::chrono::seconds(r.token_ttl_s);
+  c.limits.max_failures = static_cast<int>(r.max_failures);
+  c.limits.window = std::chrono::seconds(r.failure_window_s);
   return c;
 }
 

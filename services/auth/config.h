@@ -44,6 +44,14 @@ struct Config {
   // Throws tern::ConfigError naming the variable on a missing or malformed
   // value, a short secret, or the development secret outside development.
   static Config from_env(std::string dev_accounts_file);
+
+  // Every TERN_AUTH_* variable, read (so --help can list them all) and
+  // nothing checked or done; throws only on a malformed number.
+  struct Raw {
+    std::string dev, accounts, secret, secret_file, create_secret_file;
+    int64_t token_ttl_s = 0, max_failures = 0, failure_window_s = 0;
+  };
+  static Raw read_env();
 };
 
 // The accounts of config.accounts_file; in development mode without such a

@@ -5,6 +5,7 @@
 //                          for the accounts file's password field
 #include <tern/tern.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 
@@ -23,7 +24,18 @@ int main(int argc, char** argv) {
   }
   tern::log::set_process_name("service.auth");
   std::optional<auth::Auth> service;
-  try {
+  // --help lists the variables whatever their values; nothing is checked
+  // or made (no secret file written) for it.
+  const bool help = std::any_of(argv + 1, argv + argc, [](const char* a) {
+    return std::strcmp(a, "--help") == 0 || std::strcmp(a, "-h") == 0;
+  });
+  if (help) {
+    try {
+      (void)auth::Config::read_env();
+    } catch (const tern::ConfigError&) {
+      // A malformed number: --help still prints.
+    }
+  } else try {
     auto config = auth::Config::from_env(TERN_AUTH_DEFAULT_ACCOUNTS);
     std::vector<auth::Key> keys(config.secrets.begin(), config.secrets.end());
     service.emplace(auth::load_accounts(config), auth::Tokens{std::move(keys), config.token_ttl}, config.limits);
