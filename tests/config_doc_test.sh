@@ -96,6 +96,8 @@ own_help trace '^TERN_TRACE_(RETENTION_S|MAX_SPANS|HTTP_|EXPORT_)'
 own_help webhook '^TERN_WEBHOOK_|^TERN_OUTBOX_RELAY_MS$|^TERN_DATA_DIR$'
 own_help greeter '^TERN_LOG_'
 # With nothing set: --help prints before any check (no TERN_AUTH_ACCOUNTS).
+# Read by the auth client library the api services link: listed by each.
+for api in balance-api transaction-api webhook-api; do own_help "$api" '^TERN_AUTH_GATEWAY_USER$'; done
 own_help auth '^TERN_AUTH_(DEV|ACCOUNTS|SECRET|SECRET_FILE|CREATE_SECRET_FILE|TOKEN_TTL_S|MAX_FAILURES|FAILURE_WINDOW_S)$'
 
 if ((failed)); then

@@ -7,6 +7,15 @@
 #include "auth.pb.h"
 
 namespace auth {
+namespace {
+const std::string& gateway_user() {
+  static const std::string user = tern::env::string("TERN_AUTH_GATEWAY_USER", "");
+  return user;
+}
+// Read when the program starts, not at its first request, so that the
+// --help of every service that authenticates lists it.
+[[maybe_unused]] const bool g_read_at_start = (gateway_user(), true);
+}  // namespace
 
 tern::Result<std::string> account_of(const tern::Context& ctx, std::string_view value) {
   constexpr std::string_view kScheme = "bearer ";
@@ -23,9 +32,8 @@ tern::Result<std::string> account_of(const tern::Context& ctx, std::string_view 
 }
 
 tern::Result<std::string> authenticate(tern::Context& ctx) {
-  static const std::string gateway_user = tern::env::string("TERN_AUTH_GATEWAY_USER", "");
   if (auto it = ctx.metadata().find(kAccountKey); it != ctx.metadata().end()) {
-    if (!gateway_user.empty() && ctx.caller() != gateway_user)
+    if (!gateway_user().empty() && ctx.caller() != gateway_user())
       return tern::Error{tern::Code::kUnauthenticated, "an account in the metadata, not from the gateway"};
     if (it->second.empty()) return tern::Error{tern::Code::kUnauthenticated, "an empty account"};
     return it->second;
