@@ -43,6 +43,7 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   span->code = tern::Code::kNotFound;
   span->error = "bad byte \xC0 here";
   span->http_path = "/\xFE";
+  span->http_route = "/r/\xC0";   // a handler's own Response::route
   buffer.commit(span);
   size_t count = 0;
   const std::string wire = buffer.take_batch(std::chrono::steady_clock::now(), &count);
@@ -55,4 +56,5 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   CHECK(batch.spans(0).name() == "GET /webhooks/\xEF\xBF\xBD");
   CHECK(utf8::valid(batch.spans(0).error()));
   CHECK(batch.spans(0).tags().at("http.path") == "/\xEF\xBF\xBD");
+  CHECK(batch.spans(0).tags().at("http.route") == "/r/\xEF\xBF\xBD");
 }

@@ -191,7 +191,7 @@ void SpanBuffer::encode(SpanRecord& r, int64_t unix_offset_us, std::string* out)
   // not be UTF-8, which would make the whole batch unparseable: mended in
   // the slot, which is done with.
   for (std::string* s : {&r.trace_id, &r.span_id, &r.parent_span_id, &r.name, &r.peer, &r.error, &r.tag_value,
-                         &r.http_method, &r.http_path})
+                         &r.http_method, &r.http_path, &r.http_route})
     utf8::make_valid(s);
   std::string& o = *out;
   pb::string(o, 1, r.trace_id);
