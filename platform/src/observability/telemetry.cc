@@ -27,6 +27,15 @@ std::atomic<bool> g_has_sink{false};
 template <class M, class L>
 M& cached(const char* name, std::string_view a, std::string_view b, std::string_view c,
           M& (*find)(const metrics::Labels&), L labels) {
+  // Each metric function is its own instantiation (its own L): the labels
+  // it was last asked for, on this thread, answer without a key or a hash
+  // (a service's requests mostly repeat the endpoint and code).
+  struct Last {
+    std::string a, b, c;
+    M* metric = nullptr;
+  };
+  thread_local Last last;
+  if (last.metric != nullptr && last.a == a && last.b == b && last.c == c) return *last.metric;
   thread_local std::unordered_map<std::string, void*> cache;
   // The key is built in a buffer that keeps its capacity: no allocation
   // once the thread has seen this metric.
@@ -34,10 +43,13 @@ M& cached(const char* name, std::string_view a, std::string_view b, std::string_
   key.clear();
   key.append(name).append(1, '\0').append(a).append(1, '\0').append(b).append(1, '\0').append(c);
   auto it = cache.find(key);
-  if (it != cache.end()) return *static_cast<M*>(it->second);
-  M& m = find(labels());
-  cache.emplace(key, &m);
-  return m;
+  M* m = it != cache.end() ? static_cast<M*>(it->second) : &find(labels());
+  if (it == cache.end()) cache.emplace(key, m);
+  last.a.assign(a);
+  last.b.assign(b);
+  last.c.assign(c);
+  last.metric = m;
+  return *m;
 }
 
 }  // namespace
