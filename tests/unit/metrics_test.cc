@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "observability/telemetry.h"
 #include "tern/metrics.h"
 
 using tern::metrics::Registry;
@@ -82,4 +83,26 @@ TEST_CASE("a counter read when rendered renders as a counter") {
   CHECK_THAT(r.render(), Catch::Contains("# TYPE cpu_seconds_total counter\ncpu_seconds_total 1.5\n"));
   cpu = 2.25;
   CHECK_THAT(r.render(), Catch::Contains("cpu_seconds_total 2.25\n"));
+}
+
+TEST_CASE("the platform's metric helpers give each label set its own series, whatever was asked last") {
+  // They answer a repeat of the last labels from a per-thread memo: a
+  // change of endpoint or code must reach another series, and coming back
+  // must reach the first one again.
+  using tern::detail::metric::server_requests;
+  auto& ok_a = server_requests("test.memo", "a", tern::Code::kOk);
+  auto& ok_b = server_requests("test.memo", "b", tern::Code::kOk);
+  auto& nf_b = server_requests("test.memo", "b", tern::Code::kNotFound);
+  CHECK(&ok_a != &ok_b);
+  CHECK(&ok_b != &nf_b);
+  CHECK(&server_requests("test.memo", "a", tern::Code::kOk) == &ok_a);
+  CHECK(&server_requests("test.memo", "a", tern::Code::kOk) == &ok_a);
+  CHECK(&server_requests("test.memo", "b", tern::Code::kNotFound) == &nf_b);
+  CHECK(&server_requests("test.memo", "b", tern::Code::kOk) == &ok_b);
+  // The registry agrees: three series under the service's name.
+  const std::string text = tern::metrics::registry().render();
+  size_t series = 0;
+  for (size_t at = 0; (at = text.find("tern_server_requests_total{service=\"test.memo\"", at)) != std::string::npos; ++at)
+    ++series;
+  CHECK(series == 3);
 }
