@@ -313,8 +313,13 @@ void BrokerLink::before_sleep(std::vector<pollfd>* fds, Clock::time_point* wake_
     return;
   }
   if (!publisher_) return;
-  if (on_idle_) on_idle_(false);
+  // Replies and calls go out first: a span batch due now is encoded after
+  // they left, not while they wait in the buffer.
   bool ok = publisher_->flush();
+  if (on_idle_) {
+    on_idle_(false);
+    if (publisher_->has_output()) ok = publisher_->flush() && ok;
+  }
   if (consumer_ && consumer_->has_output()) {
     if (ack_flush_due()) ok = consumer_->flush() && ok;
     else *wake_at = std::min(*wake_at, consumer_->output_since() + kAckDelay);
