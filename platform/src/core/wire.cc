@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/envelope_codec.h"
 #include "core/utf8.h"
 
 namespace tern::detail {
@@ -36,14 +37,26 @@ Error from_wire(const tern::v1::Error& error) {
   return e;
 }
 
-Result<std::string> decode_response(const std::string& bytes, std::string_view service,
-                                    std::string_view endpoint) {
-  tern::v1::Response resp;
-  if (!resp.ParseFromString(bytes))
-    return Error{Code::kInternal,
-                 fmt::format("{}/{} sent a reply that is not a tern.v1.Response", service, endpoint)};
-  if (resp.has_error() && resp.error().code() != tern::v1::OK) return from_wire(resp.error());
-  return std::move(*resp.mutable_body());
+Result<std::string> decode_response(std::string bytes, std::string_view service, std::string_view endpoint) {
+  const auto not_a_response = [&] {
+    return Error{Code::kInternal, fmt::format("{}/{} sent a reply that is not a tern.v1.Response", service, endpoint)};
+  };
+  envelope::ResponseView resp;
+  if (!envelope::parse_response(bytes, &resp)) return not_a_response();
+  if (!resp.error.empty()) {
+    // Parts given apart are merged: parsing them back to back does that.
+    std::string parts;
+    for (std::string_view part : resp.error) parts.append(part);
+    tern::v1::Error error;
+    if (!error.ParseFromString(parts)) return not_a_response();
+    if (error.code() != tern::v1::OK) return from_wire(error);
+  }
+  if (resp.body.empty()) return std::string();
+  // The body, moved to the front of the reply's own buffer: no copy made.
+  const size_t at = static_cast<size_t>(resp.body.data() - bytes.data()), n = resp.body.size();
+  bytes.erase(0, at);
+  bytes.resize(n);
+  return bytes;
 }
 
 }  // namespace tern::detail

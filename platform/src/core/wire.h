@@ -21,7 +21,6 @@ tern::v1::Response response_for(std::string_view correlation_id);
 
 // Parses a serialized tern.v1.Response: its body, or the error it carries.
 // A reply that is not a Response is INTERNAL.
-Result<std::string> decode_response(const std::string& bytes, std::string_view service,
-                                    std::string_view endpoint);
+Result<std::string> decode_response(std::string bytes, std::string_view service, std::string_view endpoint);
 
 }  // namespace tern::detail

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/envelope_codec.h"
 #include "core/utf8.h"
 #include "core/wire.h"
 #include "rpc/client/client_filters.h"
@@ -119,30 +120,30 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   if (link_.blocked()) return blocked(call, link_);
   if (pending_.size() >= static_cast<size_t>(options_.max_in_flight)) return too_many(pending_.size());
 
-  std::string wire;
   std::string id = new_trace_id();
-  {
-    tern::v1::Request req;
-    req.set_id(id);
-    req.set_service(std::string(call.service));
-    req.set_endpoint(std::string(call.endpoint));
-    req.set_body(call.body);
-    req.set_deadline_unix_ms(to_unix_ms(deadline));
-    req.set_trace_id(ctx.trace_id().empty() ? new_trace_id() : ctx.trace_id());
-    req.set_span_id(call.span_id.empty() ? new_span_id() : call.span_id);
-    req.set_parent_span_id(ctx.span_id());
-    req.set_from(options_.name);
-    auto& metadata = *req.mutable_metadata();
-    for (const auto& [k, v] : ctx.metadata()) metadata[k] = v;
-    for (const auto& [k, v] : call.metadata) metadata[k] = v;
-    req.set_attempt(call.attempt == 0 ? 1 : call.attempt);
-    if (!call.options->idempotency_key.empty()) req.set_idempotency_key(call.options->idempotency_key);
-    req.SerializeToString(&wire);
-  }
+  // A root call starts its trace; an attempt's span comes from its filter.
+  const std::string trace_id = ctx.trace_id().empty() ? new_trace_id() : std::string();
+  const std::string span_id = call.span_id.empty() ? new_span_id() : std::string();
+  envelope::RequestFields f;
+  f.id = id;
+  f.service = call.service;
+  f.endpoint = call.endpoint;
+  f.body = call.body;
+  f.deadline_unix_ms = to_unix_ms(deadline);
+  f.trace_id = trace_id.empty() ? std::string_view(ctx.trace_id()) : trace_id;
+  f.span_id = span_id.empty() ? std::string_view(call.span_id) : span_id;
+  f.parent_span_id = ctx.span_id();
+  f.from = options_.name;
+  f.attempt = call.attempt == 0 ? 1 : call.attempt;
+  f.idempotency_key = call.options->idempotency_key;
+  // Written into this caller's buffer, which publish copies out before the
+  // fiber waits: the call's own metadata after the context's, so it wins.
+  std::string& wire = wire_buffer_;
+  envelope::encode_request(f, &wire, ctx.metadata(), call.metadata);
   if (wire.size() > options_.max_message_bytes) return too_big(call, wire.size(), options_.max_message_bytes);
 
   PendingCall pc;
-  pending_.emplace(id, &pc);
+  pending_.emplace(std::string_view(id), &pc);
   const std::string expiration = std::to_string(budget.count());
   AmqpConnection::Publish p;
   p.routing_key = call.service;
@@ -172,7 +173,8 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   }
   if (pc.failed) return std::move(pc.error);
   if (pc.reply_bytes > options_.max_message_bytes) return reply_too_big(call, pc.reply_bytes, options_.max_message_bytes);
-  return decode_response(pc.reply, call.service, call.endpoint);
+  if (wire_buffer_.capacity() > kKeptWireBytes) std::string().swap(wire_buffer_);
+  return decode_response(std::move(pc.reply), call.service, call.endpoint);
 }
 
 void Caller::on_reply(Message&& m) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -63,7 +64,12 @@ class Caller {
   const CallerOptions options_;
   std::vector<ClientFilter> chain_;
   const ClientEndpoint wire_;
-  std::unordered_map<std::string, PendingCall*> pending_;
+  // By request id: a view of the id its waiting send() holds, which erases
+  // the entry (or sees it erased) before it returns.
+  std::unordered_map<std::string_view, PendingCall*> pending_;
+  // The Request being sent, reused from call to call; a large one is not kept.
+  static constexpr size_t kKeptWireBytes = 64 * 1024;
+  std::string wire_buffer_;
   RetryBudget retry_budget_;
   CircuitBreakers breakers_;
   std::atomic<uint64_t> late_replies_{0};

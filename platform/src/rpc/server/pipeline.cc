@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/envelope_codec.h"
+#include "core/utf8.h"
 #include "core/wire.h"
 #include "rpc/server/server_filters.h"
 #include "runtime/reactor.h"
@@ -76,6 +78,14 @@ void ServerPipeline::handle(Message&& m) {
     r = Error{Code::kInternal,
               fmt::format("the reply is {} bytes, over the {} byte limit", r->size(), max_message_bytes_)};
   }
+  if (r.ok() && utf8::valid(m.correlation_id)) {
+    // The common answer, written into this thread's buffer (publish copies
+    // it out before anything else runs here).
+    envelope::encode_response(m.correlation_id, *r, &reply_);
+    responder_.reply_and_ack(m, reply_);
+    if (reply_.capacity() > kKeptReplyBytes) std::string().swap(reply_);
+    return;
+  }
   tern::v1::Response resp = response_for(m.correlation_id);
   if (r.ok()) resp.set_body(std::move(*r));
   else to_wire(r.error(), resp.mutable_error());
@@ -83,30 +93,32 @@ void ServerPipeline::handle(Message&& m) {
 }
 
 Result<std::string> ServerPipeline::run(const Message& m) {
-  tern::v1::Request req;
-  if (!req.ParseFromString(m.body))
+  // Read in place: the view points into m.body, which outlives the call.
+  envelope::RequestView req;
+  if (!envelope::parse_request(m.body, &req))
     return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"}
         .with_param("envelope", "invalid")
         .with_local({.dead_letter = true});
-  if (req.deadline_unix_ms() <= 0) return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
+  if (req.deadline_unix_ms <= 0) return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
+  Context::Metadata metadata;
+  for (const auto& [k, v] : req.metadata) metadata[std::string(k)] = std::string(v);
   // The handler's span is its own, a child of the caller's attempt span.
-  Context ctx = Context::from_wire(
-      req.deadline_unix_ms(), std::move(*req.mutable_trace_id()), new_span_id(), std::move(*req.mutable_span_id()),
-      req.id().empty() ? m.correlation_id : req.id(), std::move(*req.mutable_from()),
-      Context::Metadata(req.metadata().begin(), req.metadata().end()), req.attempt());
+  Context ctx = Context::from_wire(req.deadline_unix_ms, std::string(req.trace_id), new_span_id(),
+                                   std::string(req.span_id), req.id.empty() ? m.correlation_id : std::string(req.id),
+                                   std::string(req.from), std::move(metadata), req.attempt);
   ctx.set_transport(&transport_);
   ctx.set_caller(responder_.verified_caller(m));
-  ctx.set_idempotency_key(req.idempotency_key());
+  ctx.set_idempotency_key(std::string(req.idempotency_key));
   ScopedCurrent current(&ctx);
-  const Reactor::Holding holding("endpoint", req.endpoint(), ctx.trace_id());
+  const Reactor::Holding holding("endpoint", req.endpoint, ctx.trace_id());
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
   const std::string& request_id = ctx.request_id();
   Cancellations::Scope tracked(cancellations_, request_id, &ctx);
   IncomingRequest in;
   in.service = def_.name;
-  in.endpoint = req.endpoint();
-  in.body = req.body();
-  in.idempotency_key = req.idempotency_key();
+  in.endpoint = req.endpoint;
+  in.body = req.body;
+  in.idempotency_key = req.idempotency_key;
   return run_chain(chain_, endpoint_, ctx, in);
 }
 

@@ -44,6 +44,9 @@ class ServerPipeline {
   const size_t max_message_bytes_;
   std::vector<ServerFilter> chain_;
   const ServerEndpoint endpoint_;
+  // The serialized Response of a success, reused; a large one is not kept.
+  static constexpr size_t kKeptReplyBytes = 64 * 1024;
+  std::string reply_;
 };
 
 }  // namespace tern::detail
