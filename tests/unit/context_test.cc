@@ -96,6 +96,34 @@ TEST_CASE("cancel hooks run once and a parent's cancel reaches a child's hooks")
   CHECK(late == 1);
 }
 
+TEST_CASE("a root context's cancel hooks run once each, a removed one never, a late one at once") {
+  Context root = Context::with_timeout(1s);
+  int ran = 0, removed_ran = 0, other = 0;
+  root.on_cancel([&] { ++ran; });
+  const uint64_t h = root.on_cancel([&] { ++removed_ran; });
+  root.on_cancel([&] { ++other; });
+  root.remove_on_cancel(h);
+  root.cancel();
+  root.cancel();   // a second cancel finds no hooks left
+  CHECK(ran == 1);
+  CHECK(other == 1);
+  CHECK(removed_ran == 0);
+  int late = 0;
+  const uint64_t late_handle = root.on_cancel([&] { ++late; });   // already cancelled: runs at once
+  CHECK(late == 1);
+  root.cancel();
+  root.remove_on_cancel(late_handle);
+  CHECK(late == 1);
+  // A copy shares the state: cancelling the copy runs the original's hooks.
+  Context second = Context::with_timeout(1s);
+  int via_copy = 0;
+  second.on_cancel([&] { ++via_copy; });
+  Context copy = second;
+  copy.cancel();
+  CHECK(via_copy == 1);
+  CHECK(second.cancelled());
+}
+
 // Found by tests/fuzz/rpc_envelope.cc: a caller's deadline_unix_ms of
 // 3.4e16 overflowed the conversion to nanoseconds (UBSan: signed integer
 // overflow in std::chrono), giving a deadline anywhere, the past included.

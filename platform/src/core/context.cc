@@ -72,6 +72,27 @@ std::atomic<uint64_t> g_next_hook{1};
 
 uint64_t Context::on_cancel(std::function<void()> fn) const {
   const uint64_t handle = g_next_hook.fetch_add(1, std::memory_order_relaxed);
+  if (cancel_->parent == nullptr) {
+    // One level (a root context, or a handler's): its cancel takes the
+    // hooks out once, so each runs once without a shared flag.
+    {
+      std::lock_guard<std::mutex> lock(cancel_->mu);
+      cancel_->hooks.emplace(handle, std::move(fn));
+    }
+    if (cancelled()) {
+      std::function<void()> run;
+      {
+        std::lock_guard<std::mutex> lock(cancel_->mu);
+        auto it = cancel_->hooks.find(handle);
+        if (it != cancel_->hooks.end()) {
+          run = std::move(it->second);
+          cancel_->hooks.erase(it);
+        }
+      }
+      if (run) run();
+    }
+    return handle;
+  }
   // One state shared by every level the hook is registered on, so it runs
   // once even when several of them are cancelled.
   struct Once {

@@ -1,10 +1,14 @@
-// The requests a reactor thread is handling, by request id, so that a
-// caller's cancel notice (it gave up) cancels the handler's context, and
-// through it the handler's own calls still waiting. Reactor thread only.
+// The requests a reactor thread is handling, so that a caller's cancel
+// notice (it gave up) cancels the handler's context, and through it the
+// handler's own calls still waiting. Reactor thread only.
+//
+// Each request's entry is its Scope, on the handler fiber's stack, linked
+// into a list: tracking costs no allocation, and the rare notice walks the
+// requests running here (the prefetch bounds them).
 #pragma once
 
 #include <string>
-#include <unordered_map>
+#include <string_view>
 
 #include "tern/context.h"
 
@@ -12,35 +16,53 @@ namespace tern::detail {
 
 class Cancellations {
  public:
-  // While a handler runs; the context must outlive its registration.
-  void track(const std::string& request_id, Context* ctx) { running_[request_id] = ctx; }
-  void untrack(const std::string& request_id) { running_.erase(request_id); }
-  // A cancel notice: cancels the request if it runs here.
-  void cancel(const std::string& request_id) {
-    auto it = running_.find(request_id);
-    if (it != running_.end()) it->second->cancel();
-  }
-
-  // Cancels every request running here (a drain that ran out of time).
-  void cancel_all() {
-    for (auto& [id, ctx] : running_) ctx->cancel();
-  }
-
-  // Tracks for the lifetime of a scope.
+  // Tracks a request for the lifetime of a scope; `id` and `ctx` must
+  // outlive it.
   class Scope {
    public:
-    Scope(Cancellations& c, const std::string& id, Context* ctx) : c_(c), id_(id) { c_.track(id_, ctx); }
-    ~Scope() { c_.untrack(id_); }
+    Scope(Cancellations& c, std::string_view id, Context* ctx) : c_(c), id_(id), ctx_(ctx), next_(c.head_) {
+      if (next_ != nullptr) next_->prev_ = this;
+      c_.head_ = this;
+    }
+    ~Scope() {
+      if (prev_ != nullptr) prev_->next_ = next_;
+      else c_.head_ = next_;
+      if (next_ != nullptr) next_->prev_ = prev_;
+    }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
+    friend class Cancellations;
     Cancellations& c_;
-    const std::string& id_;
+    const std::string_view id_;
+    Context* const ctx_;
+    Scope* prev_ = nullptr;
+    Scope* next_;
   };
 
+  // A cancel notice: cancels the request if it runs here. Ids are one per
+  // attempt; a context's cancel hooks may end the request, so the walk
+  // stops at the first.
+  void cancel(std::string_view request_id) {
+    for (Scope* s = head_; s != nullptr; s = s->next_) {
+      if (s->id_ != request_id) continue;
+      s->ctx_->cancel();
+      return;
+    }
+  }
+
+  // Cancels every request running here (a drain that ran out of time).
+  void cancel_all() {
+    for (Scope* s = head_; s != nullptr;) {
+      Scope* next = s->next_;
+      s->ctx_->cancel();
+      s = next;
+    }
+  }
+
  private:
-  std::unordered_map<std::string, Context*> running_;
+  Scope* head_ = nullptr;
 };
 
 }  // namespace tern::detail

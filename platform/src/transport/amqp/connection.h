@@ -36,7 +36,6 @@ struct Message {
   std::string reply_text;
   std::string correlation_id;
   std::string reply_to;
-  std::string content_type;
   std::string user_id;            // the publisher's broker user, checked by the broker
   std::string body;
   // What the content header announced. Over the connection's body limit

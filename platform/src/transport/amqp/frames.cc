@@ -272,7 +272,6 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
     auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
     if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
     if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
-    if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) current_.content_type = str(props->content_type);
     if (props->_flags & AMQP_BASIC_USER_ID_FLAG) current_.user_id = str(props->user_id);
     if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
       for (int i = 0; i < props->headers.num_entries; ++i) {
