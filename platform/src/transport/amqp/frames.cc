@@ -300,9 +300,9 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
   }
   if (expect_ == Expect::kBody && body_received_ >= current_.body_size) {
     expect_ = Expect::kMethod;
-    Message done = std::move(current_);
-    current_ = Message{};
-    sink.on_message(std::move(done));
+    // Handed over as it is: the next basic.deliver or basic.return starts
+    // current_ afresh.
+    sink.on_message(std::move(current_));
   }
 }
 
