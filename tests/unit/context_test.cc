@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <set>
+#include <vector>
 
 #include "tern/context.h"
 
@@ -94,6 +96,22 @@ TEST_CASE("cancel hooks run once and a parent's cancel reaches a child's hooks")
   int late = 0;
   child.on_cancel([&] { ++late; });  // already cancelled: runs at once
   CHECK(late == 1);
+}
+
+TEST_CASE("trace and span ids are lowercase hex, and every digit of them varies") {
+  std::vector<std::set<char>> trace_digits(32), span_digits(16);
+  for (int i = 0; i < 400; ++i) {
+    const std::string t = tern::new_trace_id(), s = tern::new_span_id();
+    REQUIRE(t.size() == 32);
+    REQUIRE(s.size() == 16);
+    for (size_t k = 0; k < t.size(); ++k) trace_digits[k].insert(t[k]);
+    for (size_t k = 0; k < s.size(); ++k) span_digits[k].insert(s[k]);
+  }
+  for (const auto* digits : {&trace_digits, &span_digits})
+    for (const std::set<char>& at : *digits) {
+      for (char c : at) CHECK(((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')));
+      CHECK(at.size() == 16);   // 400 draws: each of the 16 digits turns up at every position
+    }
 }
 
 TEST_CASE("a root context's cancel hooks run once each, a removed one never, a late one at once") {

@@ -159,25 +159,24 @@ uint64_t next_random_u64() {
 
 namespace {
 
-void append_hex(std::string* out, uint64_t v) {
+// 16 lowercase hex digits of v, most significant first, into out[0..16).
+void write_hex(char* out, uint64_t v) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(v >> shift) & 0xf]);
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xf];
 }
 
 }  // namespace
 
 std::string new_trace_id() {
-  std::string s;
-  s.reserve(32);
-  append_hex(&s, detail::next_random_u64());
-  append_hex(&s, detail::next_random_u64());
+  std::string s(32, '\0');
+  write_hex(s.data(), detail::next_random_u64());
+  write_hex(s.data() + 16, detail::next_random_u64());
   return s;
 }
 
 std::string new_span_id() {
-  std::string s;
-  s.reserve(16);
-  append_hex(&s, detail::next_random_u64());
+  std::string s(16, '\0');
+  write_hex(s.data(), detail::next_random_u64());
   return s;
 }
 

@@ -16,11 +16,15 @@ constexpr uint32_t kVarint = 0, kFixed64 = 1, kBytes = 2, kStartGroup = 3, kEndG
 // ---- writing
 
 inline void varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
+  if (v < 0x80) {   // most keys and lengths
+    out.push_back(static_cast<char>(v));
+    return;
   }
-  out.push_back(static_cast<char>(v));
+  char buf[10];
+  size_t n = 0;
+  for (; v >= 0x80; v >>= 7) buf[n++] = static_cast<char>(v | 0x80);
+  buf[n++] = static_cast<char>(v);
+  out.append(buf, n);
 }
 inline void key(std::string& out, uint32_t field, uint32_t type) { varint(out, uint64_t{field} << 3 | type); }
 inline void bytes(std::string& out, uint32_t field, std::string_view s) {

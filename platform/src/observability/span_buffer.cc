@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "core/ids.h"
+#include "core/pb_wire.h"
 #include "core/utf8.h"
 #include "core/wire.h"
 #include "observability/telemetry.h"
@@ -37,47 +38,12 @@ int64_t unix_minus_steady_us() {
 }
 
 namespace {
-// Protobuf's wire format, written directly: a batch's spans go from their
-// slots to bytes with no protobuf objects in between (building, then
-// freeing, a v1::Span and its tag map cost more than recording the span).
-// Field numbers are tern/trace.proto's and tern/envelope.proto's; proto3
-// leaves fields at their defaults out, as protobuf's serializer does.
-namespace pb {
-constexpr uint32_t kVarint = 0, kBytes = 2;
-void varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-void key(std::string& out, uint32_t field, uint32_t type) { varint(out, uint64_t{field} << 3 | type); }
-void bytes(std::string& out, uint32_t field, std::string_view s) {
-  key(out, field, kBytes);
-  varint(out, s.size());
-  out.append(s);
-}
-void string(std::string& out, uint32_t field, std::string_view s) {
-  if (!s.empty()) bytes(out, field, s);
-}
-void number(std::string& out, uint32_t field, uint64_t v) {
-  if (v == 0) return;
-  key(out, field, kVarint);
-  varint(out, v);
-}
-size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  for (; v >= 0x80; v >>= 7) ++n;
-  return n;
-}
-// A map<string, string> entry: a message of key (1) and value (2).
-void map_entry(std::string& out, uint32_t field, std::string_view k, std::string_view v) {
-  key(out, field, kBytes);
-  varint(out, 1 + varint_size(k.size()) + k.size() + 1 + varint_size(v.size()) + v.size());
-  bytes(out, 1, k);
-  bytes(out, 2, v);
-}
-}  // namespace pb
+// Protobuf's wire format, written directly (core/pb_wire.h): a batch's
+// spans go from their slots to bytes with no protobuf objects in between
+// (building, then freeing, a v1::Span and its tag map cost more than
+// recording the span). Field numbers are tern/trace.proto's and
+// tern/envelope.proto's; proto3 leaves fields at their defaults out, as
+// protobuf's serializer does.
 
 // A slot keeps its strings' capacity from batch to batch, but not past
 // kKeptCapacity: one long error or path must not stay resident in every
