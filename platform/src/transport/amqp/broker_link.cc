@@ -96,6 +96,7 @@ void BrokerLink::install(Connected&& c) {
   blocked_ = false;   // a new connection: blocked again once it publishes in an alarm
   ++generation_;
   input_ready_ = true;
+  readable_ = kReadAll;
   // From here on this thread writes every frame, heartbeats included (a
   // failure here shows in the IO fiber's next round as a lost connection).
   for (AmqpConnection* conn : connections()) conn->own_heartbeats();
@@ -209,10 +210,16 @@ void BrokerLink::io_fiber() {
         continue;
       }
       ok = publisher_->flush();
-      if (consumer_ && ack_flush_due()) ok = consumer_->flush() && ok;
+      // Acks due wait behind this wake-up's replies when input is waiting
+      // (before_sleep sends them after the replies), unless they are
+      // overdue: under steady input they still leave from here.
+      if (consumer_ && ack_flush_due() && (!input_ready_ || ack_overdue())) ok = consumer_->flush() && ok;
       // Read before judging the broker silent: what it sent may be waiting.
       const auto now = Clock::now();
-      if (heartbeat_due() <= now) input_ready_ = true;
+      if (heartbeat_due() <= now) {
+        input_ready_ = true;
+        readable_ = kReadAll;
+      }
       if (ok && input_ready_) {
         input_ready_ = false;
         ok = pump();
@@ -237,8 +244,13 @@ bool BrokerLink::pump() {
   // Reading never writes (AmqpConnection::poll_messages), so a half-written
   // frame or a backlog of output never holds back input, nor the heartbeat
   // check that input feeds.
+  // Only the sockets that have something: a recv() that finds nothing
+  // costs a system call on every wake-up.
   bool ok = true;
-  for (AmqpConnection* c : connections()) ok = c->poll_messages(*this) && ok;
+  const Connections cs = connections();
+  const unsigned readable = std::exchange(readable_, 0u);
+  for (size_t i = 0; i < cs.n; ++i)
+    if ((readable & (1u << i)) != 0 || cs.at[i]->has_buffered_input()) ok = cs.at[i]->poll_messages(*this) && ok;
   return ok;
 }
 
@@ -265,12 +277,19 @@ void BrokerLink::on_confirm(uint64_t tag, bool multiple, bool ack) {
 }
 
 void BrokerLink::wake_io(bool input) noexcept {
-  if (input) input_ready_ = true;
+  if (input) {
+    input_ready_ = true;
+    readable_ = kReadAll;
+  }
   if (parked_io_ != nullptr) Reactor::ready(std::exchange(parked_io_, nullptr));
 }
 
 bool BrokerLink::ack_flush_due() const {
   return consumer_->output_bytes() >= kAckBatchBytes || Clock::now() - consumer_->output_since() >= kAckDelay;
+}
+
+bool BrokerLink::ack_overdue() const {
+  return consumer_->output_bytes() >= kAckBatchBytes || Clock::now() - consumer_->output_since() >= 2 * kAckDelay;
 }
 
 uint64_t BrokerLink::publish(const AmqpConnection::Publish& p) {
@@ -363,16 +382,28 @@ void BrokerLink::polled(const pollfd* fds, size_t n, bool busy) noexcept {
     return;
   }
   bool wake = false, input = false;
+  unsigned readable = 0;
   for (size_t i = 0; i < n; ++i) {
-    if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) input = true;
+    if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      input = true;
+      readable |= 1u << i;
+    }
     if ((fds[i].revents & POLLOUT) != 0) wake = true;
   }
   if (busy && n == 0) return;   // the IO fiber runs or the link is down
   if (heartbeat_due() <= Clock::now()) wake = true;   // keep_heartbeat has work
-  if (!busy && consumer_ && !broken_ && consumer_->has_output() && ack_flush_due()) {
+  // Acks due: sent now only when nothing came in. With input, the IO
+  // fiber runs first and before_sleep sends them after its replies, so a
+  // request that arrives as the ack timer runs out does not wait for them.
+  if (!busy && !input && consumer_ && !broken_ && consumer_->has_output() && ack_flush_due()) {
     if (!consumer_->flush()) input = true;
   }
-  if (wake || input) wake_io(input);
+  if (input) {
+    // What the poll saw readable, added to what the IO fiber has yet to read.
+    input_ready_ = true;
+    readable_ |= readable;
+  }
+  if (wake || input) wake_io(false);
 }
 
 }  // namespace tern::detail

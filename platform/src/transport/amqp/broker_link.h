@@ -133,6 +133,7 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   // The earliest heartbeat_due() of the connections; max() when broken.
   Clock::time_point heartbeat_due() const;
   bool ack_flush_due() const;
+  bool ack_overdue() const;   // due twice over, or a full batch
   void wake_io(bool input) noexcept;
   // The connections there are, publisher first; on the stack, since the
   // reactor asks several times per wake-up.
@@ -178,6 +179,11 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   boost::fibers::fiber io_;
   boost::fibers::context* parked_io_ = nullptr;   // the IO fiber while it waits
   bool input_ready_ = true;
+  // Which connections (bits by connections()'s order) to read in the next
+  // pump: the ones the last polls saw readable, or all of them when the
+  // wake-up came from anywhere else.
+  static constexpr unsigned kReadAll = ~0u;
+  unsigned readable_ = kReadAll;
 };
 
 }  // namespace tern::detail

@@ -203,6 +203,9 @@ class AmqpConnection final : public topology::Declarer {
     virtual void on_channel_closed(AmqpConnection& c, amqp_channel_t ch, const std::string& why) = 0;
   };
   bool poll_messages(Sink& sink);
+  // Input already inside this process (frames read during set-up, or a TLS
+  // record's rest): poll_messages has work whatever the socket says.
+  bool has_buffered_input() const { return !stash_.empty() || !setup_in_.empty() || (socket_ && socket_->pending()); }
 
   // Heartbeats: kept from login on, by whichever thread uses the
   // connection (the set-up thread while it waits for replies, then the
