@@ -13,9 +13,6 @@
 namespace tern::detail {
 namespace {
 
-// Acks are held up to this long (or this many bytes) to leave in one write.
-constexpr auto kAckDelay = std::chrono::milliseconds(1);
-constexpr size_t kAckBatchBytes = 4096;
 // After losing a cluster node: the least wait before reconnecting (see
 // connection_lost).
 constexpr std::chrono::milliseconds kClusterSettle{1000};
@@ -282,14 +279,6 @@ void BrokerLink::wake_io(bool input) noexcept {
     readable_ = kReadAll;
   }
   if (parked_io_ != nullptr) Reactor::ready(std::exchange(parked_io_, nullptr));
-}
-
-bool BrokerLink::ack_flush_due() const {
-  return consumer_->output_bytes() >= kAckBatchBytes || Clock::now() - consumer_->output_since() >= kAckDelay;
-}
-
-bool BrokerLink::ack_overdue() const {
-  return consumer_->output_bytes() >= kAckBatchBytes || Clock::now() - consumer_->output_since() >= 2 * kAckDelay;
 }
 
 uint64_t BrokerLink::publish(const AmqpConnection::Publish& p) {

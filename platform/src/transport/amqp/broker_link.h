@@ -132,8 +132,15 @@ class BrokerLink final : public IoSource, private AmqpConnection::Sink {
   bool pump();
   // The earliest heartbeat_due() of the connections; max() when broken.
   Clock::time_point heartbeat_due() const;
-  bool ack_flush_due() const;
-  bool ack_overdue() const;   // due twice over, or a full batch
+  // Acks are held up to kAckDelay (or kAckBatchBytes) to leave in one write;
+  // overdue: twice that long.
+  static constexpr auto kAckDelay = std::chrono::milliseconds(1);
+  static constexpr size_t kAckBatchBytes = 4096;
+  bool ack_flush_due() const { return acks_waited(kAckDelay); }
+  bool ack_overdue() const { return acks_waited(2 * kAckDelay); }
+  bool acks_waited(Clock::duration d) const {
+    return consumer_->output_bytes() >= kAckBatchBytes || Clock::now() - consumer_->output_since() >= d;
+  }
   void wake_io(bool input) noexcept;
   // The connections there are, publisher first; on the stack, since the
   // reactor asks several times per wake-up.
