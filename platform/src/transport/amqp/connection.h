@@ -31,7 +31,7 @@ struct Message {
   uint64_t delivery_tag = 0;
   bool redelivered = false;
   std::string consumer_tag;
-  std::string routing_key;
+  std::string routing_key;        // for returns: the key that found no queue
   uint16_t reply_code = 0;        // for returns: 312 NO_ROUTE, ...
   std::string reply_text;
   std::string correlation_id;

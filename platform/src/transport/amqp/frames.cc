@@ -314,7 +314,8 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
       current_.delivery_tag = d->delivery_tag;
       current_.redelivered = d->redelivered != 0;
       current_.consumer_tag = str(d->consumer_tag);
-      current_.routing_key = str(d->routing_key);
+      // (Its routing key is not kept: nothing reads a delivery's, and a
+      // reply's is its caller's long reply-to name.)
       expect_ = Expect::kHeader;
       break;
     }
