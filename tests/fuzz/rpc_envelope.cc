@@ -79,13 +79,8 @@ Result<std::string> run(const std::vector<ServerFilter>& chain, const ServerEndp
     return Error{Code::kInvalidArgument, "message body is not a tern.v1.Request envelope"}.with_local(
         {.dead_letter = true});
   if (req.deadline_unix_ms <= 0) return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
-  Context::Metadata metadata;
-  for (const auto& [k, v] : req.metadata) metadata[std::string(k)] = std::string(v);
-  Context ctx = Context::from_wire(req.deadline_unix_ms, std::string(req.trace_id), new_span_id(),
-                                   std::string(req.span_id), req.id.empty() ? m.correlation_id : std::string(req.id),
-                                   std::string(req.from), std::move(metadata), req.attempt);
+  Context ctx = request_context(req, m.correlation_id);
   ctx.set_caller(m.verified_user(kOwnUser));
-  ctx.set_idempotency_key(std::string(req.idempotency_key));
   ScopedCurrent current(&ctx);
   IncomingRequest in;
   in.service = definition().name;

@@ -28,6 +28,16 @@ tern::v1::Response response_for(std::string_view correlation_id) {
   return resp;
 }
 
+Context request_context(const envelope::RequestView& req, const std::string& correlation_id) {
+  Context::Metadata metadata;
+  for (const auto& [k, v] : req.metadata) metadata[std::string(k)] = std::string(v);
+  Context ctx = Context::from_wire(req.deadline_unix_ms, std::string(req.trace_id), new_span_id(),
+                                   std::string(req.span_id), req.id.empty() ? correlation_id : std::string(req.id),
+                                   std::string(req.from), std::move(metadata), req.attempt);
+  ctx.set_idempotency_key(std::string(req.idempotency_key));
+  return ctx;
+}
+
 Error from_wire(const tern::v1::Error& error) {
   Error e;
   e.code = tern::v1::Code_IsValid(error.code()) ? static_cast<Code>(error.code()) : Code::kUnknown;

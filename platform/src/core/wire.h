@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/envelope_codec.h"
+#include "tern/context.h"
 #include "tern/envelope.pb.h"
 #include "tern/error.h"
 
@@ -18,6 +20,12 @@ Error from_wire(const tern::v1::Error& error);
 // A Response to the request with this AMQP correlation_id (any bytes the
 // caller chose), its request_id made valid UTF-8 for the same reason.
 tern::v1::Response response_for(std::string_view correlation_id);
+
+// The handler's Context for a request read off the wire: the caller's
+// deadline, trace, metadata and idempotency key, and a span of its own, a
+// child of the caller's attempt span. `correlation_id` stands in for a
+// missing request id.
+Context request_context(const envelope::RequestView& req, const std::string& correlation_id);
 
 // Parses a serialized tern.v1.Response: its body, or the error it carries.
 // A reply that is not a Response is INTERNAL.

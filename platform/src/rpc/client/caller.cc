@@ -140,7 +140,11 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   // fiber waits: the call's own metadata after the context's, so it wins.
   std::string& wire = wire_buffer_;
   envelope::encode_request(f, &wire, ctx.metadata(), call.metadata);
-  if (wire.size() > options_.max_message_bytes) return too_big(call, wire.size(), options_.max_message_bytes);
+  if (wire.size() > options_.max_message_bytes) {
+    const size_t n = wire.size();
+    std::string().swap(wire_buffer_);
+    return too_big(call, n, options_.max_message_bytes);
+  }
 
   PendingCall pc;
   pending_.emplace(std::string_view(id), &pc);
@@ -153,7 +157,10 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   p.expiration_ms = expiration;
   p.type = call.endpoint;
   p.mandatory = true;
-  if (!link_.publish(p)) {
+  const bool published = link_.publish(p) != 0;
+  // The buffer is done with (publish copied it): a large one is not kept.
+  if (wire_buffer_.capacity() > kKeptWireBytes) std::string().swap(wire_buffer_);
+  if (!published) {
     pending_.erase(id);
     return link_down(link_.refusal());
   }
@@ -173,7 +180,6 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   }
   if (pc.failed) return std::move(pc.error);
   if (pc.reply_bytes > options_.max_message_bytes) return reply_too_big(call, pc.reply_bytes, options_.max_message_bytes);
-  if (wire_buffer_.capacity() > kKeptWireBytes) std::string().swap(wire_buffer_);
   return decode_response(std::move(pc.reply), call.service, call.endpoint);
 }
 

@@ -100,15 +100,9 @@ Result<std::string> ServerPipeline::run(const Message& m) {
         .with_param("envelope", "invalid")
         .with_local({.dead_letter = true});
   if (req.deadline_unix_ms <= 0) return Error{Code::kInvalidArgument, "Request.deadline_unix_ms is required"};
-  Context::Metadata metadata;
-  for (const auto& [k, v] : req.metadata) metadata[std::string(k)] = std::string(v);
-  // The handler's span is its own, a child of the caller's attempt span.
-  Context ctx = Context::from_wire(req.deadline_unix_ms, std::string(req.trace_id), new_span_id(),
-                                   std::string(req.span_id), req.id.empty() ? m.correlation_id : std::string(req.id),
-                                   std::string(req.from), std::move(metadata), req.attempt);
+  Context ctx = request_context(req, m.correlation_id);
   ctx.set_transport(&transport_);
   ctx.set_caller(responder_.verified_caller(m));
-  ctx.set_idempotency_key(std::string(req.idempotency_key));
   ScopedCurrent current(&ctx);
   const Reactor::Holding holding("endpoint", req.endpoint, ctx.trace_id());
   // The caller's cancel notice, if it gives up, cancels ctx meanwhile.
