@@ -5,6 +5,8 @@
 #include "core/current.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -159,10 +161,20 @@ uint64_t next_random_u64() {
 
 namespace {
 
-// 16 lowercase hex digits of v, most significant first, into out[0..16).
+// The two lowercase hex digits of every byte value.
+constexpr std::array<char, 512> kHexPairs = [] {
+  std::array<char, 512> t{};
+  for (int b = 0; b < 256; ++b) {
+    t[2 * b] = "0123456789abcdef"[b >> 4];
+    t[2 * b + 1] = "0123456789abcdef"[b & 0xf];
+  }
+  return t;
+}();
+
+// 16 lowercase hex digits of v, most significant first, into out[0..16):
+// a byte (two digits) at a time.
 void write_hex(char* out, uint64_t v) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xf];
+  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kHexPairs[2 * (v & 0xff)], 2);
 }
 
 }  // namespace

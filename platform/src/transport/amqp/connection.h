@@ -260,7 +260,6 @@ class AmqpConnection final : public topology::Declarer {
   void on_method(const amqp_frame_t& f, Sink& sink);
   void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
   bool encode_method(amqp_method_number_t id, void* decoded, std::string* out);
-  bool encode_content_header(const amqp_basic_properties_t& props, size_t body_size, std::string* out);
   void append_frame(uint8_t type, amqp_channel_t ch, std::string_view head, std::string_view payload);
 
   amqp_connection_state_t conn_ = nullptr;   // rabbitmq-c: codec only, no socket
@@ -271,7 +270,6 @@ class AmqpConnection final : public topology::Declarer {
   bool closed_ = false;
   std::string error_;
   std::string refused_;
-  std::string scratch_method_, scratch_header_;   // publish()'s encodings, reused
   std::string user_;
   bool blocked_ = false;
   std::string blocked_reason_;

@@ -12,18 +12,16 @@
 #include <vector>
 
 #include "tern/log.h"
+#include "transport/amqp/codec.h"
 
 namespace tern::detail {
 namespace {
 
 constexpr size_t kFlushEarlyBytes = 64 * 1024;
 
-// Frame layout (AMQP 0-9-1 section 4.2.3): type (1 byte), channel (2),
-// payload size (4), payload, 0xCE. Numbers are big-endian.
-constexpr size_t kFrameHeader = 7;
+using amqp_codec::kFrameHeader;
 void put16(char* p, uint16_t v) { p[0] = static_cast<char>(v >> 8); p[1] = static_cast<char>(v); }
 void put32(char* p, uint32_t v) { put16(p, static_cast<uint16_t>(v >> 16)); put16(p + 2, static_cast<uint16_t>(v)); }
-void put64(char* p, uint64_t v) { put32(p, static_cast<uint32_t>(v >> 32)); put32(p + 4, static_cast<uint32_t>(v)); }
 
 amqp_bytes_t bytes(std::string_view s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
 std::string str(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
@@ -41,74 +39,17 @@ void AmqpConnection::cancel(const std::string& consumer_tag) {
 uint64_t AmqpConnection::publish(const Publish& p) {
   if (failed_ || (output_full() && !p.answers_delivery)) return 0;
   refused_.clear();
-  amqp_basic_properties_t props;
-  std::memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  props.content_type = amqp_cstring_bytes("application/x-protobuf");
-  props.delivery_mode = p.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
-  if (!p.correlation_id.empty()) {
-    props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-    props.correlation_id = bytes(p.correlation_id);
-  }
-  if (!p.reply_to.empty()) {
-    props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-    props.reply_to = bytes(p.reply_to);
-  }
-  if (!p.expiration_ms.empty()) {
-    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
-    props.expiration = bytes(p.expiration_ms);
-  }
-  if (!p.type.empty()) {
-    props._flags |= AMQP_BASIC_TYPE_FLAG;
-    props.type = bytes(p.type);
-  }
-  std::vector<amqp_table_entry_t> header_entries;
-  if (p.headers != nullptr && !p.headers->empty()) {
-    for (const auto& [k, v] : *p.headers) {
-      amqp_table_entry_t e;
-      e.key = bytes(k);
-      e.value.kind = AMQP_FIELD_KIND_UTF8;
-      // A header is a note about the message (an error, a URL): cut to
-      // fit, never a reason to refuse it.
-      e.value.value.bytes = bytes(truncated(v, kMaxHeaderValueBytes));
-      header_entries.push_back(e);
-    }
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers = amqp_table_t{static_cast<int>(header_entries.size()), header_entries.data()};
-  }
-  if (!p.message_id.empty()) {
-    props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-    props.message_id = bytes(p.message_id);
-  }
   // Who publishes: the broker refuses a user_id that is not the login's
   // (PRECONDITION_FAILED), so consumers can trust it.
-  if (!user_.empty()) {
-    props._flags |= AMQP_BASIC_USER_ID_FLAG;
-    props.user_id = bytes(user_);
-  }
-  amqp_basic_publish_t m{};
-  m.exchange = bytes(p.exchange);
-  m.routing_key = bytes(p.routing_key);
-  m.mandatory = p.mandatory ? 1 : 0;
-  // Both encoded before anything is queued: a message that cannot be
-  // encoded (a routing key over 255 bytes, a property too long) is refused
-  // alone, and the output buffer keeps only whole messages.
-  std::string& method = scratch_method_;
-  std::string& header = scratch_header_;
-  if (!encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, &method)) {
-    refused_ = fmt::format("cannot encode the publish (routing key of {} bytes, exchange of {}; 255 at most)",
-                           p.routing_key.size(), p.exchange.size());
+  const bool idle = sent_ == out_.size();
+  if (const char* what = amqp_codec::append_publish(&out_, p, user_, frame_max_)) {
+    refused_ = std::string_view(what) == "property"
+                   ? "cannot encode the message's properties (a property over 255 bytes, or headers over the frame size)"
+                   : fmt::format("cannot encode the publish (routing key of {} bytes, exchange of {}; 255 at most)",
+                                 p.routing_key.size(), p.exchange.size());
     return 0;
   }
-  if (!encode_content_header(props, p.body.size(), &header)) {
-    refused_ = "cannot encode the message's properties (a property over 255 bytes, or headers over the frame size)";
-    return 0;
-  }
-  append_frame(AMQP_FRAME_METHOD, p.channel, method, {});
-  append_frame(AMQP_FRAME_HEADER, p.channel, header, {});
-  const size_t chunk = frame_max_ - kFrameHeader - 1;
-  for (size_t at = 0; at < p.body.size(); at += chunk)
-    append_frame(AMQP_FRAME_BODY, p.channel, {}, p.body.substr(at, std::min(chunk, p.body.size() - at)));
+  if (idle) output_since_ = std::chrono::steady_clock::now();
   // Write early when much is queued: bounds memory and keeps the pipe busy.
   if (out_.size() - sent_ >= kFlushEarlyBytes) flush();
   if (failed_) return 0;
@@ -125,22 +66,17 @@ std::string_view AmqpConnection::truncated(std::string_view v, size_t max) {
 
 bool AmqpConnection::ack(uint64_t delivery_tag) {
   if (failed_) return false;
-  amqp_basic_ack_t m{};
-  m.delivery_tag = delivery_tag;
-  m.multiple = 0;
-  append_method(kChannel, AMQP_BASIC_ACK_METHOD, &m);
-  return !failed_;
+  if (sent_ == out_.size()) output_since_ = std::chrono::steady_clock::now();
+  amqp_codec::append_ack(&out_, kChannel, delivery_tag);
+  return true;
 }
 
 bool AmqpConnection::requeue(uint64_t delivery_tag) {
   if (failed_) return false;
-  amqp_basic_reject_t m{};
-  m.delivery_tag = delivery_tag;
-  m.requeue = 1;
-  append_method(kChannel, AMQP_BASIC_REJECT_METHOD, &m);
-  return !failed_;
+  if (sent_ == out_.size()) output_since_ = std::chrono::steady_clock::now();
+  amqp_codec::append_requeue(&out_, kChannel, delivery_tag);
+  return true;
 }
-
 
 void AmqpConnection::append_frame(uint8_t type, amqp_channel_t ch, std::string_view head,
                                   std::string_view payload) {
@@ -172,27 +108,6 @@ void AmqpConnection::append_method(amqp_channel_t ch, amqp_method_number_t id, v
     return;
   }
   append_frame(AMQP_FRAME_METHOD, ch, method, {});
-}
-
-bool AmqpConnection::encode_content_header(const amqp_basic_properties_t& props, size_t body_size,
-                                           std::string* out) {
-  // Room for the usual few properties first; more (many headers) up to
-  // what one frame holds.
-  for (size_t room = 2048;; room *= 4) {
-    room = std::min(room, frame_max_ - kFrameHeader - 1 - 12);
-    out->resize(12 + room);
-    char* buf = out->data();
-    put16(buf, AMQP_BASIC_CLASS);
-    put16(buf + 2, 0);  // weight
-    put64(buf + 4, body_size);
-    const int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&props),
-                                         amqp_bytes_t{room, buf + 12});
-    if (n >= 0) {
-      out->resize(12 + static_cast<size_t>(n));
-      return true;
-    }
-    if (room >= frame_max_ - kFrameHeader - 1 - 12) return false;
-  }
 }
 
 bool AmqpConnection::flush() {
