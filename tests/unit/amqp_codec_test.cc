@@ -214,3 +214,155 @@ TEST_CASE("hand-written acks and requeues decode with rabbitmq-c's own decoder")
   }
   empty_amqp_pool(&pool);
 }
+
+namespace {
+
+amqp_bytes_t text(const std::string& s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
+
+// A content header as rabbitmq-c writes it: class, weight, body size, properties.
+std::string reference_header(amqp_basic_properties_t& props, uint64_t body_size) {
+  std::string out(12, '\0');
+  out[0] = 0, out[1] = 60;
+  for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>(body_size >> (56 - 8 * i));
+  std::string room(65536, '\0');
+  const int n = amqp_encode_properties(AMQP_BASIC_CLASS, &props, amqp_bytes_t{room.size(), room.data()});
+  REQUIRE(n >= 0);
+  return out + room.substr(0, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+TEST_CASE("content headers rabbitmq-c writes are read by hand with the same fields, other header kinds skipped") {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 3000; ++round) {
+    std::vector<std::string> keep;   // what the property views point into
+    keep.reserve(64);
+    const auto s = [&](size_t max) -> amqp_bytes_t {
+      keep.push_back(random_string(rng, max));
+      return text(keep.back());
+    };
+    amqp_basic_properties_t props{};
+    for (amqp_flags_t flag : {AMQP_BASIC_CONTENT_TYPE_FLAG, AMQP_BASIC_CONTENT_ENCODING_FLAG, AMQP_BASIC_HEADERS_FLAG,
+                              AMQP_BASIC_DELIVERY_MODE_FLAG, AMQP_BASIC_PRIORITY_FLAG, AMQP_BASIC_CORRELATION_ID_FLAG,
+                              AMQP_BASIC_REPLY_TO_FLAG, AMQP_BASIC_EXPIRATION_FLAG, AMQP_BASIC_MESSAGE_ID_FLAG,
+                              AMQP_BASIC_TIMESTAMP_FLAG, AMQP_BASIC_TYPE_FLAG, AMQP_BASIC_USER_ID_FLAG,
+                              AMQP_BASIC_APP_ID_FLAG, AMQP_BASIC_CLUSTER_ID_FLAG})
+      if (rng() % 2) props._flags |= flag;
+    props.content_type = s(30), props.content_encoding = s(10), props.correlation_id = s(255);
+    props.reply_to = s(120), props.expiration = s(8), props.message_id = s(40), props.type = s(20);
+    props.user_id = s(20), props.app_id = s(20), props.cluster_id = s(20);
+    props.delivery_mode = 2, props.priority = 5, props.timestamp = rng();
+    // Headers of every kind, strings among them (what x-death and friends look like).
+    std::vector<amqp_table_entry_t> entries(rng() % 8), inner(2);
+    std::vector<amqp_field_value_t> array(3);
+    inner[0].key = s(10), inner[0].value.kind = AMQP_FIELD_KIND_UTF8, inner[0].value.value.bytes = s(10);
+    inner[1].key = s(10), inner[1].value.kind = AMQP_FIELD_KIND_I64, inner[1].value.value.i64 = 7;
+    for (auto& a : array) a.kind = AMQP_FIELD_KIND_UTF8, a.value.bytes = s(5);
+    std::vector<std::pair<std::string, std::string>> strings;
+    for (auto& e : entries) {
+      e.key = s(20);
+      static const uint8_t kinds[] = {AMQP_FIELD_KIND_BOOLEAN, AMQP_FIELD_KIND_I8, AMQP_FIELD_KIND_U8,
+                                      AMQP_FIELD_KIND_I16, AMQP_FIELD_KIND_U16, AMQP_FIELD_KIND_I32,
+                                      AMQP_FIELD_KIND_U32, AMQP_FIELD_KIND_I64, AMQP_FIELD_KIND_U64,
+                                      AMQP_FIELD_KIND_F32, AMQP_FIELD_KIND_F64, AMQP_FIELD_KIND_DECIMAL,
+                                      AMQP_FIELD_KIND_UTF8, AMQP_FIELD_KIND_UTF8, AMQP_FIELD_KIND_ARRAY,
+                                      AMQP_FIELD_KIND_TIMESTAMP, AMQP_FIELD_KIND_TABLE, AMQP_FIELD_KIND_VOID,
+                                      AMQP_FIELD_KIND_BYTES};
+      e.value.kind = kinds[rng() % std::size(kinds)];
+      e.value.value.u64 = rng();
+      if (e.value.kind == AMQP_FIELD_KIND_UTF8 || e.value.kind == AMQP_FIELD_KIND_BYTES) e.value.value.bytes = s(300);
+      if (e.value.kind == AMQP_FIELD_KIND_ARRAY) e.value.value.array = {3, array.data()};
+      if (e.value.kind == AMQP_FIELD_KIND_TABLE) e.value.value.table = {2, inner.data()};
+      if (e.value.kind == AMQP_FIELD_KIND_UTF8)
+        strings.emplace_back(view(e.key), view(e.value.value.bytes));
+    }
+    props.headers = {static_cast<int>(entries.size()), entries.data()};
+    const uint64_t body_size = rng();
+    const std::string header = reference_header(props, body_size);
+
+    codec::ContentHeader h;
+    REQUIRE(codec::read_content_header(header, &h));
+    CHECK(h.body_size == body_size);
+    CHECK(h.flags == props._flags);
+    const auto has = [&](amqp_flags_t flag) { return (props._flags & flag) != 0; };
+    CHECK(h.correlation_id == (has(AMQP_BASIC_CORRELATION_ID_FLAG) ? view(props.correlation_id) : ""));
+    CHECK(h.reply_to == (has(AMQP_BASIC_REPLY_TO_FLAG) ? view(props.reply_to) : ""));
+    CHECK(h.user_id == (has(AMQP_BASIC_USER_ID_FLAG) ? view(props.user_id) : ""));
+    std::vector<std::pair<std::string, std::string>> got;
+    REQUIRE(codec::for_each_string_header(h.headers, [&](std::string_view k, std::string_view v) {
+      got.emplace_back(k, v);
+    }));
+    CHECK(got == (has(AMQP_BASIC_HEADERS_FLAG) ? strings : decltype(strings){}));
+
+    // Cut short anywhere, it is refused, never read past its end.
+    const size_t cut = rng() % header.size();
+    const std::string shorter = header.substr(0, cut);
+    codec::ContentHeader c;
+    const bool whole = codec::read_content_header(shorter, &c) &&
+                       codec::for_each_string_header(c.headers, [](std::string_view, std::string_view) {});
+    // (A cut right after the last property is a whole header: only when nothing followed.)
+    if (whole) CHECK(cut >= 14);
+    if (has(AMQP_BASIC_CLUSTER_ID_FLAG)) CHECK(!whole);
+  }
+}
+
+TEST_CASE("frames split off a stream: whole, incomplete, oversized and badly ended") {
+  AmqpConnection::Publish p;
+  p.routing_key = "service.greeter";
+  const std::string body(10000, 'b');
+  p.body = body;
+  std::string out;
+  REQUIRE(codec::append_publish(&out, p, "u", 4096) == nullptr);
+  // Byte by byte: each frame is incomplete until its last byte.
+  size_t at = 0, frames = 0;
+  while (at < out.size()) {
+    codec::FrameView f;
+    long used = 0;
+    size_t n = 0;
+    while ((used = codec::split_frame(std::string_view(out).substr(at, n), 4096, &f)) == 0) ++n;
+    REQUIRE(used > 0);
+    CHECK(static_cast<size_t>(used) == n);
+    at += n;
+    ++frames;
+  }
+  CHECK(frames == 2 + 3);   // method, header, 10,000 bytes in frames of 4,088
+  codec::FrameView f;
+  std::string method = out.substr(0, static_cast<size_t>(codec::split_frame(out, 4096, &f)));
+  std::string wrong_end = method;
+  wrong_end.back() = 'x';
+  CHECK(codec::split_frame(wrong_end, 4096, &f) == -1);
+  CHECK(codec::split_frame(method, method.size() - 1, &f) == -1);   // over frame_max
+  CHECK(codec::split_frame(method, method.size(), &f) == static_cast<long>(method.size()));
+  codec::Deliver d;
+  uint32_t id = 0;
+  std::string_view args;
+  REQUIRE(codec::split_method(f.payload, &id, &args));
+  CHECK(id == AMQP_BASIC_PUBLISH_METHOD);
+  CHECK(!codec::split_method("abc", &id, &args));
+  CHECK(!codec::read_deliver(args.substr(0, 3), &d));
+}
+
+TEST_CASE("basic.deliver as rabbitmq-c writes it is read by hand") {
+  std::mt19937_64 rng(3);
+  for (int round = 0; round < 1000; ++round) {
+    const std::string tag = random_string(rng, 255), exchange = random_string(rng, 255),
+                      key = random_string(rng, 255);
+    amqp_basic_deliver_t m{};
+    m.consumer_tag = text(tag);
+    m.delivery_tag = rng();
+    m.redelivered = rng() % 2;
+    m.exchange = text(exchange);
+    m.routing_key = text(key);
+    std::string room(2048, '\0');
+    const int n = amqp_encode_method(AMQP_BASIC_DELIVER_METHOD, &m, amqp_bytes_t{room.size(), room.data()});
+    REQUIRE(n > 0);
+    codec::Deliver d;
+    REQUIRE(codec::read_deliver(std::string_view(room).substr(0, static_cast<size_t>(n)), &d));
+    CHECK(d.consumer_tag == tag);
+    CHECK(d.delivery_tag == m.delivery_tag);
+    CHECK(d.redelivered == (m.redelivered != 0));
+    CHECK(d.exchange == exchange);
+    CHECK(d.routing_key == key);
+    CHECK(!codec::read_deliver(std::string_view(room).substr(0, rng() % static_cast<size_t>(n)), &d));
+  }
+}

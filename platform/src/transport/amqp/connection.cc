@@ -52,6 +52,7 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s, const st
   const BrokerUrl u = BrokerUrl::parse(url);
   conn_ = amqp_new_connection();
   if (conn_ == nullptr) throw AmqpError("out of memory");
+  init_amqp_pool(&pool_, 4096);
   // rabbitmq-c's decoder starts out expecting the protocol header a broker
   // sends only to refuse our version; after one it expects frames. Give it
   // one: its first-frame path is then never taken.
@@ -66,6 +67,7 @@ AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s, const st
   } catch (...) {
     socket_.reset();
     amqp_destroy_connection(conn_);
+    empty_amqp_pool(&pool_);
     conn_ = nullptr;
     throw;
   }
@@ -145,6 +147,7 @@ AmqpConnection::~AmqpConnection() {
   close();
   socket_.reset();
   amqp_destroy_connection(conn_);
+  empty_amqp_pool(&pool_);
 }
 
 int AmqpConnection::fd() const { return socket_ ? socket_->fd() : -1; }

@@ -81,6 +81,10 @@ struct AmqpError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+namespace amqp_codec {
+struct FrameView;
+}
+
 class AmqpConnection final : public topology::Declarer {
  public:
   static constexpr amqp_channel_t kChannel = 1;       // requests, replies, acks
@@ -254,9 +258,9 @@ class AmqpConnection final : public topology::Declarer {
                    std::string_view what);
   amqp_frame_t await(amqp_channel_t ch, amqp_method_number_t reply, std::chrono::steady_clock::time_point deadline,
                      std::string_view what);
-  // Feeds bytes read to rabbitmq-c's decoder, each whole frame to on_frame.
+  // Splits bytes read into frames, each whole one to on_frame.
   bool decode(const char* data, size_t len, Sink& sink);
-  void on_frame(const amqp_frame_t& f, Sink& sink);
+  void on_frame(const amqp_codec::FrameView& f, Sink& sink);
   void on_method(const amqp_frame_t& f, Sink& sink);
   void append_method(amqp_channel_t ch, amqp_method_number_t id, void* decoded);
   bool encode_method(amqp_method_number_t id, void* decoded, std::string* out);
@@ -282,6 +286,8 @@ class AmqpConnection final : public topology::Declarer {
   Heartbeat heartbeat_{std::chrono::seconds(0), std::chrono::steady_clock::now()};
   bool own_heartbeats_ = false;
   std::vector<char> in_;   // what one recv() reads
+  std::string partial_;    // a frame the last read ended inside
+  amqp_pool_t pool_;       // for methods rabbitmq-c decodes
 
   // Content being assembled: method, then header, then body frames.
   enum class Expect { kMethod, kHeader, kBody } expect_ = Expect::kMethod;

@@ -1,7 +1,8 @@
 // The frame IO of AmqpConnection: publishes, acks and cancels appended to
 // the output buffer as whole frames, the buffer's non-blocking flush, and
 // the frames read back (deliveries, returns, confirms), read by us through
-// BrokerSocket (TCP or TLS) and decoded by rabbitmq-c (amqp_handle_input).
+// BrokerSocket (TCP or TLS), split into frames and the message path's read
+// by hand (codec.h), other methods decoded by rabbitmq-c.
 #include "transport/amqp/connection.h"
 
 #include <fmt/format.h>
@@ -131,20 +132,37 @@ bool AmqpConnection::flush() {
 }
 
 bool AmqpConnection::decode(const char* data, size_t len, Sink& sink) {
-  amqp_bytes_t rest{len, const_cast<char*>(data)};
-  while (rest.len > 0 && !failed_) {
-    amqp_frame_t f;
-    const int used = amqp_handle_input(conn_, rest, &f);
-    if (used < 0) return fail(std::string("cannot decode a frame: ") + amqp_error_string2(used));
-    rest.bytes = static_cast<char*>(rest.bytes) + used;
-    rest.len -= static_cast<size_t>(used);
-    // frame_type 0: the frame is incomplete (the rest comes with the next
-    // read). A complete one has been copied out once on_frame returns: its
-    // channel's pool can go now (a stream of large bodies rarely leaves the
-    // connection idle at the end of a read).
-    if (f.frame_type == 0) continue;
+  std::string_view in(data, len);
+  amqp_codec::FrameView f;
+  // A frame the last read ended inside is completed first, from a copy.
+  while (!partial_.empty() && !in.empty() && !failed_) {
+    const size_t have = partial_.size();
+    size_t want = amqp_codec::kFrameHeader;
+    if (have >= amqp_codec::kFrameHeader) {
+      if (amqp_codec::split_frame(partial_, frame_max_, &f) < 0) return fail("cannot decode a frame: malformed");
+      want = amqp_codec::kFrameOverhead + (uint32_t{static_cast<unsigned char>(partial_[3])} << 24 |
+                                           uint32_t{static_cast<unsigned char>(partial_[4])} << 16 |
+                                           uint32_t{static_cast<unsigned char>(partial_[5])} << 8 |
+                                           uint32_t{static_cast<unsigned char>(partial_[6])});
+    }
+    const size_t take = std::min(want - have, in.size());
+    partial_.append(in.substr(0, take));
+    in.remove_prefix(take);
+    const long used = amqp_codec::split_frame(partial_, frame_max_, &f);
+    if (used < 0) return fail("cannot decode a frame: malformed");
+    if (used == 0) continue;
     on_frame(f, sink);
-    amqp_maybe_release_buffers_on_channel(conn_, f.channel);
+    partial_.clear();
+  }
+  while (!in.empty() && !failed_) {
+    const long used = amqp_codec::split_frame(in, frame_max_, &f);
+    if (used < 0) return fail("cannot decode a frame: malformed");
+    if (used == 0) {
+      partial_.assign(in);
+      break;
+    }
+    on_frame(f, sink);
+    in.remove_prefix(static_cast<size_t>(used));
   }
   return !failed_;
 }
@@ -177,27 +195,61 @@ bool AmqpConnection::poll_messages(Sink& sink) {
   }
 }
 
-void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
-  if (f.frame_type == AMQP_FRAME_HEARTBEAT) return;
-  if (f.frame_type == AMQP_FRAME_METHOD) {
-    on_method(f, sink);
+void AmqpConnection::on_frame(const amqp_codec::FrameView& f, Sink& sink) {
+  if (f.type == AMQP_FRAME_HEARTBEAT) return;
+  if (f.type == AMQP_FRAME_METHOD) {
+    uint32_t id = 0;
+    std::string_view args;
+    if (!amqp_codec::split_method(f.payload, &id, &args)) {
+      fail("cannot decode a frame: a method frame of " + std::to_string(f.payload.size()) + " bytes");
+      return;
+    }
+    if (id == AMQP_BASIC_DELIVER_METHOD) {   // the message path, read by hand
+      amqp_codec::Deliver d;
+      if (!amqp_codec::read_deliver(args, &d)) {
+        fail("cannot decode a frame: a malformed basic.deliver");
+        return;
+      }
+      current_ = Message{};
+      current_.delivery_tag = d.delivery_tag;
+      current_.redelivered = d.redelivered;
+      current_.consumer_tag = d.consumer_tag;
+      // (Its routing key is not kept: nothing reads a delivery's, and a
+      // reply's is its caller's long reply-to name.)
+      expect_ = Expect::kHeader;
+      return;
+    }
+    // Every other method through rabbitmq-c's decoder.
+    amqp_frame_t m{};
+    m.frame_type = AMQP_FRAME_METHOD;
+    m.channel = f.channel;
+    m.payload.method.id = id;
+    const int rc = amqp_decode_method(id, &pool_, amqp_bytes_t{args.size(), const_cast<char*>(args.data())},
+                                      &m.payload.method.decoded);
+    if (rc < 0) {
+      recycle_amqp_pool(&pool_);
+      fail(fmt::format("cannot decode a frame: method 0x{:08x}: {}", id, amqp_error_string2(rc)));
+      return;
+    }
+    on_method(m, sink);
+    recycle_amqp_pool(&pool_);
     return;
   }
-  if (f.frame_type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
-    auto* props = static_cast<amqp_basic_properties_t*>(f.payload.properties.decoded);
-    if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) current_.correlation_id = str(props->correlation_id);
-    if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG) current_.reply_to = str(props->reply_to);
-    if (props->_flags & AMQP_BASIC_USER_ID_FLAG) current_.user_id = str(props->user_id);
-    if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
-      for (int i = 0; i < props->headers.num_entries; ++i) {
-        const amqp_table_entry_t& e = props->headers.entries[i];
-        if (e.value.kind != AMQP_FIELD_KIND_UTF8) continue;
-        current_.headers.emplace_back(str(e.key), str(e.value.value.bytes));
-        if (str(e.key) == "x-tern-deliveries")
-          current_.deliveries = Message::parse_count(str(e.value.value.bytes));
-      }
+  if (f.type == AMQP_FRAME_HEADER && expect_ == Expect::kHeader) {
+    amqp_codec::ContentHeader h;
+    const bool read = amqp_codec::read_content_header(f.payload, &h) &&
+                      amqp_codec::for_each_string_header(h.headers, [this](std::string_view k, std::string_view v) {
+                        current_.headers.emplace_back(k, v);
+                        if (k == "x-tern-deliveries") current_.deliveries = Message::parse_count(v);
+                      });
+    if (!read) {
+      fail("cannot decode a frame: a malformed content header");
+      return;
     }
-    current_.body_size = f.payload.properties.body_size;
+    current_.correlation_id = h.correlation_id;
+    current_.reply_to = h.reply_to;
+    current_.user_id = h.user_id;
+    current_.body_size = h.body_size;
     body_received_ = 0;
     keep_body_ = current_.body_size <= max_body_ ||
                  std::find(limited_tags_.begin(), limited_tags_.end(), current_.consumer_tag) == limited_tags_.end();
@@ -205,12 +257,11 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
     // so memory follows the bytes that arrived, not a number in a frame.
     if (keep_body_) current_.body.reserve(std::min<size_t>(current_.body_size, size_t{1} << 20));
     expect_ = Expect::kBody;
-  } else if (f.frame_type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
-    const amqp_bytes_t& frag = f.payload.body_fragment;
-    body_received_ += frag.len;
-    if (keep_body_) current_.body.append(static_cast<const char*>(frag.bytes), frag.len);
+  } else if (f.type == AMQP_FRAME_BODY && expect_ == Expect::kBody) {
+    body_received_ += f.payload.size();
+    if (keep_body_) current_.body.append(f.payload);
   } else {
-    fail(fmt::format("unexpected AMQP frame type {}", f.frame_type));
+    fail(fmt::format("unexpected AMQP frame type {}", f.type));
     return;
   }
   if (expect_ == Expect::kBody && body_received_ >= current_.body_size) {
@@ -223,17 +274,6 @@ void AmqpConnection::on_frame(const amqp_frame_t& f, Sink& sink) {
 
 void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
   switch (f.payload.method.id) {
-    case AMQP_BASIC_DELIVER_METHOD: {
-      auto* d = static_cast<amqp_basic_deliver_t*>(f.payload.method.decoded);
-      current_ = Message{};
-      current_.delivery_tag = d->delivery_tag;
-      current_.redelivered = d->redelivered != 0;
-      current_.consumer_tag = str(d->consumer_tag);
-      // (Its routing key is not kept: nothing reads a delivery's, and a
-      // reply's is its caller's long reply-to name.)
-      expect_ = Expect::kHeader;
-      break;
-    }
     case AMQP_BASIC_RETURN_METHOD: {
       auto* r = static_cast<amqp_basic_return_t*>(f.payload.method.decoded);
       current_ = Message{};
