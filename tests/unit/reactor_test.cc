@@ -13,7 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/current.h"
 #include "runtime/reactor.h"
+#include "tern/context.h"
+#include "tern/testing.h"
 
 using namespace std::chrono_literals;
 using tern::detail::Clock;
@@ -194,4 +197,39 @@ TEST_CASE("an fd closed after a wait timed out and its number reused is watched 
   REQUIRE(first == second);   // the premise: the kernel handed the number out again
   CHECK(timed_out == 0);
   CHECK(reused == POLLIN);
+}
+
+TEST_CASE("each fiber of a runtime thread sees its own current context, across switches and nested scopes") {
+  Reactor reactor(64 * 1024);
+  tern::testing::FakeTransport transport;
+  const tern::Context a = tern::Context::with_timeout(1s), b = tern::Context::with_timeout(1s),
+                      inner = tern::Context::with_timeout(1s);
+  std::vector<std::string> seen;   // what each fiber saw after each switch
+  on_reactor(reactor, [&] {
+    tern::detail::set_thread_transport(&transport);
+    CHECK(tern::Context::current() == nullptr);
+    const auto fiber = [&](const tern::Context* mine, const char* name) {
+      return [&, mine, name] {
+        CHECK(tern::Context::current() == nullptr);   // a new fiber has none
+        tern::detail::ScopedCurrent scope(mine);
+        for (int i = 0; i < 3; ++i) {
+          boost::this_fiber::yield();
+          seen.push_back(std::string(name) + (tern::Context::current() == mine ? "=mine" : "=other"));
+          {
+            tern::detail::ScopedCurrent nested(&inner);
+            boost::this_fiber::yield();
+            seen.push_back(std::string(name) + (tern::Context::current() == &inner ? "=inner" : "=other"));
+          }
+          seen.push_back(std::string(name) + (tern::Context::current() == mine ? "=mine" : "=other"));
+        }
+      };
+    };
+    boost::fibers::fiber f1(fiber(&a, "a")), f2(fiber(&b, "b"));
+    f1.join();
+    f2.join();
+    CHECK(tern::Context::current() == nullptr);
+    tern::detail::set_thread_transport(nullptr);
+  });
+  REQUIRE(seen.size() == 18);
+  for (const std::string& s : seen) CHECK(s.find("=other") == std::string::npos);
 }

@@ -1,6 +1,7 @@
 #include "tern/context.h"
 
-#include <boost/fiber/fss.hpp>
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/properties.hpp>
 
 #include "core/current.h"
 
@@ -214,10 +215,24 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
 namespace tern {
 namespace {
 
-// Only fibers of a tern runtime have a current context: asking Boost.Fiber on
-// any other thread would give that thread a scheduler of its own.
-boost::fibers::fiber_specific_ptr<Context>& current_slot() {
-  static boost::fibers::fiber_specific_ptr<Context> slot([](Context*) {});
+// Each fiber's current context, kept in the fiber's own properties slot
+// (Boost.Fiber's per-fiber pointer for scheduler data, which tern's
+// scheduler does not use): made on a fiber's first ScopedCurrent, freed
+// with the fiber. A plain field read, where a fiber_specific_ptr is a map
+// lookup. Only fibers of a tern runtime have one: asking Boost.Fiber on any
+// other thread would give that thread a scheduler of its own.
+struct CurrentSlot final : boost::fibers::fiber_properties {
+  using fiber_properties::fiber_properties;
+  const Context* ctx = nullptr;
+};
+
+CurrentSlot* current_slot(bool make) {
+  boost::fibers::context* fiber = boost::fibers::context::active();
+  auto* slot = static_cast<CurrentSlot*>(fiber->get_properties());
+  if (slot == nullptr && make) {
+    slot = new CurrentSlot(fiber);
+    fiber->set_properties(slot);
+  }
   return slot;
 }
 
@@ -225,7 +240,8 @@ boost::fibers::fiber_specific_ptr<Context>& current_slot() {
 
 const Context* Context::current() {
   if (detail::thread_transport() == nullptr) return nullptr;
-  return current_slot().get();
+  const CurrentSlot* slot = current_slot(false);
+  return slot == nullptr ? nullptr : slot->ctx;
 }
 
 namespace detail {
@@ -233,12 +249,13 @@ namespace detail {
 ScopedCurrent::ScopedCurrent(const Context* ctx) : previous_(nullptr) {
   if (thread_transport() == nullptr) return;
   fiber_ = true;
-  previous_ = current_slot().get();
-  current_slot().reset(const_cast<Context*>(ctx));
+  CurrentSlot* slot = current_slot(true);
+  previous_ = slot->ctx;
+  slot->ctx = ctx;
 }
 
 ScopedCurrent::~ScopedCurrent() {
-  if (fiber_) current_slot().reset(const_cast<Context*>(previous_));
+  if (fiber_) current_slot(true)->ctx = previous_;
 }
 
 }  // namespace detail
