@@ -55,7 +55,10 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
   server_ = std::make_unique<ServerPipeline>(*serving.def, serving.replay, *responder_, cancellations_, spans_,
                                              *this, max_bytes);
   link_.on_consumer(topology::kRequestTag, [this](Message&& m) {
-    run_handler([this, m = std::move(m)]() mutable { server_->handle(std::move(m)); });
+    run_handler([this, p = take(m)]() mutable {
+      server_->handle(std::move(*p));
+      give_back(std::move(p));
+    });
   });
   link_.on_consumer(topology::kOverflowTag, [this](Message&& m) { responder_->refuse_overflow(m); });
   link_.on_consumer(topology::kCancelTag, [this](Message&& m) { cancellations_.cancel(m.body); });
@@ -66,7 +69,10 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
       *serving.subscriptions, spec_.subscriptions);
   for (size_t i = 0; i < spec_.subscriptions.size(); ++i) {
     auto deliver = [this, i](Message&& m) {
-      run_handler([this, i, m = std::move(m)]() mutable { subscriber_->handle(std::move(m), i); });
+      run_handler([this, i, p = take(m)]() mutable {
+        subscriber_->handle(std::move(*p), i);
+        give_back(std::move(p));
+      });
     };
     link_.on_consumer(topology::subscription_tag(i), deliver);
     link_.on_consumer(topology::suspect_tag(i), deliver);
@@ -76,6 +82,27 @@ ThreadRuntime::ThreadRuntime(const Options& options, std::string name, const std
 ThreadRuntime::~ThreadRuntime() { shutdown(); }
 
 ThreadRuntime* ThreadRuntime::current() { return t_current; }
+
+std::unique_ptr<Message> ThreadRuntime::take(Message& delivered) {
+  std::unique_ptr<Message> m;
+  if (spare_messages_.empty()) {
+    m = std::make_unique<Message>();
+  } else {
+    m = std::move(spare_messages_.back());
+    spare_messages_.pop_back();
+  }
+  m->swap(delivered);
+  return m;
+}
+
+void ThreadRuntime::give_back(std::unique_ptr<Message> m) {
+  // Bounded: a few dozen spares of small requests; a large body's buffer
+  // is not kept.
+  constexpr size_t kSpares = 64, kKeptBodyBytes = 4096;
+  if (spare_messages_.size() >= kSpares || m->body.capacity() > kKeptBodyBytes) return;
+  m->reset();
+  spare_messages_.push_back(std::move(m));
+}
 
 template <class F>
 void ThreadRuntime::run_handler(F&& fn) {

@@ -99,6 +99,12 @@ class ThreadRuntime final : public Transport {
   void flush_spans(bool busy);
   template <class F>
   void run_handler(F&& fn);
+  // A delivery for a handler fiber: its fields swapped into a spare
+  // Message, which leaves the connection the spare's buffers to read the
+  // next one into, so a steady stream of requests allocates nothing for
+  // their Messages and the fiber captures a pointer, not the Message.
+  std::unique_ptr<Message> take(Message& delivered);
+  void give_back(std::unique_ptr<Message> m);
 
   const Options options_;
   const std::string name_;
@@ -117,6 +123,7 @@ class ThreadRuntime final : public Transport {
   std::promise<void> ended_;   // set as the thread's last act
   std::future<void> ended_future_ = ended_.get_future();
   std::atomic<int> in_flight_{0};
+  std::vector<std::unique_ptr<Message>> spare_messages_;   // this thread's only
 };
 
 }  // namespace tern::detail

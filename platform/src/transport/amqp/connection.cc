@@ -48,6 +48,40 @@ bool offers(std::string_view mechanisms, std::string_view m) {
 
 }  // namespace
 
+// A field added to Message must be reset and swapped below too.
+static_assert(sizeof(Message) == 304, "Message changed: update reset() and swap()");
+void Message::reset() {
+  returned = false;
+  delivery_tag = 0;
+  redelivered = false;
+  for (std::string* s : {&consumer_tag, &routing_key, &reply_text, &correlation_id, &reply_to, &user_id, &body})
+    s->clear();
+  reply_code = 0;
+  body_size = 0;
+  deliveries = 1;
+  headers.clear();
+  generation = 0;
+}
+
+void Message::swap(Message& o) noexcept {
+  using std::swap;
+  swap(returned, o.returned);
+  swap(delivery_tag, o.delivery_tag);
+  swap(redelivered, o.redelivered);
+  consumer_tag.swap(o.consumer_tag);
+  routing_key.swap(o.routing_key);
+  swap(reply_code, o.reply_code);
+  reply_text.swap(o.reply_text);
+  correlation_id.swap(o.correlation_id);
+  reply_to.swap(o.reply_to);
+  user_id.swap(o.user_id);
+  body.swap(o.body);
+  swap(body_size, o.body_size);
+  swap(deliveries, o.deliveries);
+  headers.swap(o.headers);
+  swap(generation, o.generation);
+}
+
 AmqpConnection::AmqpConnection(const std::string& url, int heartbeat_s, const std::string& connection_name) {
   const BrokerUrl u = BrokerUrl::parse(url);
   conn_ = amqp_new_connection();

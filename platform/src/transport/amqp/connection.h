@@ -70,6 +70,10 @@ struct Message {
     return user_id;
   }
   static constexpr const char* kOnBehalfOf = "x-tern-on-behalf-of";
+  // Every field back to its default, the strings' buffers kept: a Message
+  // used again holds the next delivery without allocating.
+  void reset();
+  void swap(Message& other) noexcept;
 };
 
 // A queue's arguments as an AMQP table, pointing into *entries (and into

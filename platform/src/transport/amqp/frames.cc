@@ -210,7 +210,7 @@ void AmqpConnection::on_frame(const amqp_codec::FrameView& f, Sink& sink) {
         fail("cannot decode a frame: a malformed basic.deliver");
         return;
       }
-      current_ = Message{};
+      current_.reset();
       current_.delivery_tag = d.delivery_tag;
       current_.redelivered = d.redelivered;
       current_.consumer_tag = d.consumer_tag;
@@ -276,7 +276,7 @@ void AmqpConnection::on_method(const amqp_frame_t& f, Sink& sink) {
   switch (f.payload.method.id) {
     case AMQP_BASIC_RETURN_METHOD: {
       auto* r = static_cast<amqp_basic_return_t*>(f.payload.method.decoded);
-      current_ = Message{};
+      current_.reset();
       current_.returned = true;
       current_.reply_code = r->reply_code;
       current_.reply_text = str(r->reply_text);
