@@ -9,6 +9,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 namespace tern {
@@ -117,7 +119,7 @@ class Context {
     std::atomic<bool> cancelled{false};
     std::shared_ptr<CancelState> parent;
     std::mutex mu;
-    std::map<uint64_t, std::function<void()>> hooks;
+    std::vector<std::pair<uint64_t, std::function<void()>>> hooks;   // in the order registered
   };
   Context();
 

@@ -61,7 +61,7 @@ void Context::cancel() {
   // This state and every state derived from it that registered hooks: the
   // hooks were registered on each ancestor too, so this level's are enough.
   cancel_->cancelled.store(true, std::memory_order_relaxed);
-  std::map<uint64_t, std::function<void()>> hooks;
+  std::vector<std::pair<uint64_t, std::function<void()>>> hooks;
   {
     std::lock_guard<std::mutex> lock(cancel_->mu);
     hooks.swap(cancel_->hooks);
@@ -71,6 +71,11 @@ void Context::cancel() {
 
 namespace {
 std::atomic<uint64_t> g_next_hook{1};
+
+// The hook registered as `handle` (hooks are few: a linear search).
+auto find_hook(std::vector<std::pair<uint64_t, std::function<void()>>>& hooks, uint64_t handle) {
+  return std::find_if(hooks.begin(), hooks.end(), [handle](const auto& h) { return h.first == handle; });
+}
 }
 
 uint64_t Context::on_cancel(std::function<void()> fn) const {
@@ -80,13 +85,13 @@ uint64_t Context::on_cancel(std::function<void()> fn) const {
     // hooks out once, so each runs once without a shared flag.
     {
       std::lock_guard<std::mutex> lock(cancel_->mu);
-      cancel_->hooks.emplace(handle, std::move(fn));
+      cancel_->hooks.emplace_back(handle, std::move(fn));
     }
     if (cancelled()) {
       std::function<void()> run;
       {
         std::lock_guard<std::mutex> lock(cancel_->mu);
-        auto it = cancel_->hooks.find(handle);
+        auto it = find_hook(cancel_->hooks, handle);
         if (it != cancel_->hooks.end()) {
           run = std::move(it->second);
           cancel_->hooks.erase(it);
@@ -109,7 +114,7 @@ uint64_t Context::on_cancel(std::function<void()> fn) const {
   };
   for (CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
     std::lock_guard<std::mutex> lock(s->mu);
-    s->hooks.emplace(handle, run);
+    s->hooks.emplace_back(handle, run);
   }
   if (cancelled()) run();
   return handle;
@@ -118,7 +123,7 @@ uint64_t Context::on_cancel(std::function<void()> fn) const {
 void Context::remove_on_cancel(uint64_t handle) const {
   for (CancelState* s = cancel_.get(); s != nullptr; s = s->parent.get()) {
     std::lock_guard<std::mutex> lock(s->mu);
-    s->hooks.erase(handle);
+    if (auto it = find_hook(s->hooks, handle); it != s->hooks.end()) s->hooks.erase(it);
   }
 }
 

@@ -1,5 +1,7 @@
 #include "rpc/client/caller.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/envelope_codec.h"
@@ -66,6 +68,7 @@ struct Caller::PendingCall {
   Error error;
   std::string reply;
   size_t reply_bytes = 0;   // as announced: over the limit, `reply` was not kept
+  uint64_t seq = 0;         // names the call to a cancel hook in two words, not its id
 };
 
 Caller::Caller(Reactor& reactor, BrokerLink& link, SpanBuffer& spans, CallerOptions options,
@@ -147,6 +150,7 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
   }
 
   PendingCall pc;
+  pc.seq = next_seq_++;
   pending_.emplace(std::string_view(id), &pc);
   const std::string expiration = std::to_string(budget.count());
   AmqpConnection::Publish p;
@@ -167,7 +171,8 @@ Result<std::string> Caller::send(const Context& ctx, OutgoingCall& call) {
 
   pc.waiter = boost::fibers::context::active();
   // An explicit cancel, from any thread, ends the wait with CANCELLED.
-  const uint64_t hook = ctx.on_cancel([this, id] { reactor_.post([this, id] { cancel_pending(id); }); });
+  // (Two words fit inside a std::function: no allocation per call.)
+  const uint64_t hook = ctx.on_cancel([this, seq = pc.seq] { reactor_.post([this, seq] { cancel_pending(seq); }); });
   while (!pc.done && Clock::now() < deadline) pc.waiter->wait_until(deadline);
   ctx.remove_on_cancel(hook);
   if (!pc.done || pc.cancelled) {
@@ -223,8 +228,9 @@ void Caller::fail_all(const std::string& reason) {
   }
 }
 
-void Caller::cancel_pending(const std::string& id) {
-  auto it = pending_.find(id);
+void Caller::cancel_pending(uint64_t seq) {
+  // Rare: a scan, so the hot path's hook holds no copy of the id.
+  auto it = std::find_if(pending_.begin(), pending_.end(), [seq](const auto& e) { return e.second->seq == seq; });
   if (it == pending_.end()) return;  // answered meanwhile
   PendingCall* pc = it->second;
   pc->cancelled = true;

@@ -55,7 +55,7 @@ class Caller {
   void on_reply(Message&& m);
   void on_return(Message&& m);
   void fail_all(const std::string& reason);
-  void cancel_pending(const std::string& id);
+  void cancel_pending(uint64_t seq);
   void send_cancel(std::string_view service, const std::string& request_id);
   static void complete(PendingCall* pc);
 
@@ -67,6 +67,7 @@ class Caller {
   // By request id: a view of the id its waiting send() holds, which erases
   // the entry (or sees it erased) before it returns.
   std::unordered_map<std::string_view, PendingCall*> pending_;
+  uint64_t next_seq_ = 1;   // PendingCall::seq
   // The Request being sent, reused from call to call; a large one is not kept.
   static constexpr size_t kKeptWireBytes = 64 * 1024;
   std::string wire_buffer_;
