@@ -1,8 +1,9 @@
 // Connecting and logging in, the synchronous set-up exchange (one method,
 // then its reply), heartbeats and closing. tern writes and reads every byte
 // of the connection itself, through BrokerSocket (TCP, or TLS for
-// amqps://); rabbitmq-c encodes and decodes the frames
+// amqps://); rabbitmq-c encodes and decodes the set-up's frames
 // (amqp_encode_method, amqp_handle_input) and never touches the socket.
+// The message path's frames are codec.h's.
 #include "transport/amqp/connection.h"
 
 #include <fmt/format.h>
