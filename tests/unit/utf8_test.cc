@@ -58,3 +58,15 @@ TEST_CASE("utf8: a span recorded with invalid UTF-8 leaves in a batch that parse
   CHECK(batch.spans(0).tags().at("http.path") == "/\xEF\xBF\xBD");
   CHECK(batch.spans(0).tags().at("http.route") == "/r/\xEF\xBF\xBD");
 }
+
+TEST_CASE("ascii is true for 7-bit text of any length and false when any one byte has its high bit") {
+  for (size_t n = 0; n <= 40; ++n) {
+    std::string s(n, 'a');
+    CHECK(tern::detail::utf8::ascii(s));
+    for (size_t at = 0; at < n; ++at) {
+      std::string t = s;
+      t[at] = static_cast<char>(0x80 | (at % 0x7f));
+      CHECK_FALSE(tern::detail::utf8::ascii(t));
+    }
+  }
+}

@@ -156,9 +156,10 @@ void SpanBuffer::encode(SpanRecord& r, int64_t unix_offset_us, std::string* out)
   // What came from outside (an HTTP path, an error text, a peer, tags) may
   // not be UTF-8, which would make the whole batch unparseable: mended in
   // the slot, which is done with.
+  // (One look at each when all is ASCII, as nearly always.)
   for (std::string* s : {&r.trace_id, &r.span_id, &r.parent_span_id, &r.name, &r.peer, &r.error, &r.tag_value,
                          &r.http_method, &r.http_path, &r.http_route})
-    utf8::make_valid(s);
+    if (!utf8::ascii(*s)) utf8::make_valid(s);
   std::string& o = *out;
   pb::string(o, 1, r.trace_id);
   pb::string(o, 2, r.span_id);
