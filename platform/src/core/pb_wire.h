@@ -14,8 +14,27 @@ namespace tern::detail::pb {
 constexpr uint32_t kVarint = 0, kFixed64 = 1, kBytes = 2, kStartGroup = 3, kEndGroup = 4, kFixed32 = 5;
 
 // ---- writing
+//
+// Into any Out with push_back(char) and append(const char*, size_t): a
+// std::string, a Cursor writing into room made beforehand, or a Counter
+// that only adds up how many bytes the same calls would write.
 
-inline void varint(std::string& out, uint64_t v) {
+struct Counter {
+  size_t n = 0;
+  void push_back(char) { ++n; }
+  void append(const char*, size_t k) { n += k; }
+};
+struct Cursor {
+  char* p;
+  void push_back(char c) { *p++ = c; }
+  void append(const char* d, size_t k) {
+    if (k != 0) std::memcpy(p, d, k);
+    p += k;
+  }
+};
+
+template <class Out>
+inline void varint(Out& out, uint64_t v) {
   if (v < 0x80) {   // most keys and lengths
     out.push_back(static_cast<char>(v));
     return;
@@ -26,17 +45,21 @@ inline void varint(std::string& out, uint64_t v) {
   buf[n++] = static_cast<char>(v);
   out.append(buf, n);
 }
-inline void key(std::string& out, uint32_t field, uint32_t type) { varint(out, uint64_t{field} << 3 | type); }
-inline void bytes(std::string& out, uint32_t field, std::string_view s) {
+template <class Out>
+inline void key(Out& out, uint32_t field, uint32_t type) { varint(out, uint64_t{field} << 3 | type); }
+template <class Out>
+inline void bytes(Out& out, uint32_t field, std::string_view s) {
   key(out, field, kBytes);
   varint(out, s.size());
-  out.append(s);
+  out.append(s.data(), s.size());
 }
 // proto3: an empty string or a zero is not written at all.
-inline void string(std::string& out, uint32_t field, std::string_view s) {
+template <class Out>
+inline void string(Out& out, uint32_t field, std::string_view s) {
   if (!s.empty()) bytes(out, field, s);
 }
-inline void number(std::string& out, uint32_t field, uint64_t v) {
+template <class Out>
+inline void number(Out& out, uint32_t field, uint64_t v) {
   if (v == 0) return;
   key(out, field, kVarint);
   varint(out, v);
@@ -47,7 +70,8 @@ inline size_t varint_size(uint64_t v) {
   return n;
 }
 // A map<string, string> entry: a message of key (1) and value (2).
-inline void map_entry(std::string& out, uint32_t field, std::string_view k, std::string_view v) {
+template <class Out>
+inline void map_entry(Out& out, uint32_t field, std::string_view k, std::string_view v) {
   key(out, field, kBytes);
   varint(out, 1 + varint_size(k.size()) + k.size() + 1 + varint_size(v.size()) + v.size());
   bytes(out, 1, k);

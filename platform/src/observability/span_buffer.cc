@@ -152,7 +152,7 @@ void SpanBuffer::to_proto(const SpanRecord& r, int64_t unix_offset_us, v1::Span*
   for (auto& [k, v] : tags) utf8::make_valid(&v);
 }
 
-void SpanBuffer::encode(SpanRecord& r, int64_t unix_offset_us, std::string* out) const {
+void SpanBuffer::mend(SpanRecord& r) {
   // What came from outside (an HTTP path, an error text, a peer, tags) may
   // not be UTF-8, which would make the whole batch unparseable: mended in
   // the slot, which is done with.
@@ -160,7 +160,10 @@ void SpanBuffer::encode(SpanRecord& r, int64_t unix_offset_us, std::string* out)
   for (std::string* s : {&r.trace_id, &r.span_id, &r.parent_span_id, &r.name, &r.peer, &r.error, &r.tag_value,
                          &r.http_method, &r.http_path, &r.http_route})
     if (!utf8::ascii(*s)) utf8::make_valid(s);
-  std::string& o = *out;
+}
+
+template <class Out>
+void SpanBuffer::encode(const SpanRecord& r, int64_t unix_offset_us, Out& o) const {
   pb::string(o, 1, r.trace_id);
   pb::string(o, 2, r.span_id);
   pb::string(o, 3, r.parent_span_id);
@@ -192,13 +195,21 @@ std::string SpanBuffer::take_batch(steady_clock::time_point now, size_t* count) 
   *count = used_;
   if (used_ == 0) return {};
   const int64_t offset = unix_minus_steady_us();
-  // tern.v1.SpanBatch: each span (field 1) encoded in `span_`, then framed.
+  // tern.v1.SpanBatch: each span (field 1) measured, then written in place
+  // behind its key and length.
   batch_.clear();
   for (size_t i = 0; i < used_; ++i) {
-    span_.clear();
-    encode(slots_[i], offset, &span_);
-    pb::bytes(batch_, 1, span_);
-    release_large(slots_[i]);
+    SpanRecord& r = slots_[i];
+    mend(r);
+    pb::Counter size;
+    encode(r, offset, size);
+    const size_t at = batch_.size();
+    batch_.resize(at + 1 + pb::varint_size(size.n) + size.n);
+    pb::Cursor w{batch_.data() + at};
+    pb::key(w, 1, pb::kBytes);
+    pb::varint(w, size.n);
+    encode(r, offset, w);
+    release_large(r);
   }
   used_ = 0;
   trim();

@@ -86,16 +86,18 @@ class SpanBuffer {
   static constexpr size_t kKeptBatchBytes = 256 * 1024;   // the encoding buffer kept between batches
   static void release_large(SpanRecord& r);
   void trim();
-  // `r` as the bytes of a tern.v1.Span, appended to *out (mends r's
-  // strings to valid UTF-8 first).
-  void encode(SpanRecord& r, int64_t unix_offset_us, std::string* out) const;
+  // `r`'s strings mended to valid UTF-8, then `r` as the bytes of a
+  // tern.v1.Span written to `out` (a pb::Counter or pb::Cursor).
+  static void mend(SpanRecord& r);
+  template <class Out>
+  void encode(const SpanRecord& r, int64_t unix_offset_us, Out& out) const;
 
   const std::string service_;
   const bool tracing_;
   const SamplingOptions sampling_;
   std::vector<SpanRecord> slots_;  // [0, used_) wait; the rest are spare buffers
   size_t used_ = 0;
-  std::string batch_, span_;   // take_batch's buffers, reused
+  std::string batch_;   // take_batch's buffer, reused
   uint64_t dropped_ = 0;   // since the last batch, reported in it
   std::chrono::steady_clock::time_point last_flush_{};
 };
