@@ -412,3 +412,15 @@ TEST_CASE("a Message reset for reuse keeps its buffers and none of its contents,
   CHECK(b.body.capacity() == body_capacity);
   CHECK(b.correlation_id.capacity() == id_capacity);
 }
+
+TEST_CASE("a content header's further flag words are read past, as rabbitmq-c reads them") {
+  // class 60, weight 0, body size 5, flags: correlation id + "more flags",
+  // one more flag word (empty), then the correlation id.
+  const std::string payload = std::string("\x00\x3c\x00\x00", 4) + std::string(7, '\0') + "\x05" +
+                              std::string("\x04\x01\x00\x00", 4) + "\x02id";
+  codec::ContentHeader h;
+  REQUIRE(codec::read_content_header(payload, &h));
+  CHECK(h.body_size == 5);
+  CHECK(h.correlation_id == "id");
+  CHECK(!codec::read_content_header(payload.substr(0, 16), &h));   // the second word cut short
+}

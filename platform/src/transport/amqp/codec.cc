@@ -6,6 +6,19 @@
 #include <algorithm>
 #include <cstring>
 
+namespace tern::detail {
+
+// Header values are cut here, as they are encoded (declared with AmqpConnection).
+std::string_view AmqpConnection::truncated(std::string_view v, size_t max) {
+  if (v.size() <= max) return v;
+  size_t cut = max;
+  // Not inside a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
+  return v.substr(0, cut);
+}
+
+}  // namespace tern::detail
+
 namespace tern::detail::amqp_codec {
 namespace {
 
@@ -242,7 +255,10 @@ bool read_content_header(std::string_view payload, ContentHeader* h) {
   r.number(2);   // weight
   h->body_size = r.number(8);
   h->flags = static_cast<uint16_t>(r.number(2));
-  if (!r.ok() || (h->flags & 1) != 0) return false;   // no more flag words in the basic class
+  // Bit 0 says another flag word follows: the basic class has none of use
+  // in it, but it is read past, as rabbitmq-c does.
+  for (uint64_t more = h->flags; r.ok() && (more & 1) != 0;) more = r.number(2);
+  if (!r.ok()) return false;
   const uint16_t f = h->flags;
   if (f & AMQP_BASIC_CONTENT_TYPE_FLAG) r.short_string();
   if (f & AMQP_BASIC_CONTENT_ENCODING_FLAG) r.short_string();

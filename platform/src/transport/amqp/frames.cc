@@ -57,14 +57,6 @@ uint64_t AmqpConnection::publish(const Publish& p) {
   return p.channel == kEventChannel ? next_event_tag_++ : 1;
 }
 
-std::string_view AmqpConnection::truncated(std::string_view v, size_t max) {
-  if (v.size() <= max) return v;
-  size_t cut = max;
-  // Not inside a UTF-8 sequence: back up over continuation bytes.
-  while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
-  return v.substr(0, cut);
-}
-
 bool AmqpConnection::ack(uint64_t delivery_tag) {
   if (failed_) return false;
   if (sent_ == out_.size()) output_since_ = std::chrono::steady_clock::now();
