@@ -158,6 +158,7 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms);
 namespace detail {
 // A fast per-thread pseudo-random number (not cryptographic).
 uint64_t next_random_u64();
+struct CurrentSlot;   // a fiber's current context (core/context.cc)
 // Makes `ctx` the calling fiber's Context::current() until destroyed.
 class ScopedCurrent {
  public:
@@ -167,8 +168,8 @@ class ScopedCurrent {
   ScopedCurrent& operator=(const ScopedCurrent&) = delete;
 
  private:
-  const Context* previous_;
-  bool fiber_ = false;
+  CurrentSlot* slot_ = nullptr;   // null off a runtime's fibers
+  const Context* previous_ = nullptr;
 };
 }  // namespace detail
 

@@ -218,7 +218,7 @@ Context::Clock::time_point from_unix_ms(int64_t unix_ms) {
 }  // namespace tern
 
 namespace tern {
-namespace {
+namespace detail {
 
 // Each fiber's current context, kept in the fiber's own properties slot
 // (Boost.Fiber's per-fiber pointer for scheduler data, which tern's
@@ -231,6 +231,7 @@ struct CurrentSlot final : boost::fibers::fiber_properties {
   const Context* ctx = nullptr;
 };
 
+namespace {
 CurrentSlot* current_slot(bool make) {
   boost::fibers::context* fiber = boost::fibers::context::active();
   auto* slot = static_cast<CurrentSlot*>(fiber->get_properties());
@@ -240,28 +241,25 @@ CurrentSlot* current_slot(bool make) {
   }
   return slot;
 }
-
 }  // namespace
 
-const Context* Context::current() {
-  if (detail::thread_transport() == nullptr) return nullptr;
-  const CurrentSlot* slot = current_slot(false);
-  return slot == nullptr ? nullptr : slot->ctx;
-}
-
-namespace detail {
-
-ScopedCurrent::ScopedCurrent(const Context* ctx) : previous_(nullptr) {
+ScopedCurrent::ScopedCurrent(const Context* ctx) {
   if (thread_transport() == nullptr) return;
-  fiber_ = true;
-  CurrentSlot* slot = current_slot(true);
-  previous_ = slot->ctx;
-  slot->ctx = ctx;
+  slot_ = current_slot(true);
+  previous_ = slot_->ctx;
+  slot_->ctx = ctx;
 }
 
 ScopedCurrent::~ScopedCurrent() {
-  if (fiber_) current_slot(true)->ctx = previous_;
+  if (slot_ != nullptr) slot_->ctx = previous_;
 }
 
 }  // namespace detail
+
+const Context* Context::current() {
+  if (detail::thread_transport() == nullptr) return nullptr;
+  const detail::CurrentSlot* slot = detail::current_slot(false);
+  return slot == nullptr ? nullptr : slot->ctx;
+}
+
 }  // namespace tern

@@ -85,9 +85,9 @@ void append_basic_method(std::string* out, uint16_t channel, uint16_t method, ui
 
 }  // namespace
 
-const char* append_publish(std::string* out, const AmqpConnection::Publish& p, std::string_view user,
+Refusal append_publish(std::string* out, const AmqpConnection::Publish& p, std::string_view user,
                            size_t frame_max) {
-  if (p.routing_key.size() > 255 || p.exchange.size() > 255) return "routing key or exchange";
+  if (p.routing_key.size() > 255 || p.exchange.size() > 255) return Refusal::kName;
   // Everything measured before anything is appended: a message that cannot
   // be encoded is refused alone.
   const ShortProperty after_mode[] = {{AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id},
@@ -100,7 +100,7 @@ const char* append_publish(std::string* out, const AmqpConnection::Publish& p, s
   size_t props = 1 + kContentType.size() + 1;  // content type, delivery mode
   for (const ShortProperty& s : after_mode) {
     if (s.value.empty()) continue;
-    if (s.value.size() > 255) return "property";
+    if (s.value.size() > 255) return Refusal::kProperty;
     flags |= s.flag;
     props += 1 + s.value.size();
   }
@@ -109,7 +109,7 @@ const char* append_publish(std::string* out, const AmqpConnection::Publish& p, s
   if (has_headers) {
     flags |= AMQP_BASIC_HEADERS_FLAG;
     for (const auto& [k, v] : *p.headers) {
-      if (k.size() > 255) return "property";
+      if (k.size() > 255) return Refusal::kProperty;
       // A header is a note about the message (an error, a URL): cut to
       // fit, never a reason to refuse it.
       table += 1 + k.size() + 1 + 4 + AmqpConnection::truncated(v, AmqpConnection::kMaxHeaderValueBytes).size();
@@ -117,7 +117,7 @@ const char* append_publish(std::string* out, const AmqpConnection::Publish& p, s
     props += 4 + table;
   }
   const size_t header_payload = 2 + 2 + 8 + 2 + props;
-  if (header_payload + kFrameOverhead > frame_max) return "property";
+  if (header_payload + kFrameOverhead > frame_max) return Refusal::kProperty;
 
   const size_t chunk = frame_max - kFrameOverhead;
   const size_t body_frames = (p.body.size() + chunk - 1) / chunk;
@@ -160,7 +160,7 @@ const char* append_publish(std::string* out, const AmqpConnection::Publish& p, s
     w.bytes(part);
     w.frame_end();
   }
-  return nullptr;
+  return Refusal::kNone;
 }
 
 void append_ack(std::string* out, uint16_t channel, uint64_t delivery_tag) {
@@ -217,6 +217,11 @@ void skip_value(Reader& r, char kind) {
 }
 
 }  // namespace
+
+size_t frame_bytes(std::string_view head) {
+  Reader r(head.substr(3, 4));
+  return kFrameOverhead + r.number(4);
+}
 
 long split_frame(std::string_view in, size_t frame_max, FrameView* f) {
   if (in.size() < kFrameHeader) return 0;

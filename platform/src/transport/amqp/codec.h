@@ -24,10 +24,14 @@ constexpr size_t kFrameOverhead = kFrameHeader + 1;
 
 // Appends a basic.publish of `p` on p.channel as method, header and body
 // frames (bodies cut to fit frame_max). `user` becomes user_id when not
-// empty. Returns null, or why the message cannot be encoded (a routing key
-// or property over 255 bytes, headers over one frame), with nothing
+// empty. Returns kNone, or why the message cannot be encoded, with nothing
 // appended.
-const char* append_publish(std::string* out, const AmqpConnection::Publish& p, std::string_view user,
+enum class Refusal {
+  kNone,
+  kName,       // a routing key or exchange over 255 bytes
+  kProperty,   // a property over 255 bytes, or headers over one frame
+};
+Refusal append_publish(std::string* out, const AmqpConnection::Publish& p, std::string_view user,
                            size_t frame_max);
 // Appends basic.ack (multiple off) or, requeue, basic.reject with requeue.
 void append_ack(std::string* out, uint16_t channel, uint64_t delivery_tag);
@@ -39,6 +43,8 @@ struct FrameView {
   uint16_t channel = 0;
   std::string_view payload;
 };
+// The whole size of the frame whose 7-byte header `head` starts with.
+size_t frame_bytes(std::string_view head);
 // Splits the frame at the front of `in` off: the bytes it takes, 0 if `in`
 // does not hold all of it yet, -1 if it is malformed (a payload over
 // frame_max, an end byte other than 0xCE).

@@ -43,8 +43,8 @@ uint64_t AmqpConnection::publish(const Publish& p) {
   // Who publishes: the broker refuses a user_id that is not the login's
   // (PRECONDITION_FAILED), so consumers can trust it.
   const bool idle = sent_ == out_.size();
-  if (const char* what = amqp_codec::append_publish(&out_, p, user_, frame_max_)) {
-    refused_ = std::string_view(what) == "property"
+  if (const auto why = amqp_codec::append_publish(&out_, p, user_, frame_max_); why != amqp_codec::Refusal::kNone) {
+    refused_ = why == amqp_codec::Refusal::kProperty
                    ? "cannot encode the message's properties (a property over 255 bytes, or headers over the frame size)"
                    : fmt::format("cannot encode the publish (routing key of {} bytes, exchange of {}; 255 at most)",
                                  p.routing_key.size(), p.exchange.size());
@@ -126,18 +126,12 @@ bool AmqpConnection::flush() {
 bool AmqpConnection::decode(const char* data, size_t len, Sink& sink) {
   std::string_view in(data, len);
   amqp_codec::FrameView f;
-  // A frame the last read ended inside is completed first, from a copy.
+  // A frame the last read ended inside is completed first, from a copy:
+  // its header, then the rest (split_frame refuses a size over frame_max).
   while (!partial_.empty() && !in.empty() && !failed_) {
-    const size_t have = partial_.size();
-    size_t want = amqp_codec::kFrameHeader;
-    if (have >= amqp_codec::kFrameHeader) {
-      if (amqp_codec::split_frame(partial_, frame_max_, &f) < 0) return fail("cannot decode a frame: malformed");
-      want = amqp_codec::kFrameOverhead + (uint32_t{static_cast<unsigned char>(partial_[3])} << 24 |
-                                           uint32_t{static_cast<unsigned char>(partial_[4])} << 16 |
-                                           uint32_t{static_cast<unsigned char>(partial_[5])} << 8 |
-                                           uint32_t{static_cast<unsigned char>(partial_[6])});
-    }
-    const size_t take = std::min(want - have, in.size());
+    const size_t want =
+        partial_.size() < amqp_codec::kFrameHeader ? amqp_codec::kFrameHeader : amqp_codec::frame_bytes(partial_);
+    const size_t take = std::min(want - partial_.size(), in.size());
     partial_.append(in.substr(0, take));
     in.remove_prefix(take);
     const long used = amqp_codec::split_frame(partial_, frame_max_, &f);
