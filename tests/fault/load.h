@@ -52,7 +52,8 @@ struct Load {
   uint32_t sleep_ms = 0;
   size_t pad_bytes = 0;  // each request this much larger
   std::chrono::milliseconds timeout{4000};
-  // Runs on a thread of its own once a third of the calls have been sent.
+  // Runs on a thread of its own once a third of the calls have been sent;
+  // the load goes on (past `calls` if need be) until it has returned.
   std::function<void()> fault;
 };
 
@@ -62,7 +63,7 @@ struct Calls {
 };
 
 // Runs the load on `client`; returns once every call has ended and the
-// fault has returned.
+// fault has returned (calls go on being made until then).
 Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load);
 
 // Keys of a load's calls start with tag + one of these.
