@@ -93,7 +93,9 @@ void Attempts::set_late_break(bool on) {
 Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load) {
   static std::atomic<int> loads{0};
   Calls out;
-  out.tag = "L" + std::to_string(++loads) + "-";
+  // Unique across runs too: requests a run left queued on the same broker
+  // must not count as this run's calls.
+  out.tag = "L" + std::to_string(++loads) + "." + tern::new_span_id() + "-";
   std::atomic<int> issued{0};
   // The load lasts until the fault has returned, however long its commands
   // take on a slow machine (rabbitmqctl alone takes seconds there): a load
