@@ -318,8 +318,10 @@ void AmqpConnection::close() {
     append_method(0, AMQP_CONNECTION_CLOSE_METHOD, &m);
     await(0, AMQP_CONNECTION_CLOSE_OK_METHOD, Clock::now() + kCloseTimeout, "closing");
     socket_->shutdown();
-  } catch (const AmqpError&) {
-    // Gone or silent: the socket closes all the same.
+  } catch (const AmqpError& e) {
+    // Gone or silent: the socket closes all the same. Acks the broker had
+    // not read by then may be lost with it (it redelivers those).
+    log::warn("closing the broker connection without its close-ok: {}", e.what());
   }
   fail("connection closed");
 }
