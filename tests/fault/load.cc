@@ -58,7 +58,9 @@ tern::ClientFilter Attempts::filter() {
       std::lock_guard<std::mutex> lock(mu_);
       if (!r.ok() && r.error().local.link_failed) {
         ++link_failures_;
-        if (link_failed_.size() < 10000) link_failed_.emplace_back(Clock::now(), r.error().message);
+        // The newest 10,000: a scenario asks about failures since its fault.
+        if (link_failed_.size() >= 10000) link_failed_.pop_front();
+        link_failed_.emplace_back(Clock::now(), r.error().message);
       }
       if (r.ok() || !not_processed(r.error())) maybe_processed_.insert(key);
       slow = late_break_ && call.attempt == 1 && ++first_attempts_ % 5 == 0;
@@ -144,7 +146,7 @@ Calls run_load(tern::Client& client, const Attempts& attempts, const Load& load)
           out.outcomes.push_back(std::move(o));
           // Past the load's own calls, a link that is down must not turn
           // the fibers into a loop of calls failing fast.
-          if (failed && n > load.calls) boost::this_fiber::sleep_for(10ms);
+          if (failed && n > load.calls) boost::this_fiber::sleep_for(50ms);
         }
       });
     }

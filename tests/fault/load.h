@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -40,7 +41,7 @@ class Attempts {
   mutable std::mutex mu_;
   std::set<std::string> maybe_processed_;
   int link_failures_ = 0;
-  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> link_failed_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> link_failed_;
   bool late_break_ = false;
   uint64_t first_attempts_ = 0;
 };
