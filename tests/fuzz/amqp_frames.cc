@@ -74,6 +74,14 @@ void content_header(std::string_view payload, amqp_pool_t* pool) {
   // the properties after it; the hand reader refuses such a table. Without
   // headers the two must agree.
   if (!read && has(AMQP_BASIC_HEADERS_FLAG)) return;
+  // It does the same inside a nested table or array, where the hand reader
+  // (which skips a header table by its length) reads on correctly: the
+  // properties after such a table have no reference either.
+  if (has(AMQP_BASIC_HEADERS_FLAG))
+    for (int i = 0; i < p->headers.num_entries; ++i) {
+      const uint8_t kind = p->headers.entries[i].value.kind;
+      if (kind == AMQP_FIELD_KIND_TABLE || kind == AMQP_FIELD_KIND_ARRAY) return;
+    }
   check(read);
   check(h.correlation_id == (has(AMQP_BASIC_CORRELATION_ID_FLAG) ? view(p->correlation_id) : ""));
   check(h.reply_to == (has(AMQP_BASIC_REPLY_TO_FLAG) ? view(p->reply_to) : ""));
