@@ -106,6 +106,7 @@ void ThreadRuntime::give_back(std::unique_ptr<Message> m) {
 
 template <class F>
 void ThreadRuntime::run_handler(F&& fn) {
+  if (!dispatching_.load(std::memory_order_acquire)) return;
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   reactor_.spawn([this, fn = std::forward<F>(fn)]() mutable {
     fn();

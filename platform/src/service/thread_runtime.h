@@ -62,7 +62,13 @@ class ThreadRuntime final : public Transport {
   void post(std::function<void()> fn) { reactor_.post(std::move(fn)); }
   // Cancels the request and event consumers; deliveries already received
   // still run. Returns at once.
-  void stop_consuming() { link_.request_stop_consuming(); }
+  // Deliveries read from here on are not run: left unacked, the close
+  // requeues them (a handler started after the drain's last look would
+  // apply its effect with an ack that never leaves).
+  void stop_consuming() {
+    dispatching_.store(false, std::memory_order_release);
+    link_.request_stop_consuming();
+  }
   // Closes the connections (unacked deliveries go back to their queues),
   // fails waiting calls, lets handler fibers end, joins. Idempotent.
   void shutdown();
@@ -123,6 +129,7 @@ class ThreadRuntime final : public Transport {
   std::promise<void> ended_;   // set as the thread's last act
   std::future<void> ended_future_ = ended_.get_future();
   std::atomic<int> in_flight_{0};
+  std::atomic<bool> dispatching_{true};
   std::vector<std::unique_ptr<Message>> spare_messages_;   // this thread's only
 };
 
