@@ -60,11 +60,10 @@ class ThreadRuntime final : public Transport {
   void start();
   // Runs fn in a new fiber on this thread.
   void post(std::function<void()> fn) { reactor_.post(std::move(fn)); }
-  // Cancels the request and event consumers; deliveries already received
-  // still run. Returns at once.
-  // Deliveries read from here on are not run: left unacked, the close
-  // requeues them (a handler started after the drain's last look would
-  // apply its effect with an ack that never leaves).
+  // Cancels the request and event consumers. Handlers already started run
+  // on; deliveries read from here on are not started: left unacked, the
+  // close requeues them (a handler started after the drain's last look
+  // would apply its effect with an ack that never leaves). Returns at once.
   void stop_consuming() {
     dispatching_.store(false, std::memory_order_release);
     link_.request_stop_consuming();
